@@ -1,0 +1,90 @@
+"""The `dialler` command line: parses arguments and dispatches to `dialler.commands.*`.
+
+Conventions (CONTRACT.md): results on stdout, messages on stderr; exit 0 success, 1 operational
+failure, 2 invalid input or refused request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from .errors import DiallerError
+
+DEFAULT_CONFIG = "/etc/dialler/dialler.yaml"
+
+# command path -> "module:function"; modules are imported lazily so that `dialler lab up`
+# does not pay for asyncpg and friends, and a broken optional part never breaks the rest.
+Handler = Callable[[argparse.Namespace], int]
+
+
+def config_path(args: argparse.Namespace) -> str:
+    """The config file to use: --config, then $DIALLER_CONFIG, then the default path."""
+    explicit: str | None = args.config
+    return explicit or os.environ.get("DIALLER_CONFIG") or DEFAULT_CONFIG
+
+
+def _add(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, target: str,
+         help_text: str) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, help=help_text, description=help_text)
+    parser.set_defaults(target=target)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dialler", description=__doc__)
+    parser.add_argument("--config", metavar="FILE",
+                        help=f"config file (default: $DIALLER_CONFIG, then {DEFAULT_CONFIG})")
+    top = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    cfg = top.add_parser("config", help="configuration file tools").add_subparsers(
+        dest="subcommand", metavar="SUBCOMMAND", required=True)
+    check = _add(cfg, "check", "dialler.commands.config_cmd:check",
+                 "validate a config file; print every problem with its key path")
+    check.add_argument("file", metavar="FILE")
+
+    db = top.add_parser("db", help="database schema").add_subparsers(
+        dest="subcommand", metavar="SUBCOMMAND", required=True)
+    _add(db, "migrate", "dialler.commands.db_cmd:migrate",
+         "apply pending schema migrations (idempotent, safe to run concurrently)")
+
+    lab = top.add_parser("lab", help="the local lab: PostgreSQL, Asterisk 22, SIPp carrier"
+                         ).add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
+    for name, text in (("up", "start the lab (idempotent); prints the lab config path last"),
+                       ("status", "what is up, on which ports, Asterisk version"),
+                       ("down", "stop everything the lab started"),
+                       ("calls", "calls the lab carrier received since `lab up`")):
+        p = _add(lab, name, f"dialler.commands.lab_cmd:{name}", text)
+        p.add_argument("--state-dir", default=None,
+                       help="lab state directory (default /var/lib/dialler-lab)")
+        if name in ("status", "calls"):
+            p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    _add(top, "demo", "dialler.commands.demo_cmd:demo",
+         "bring the lab up and show the dialler at work on it")
+    return parser
+
+
+def _resolve(target: str) -> Handler:
+    module_name, _, func = target.partition(":")
+    handler: Handler = getattr(importlib.import_module(module_name), func)
+    return handler
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `dialler` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return _resolve(args.target)(args)
+    except DiallerError as exc:
+        print(f"dialler: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

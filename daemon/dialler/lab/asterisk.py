@@ -1,0 +1,222 @@
+"""The lab's Asterisk 22: a Debian sid root file system (debootstrap), cached as a tarball,
+run under chroot with the project's own dialplan (agi/) and PJSIP templates (config/asterisk/).
+
+No mounts: the root file system already carries the device nodes Asterisk needs (debootstrap
+creates /dev/null, /dev/urandom, ...), and Asterisk runs without /proc, so `lab down` never has
+anything to unmount.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import LabError
+
+ROOTFS_FORMAT = 1  # bump when the package list changes: a new cache file is built
+PACKAGES = ("asterisk", "asterisk-modules", "asterisk-core-sounds-en-gsm")
+DEFAULT_CACHE = Path("/var/cache/dialler-lab")
+MIRROR = "http://deb.debian.org/debian"
+ETC = "/etc/asterisk-lab"  # inside the root file system: only our configs, not the package's
+
+# Modules the lab needs, loaded explicitly: faster and more predictable than autoload.
+MODULES = (
+    "res_sorcery_config.so", "res_sorcery_memory.so", "res_sorcery_astdb.so",
+    "res_pjproject.so", "res_pjsip.so", "res_pjsip_session.so", "res_pjsip_sdp_rtp.so",
+    "res_pjsip_caller_id.so", "res_pjsip_endpoint_identifier_ip.so",
+    "res_pjsip_outbound_authenticator_digest.so", "res_pjsip_authenticator_digest.so",
+    "res_pjsip_pubsub.so", "res_speech.so", "res_pjsip_rfc3326.so", "res_pjsip_nat.so",
+    "res_pjsip_logger.so", "chan_pjsip.so",
+    "res_rtp_asterisk.so", "res_timing_timerfd.so", "res_agi.so", "res_audiosocket.so",
+    "app_audiosocket.so", "chan_audiosocket.so", "app_echo.so", "app_playback.so",
+    "app_stack.so", "app_userevent.so", "app_dial.so", "func_channel.so",
+    "func_hangupcause.so", "func_callerid.so", "pbx_config.so", "codec_ulaw.so",
+    "codec_alaw.so", "codec_gsm.so", "format_gsm.so", "format_wav.so", "format_pcm.so",
+    "format_sln.so", "bridge_simple.so", "bridge_native_rtp.so", "res_musiconhold.so",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AsteriskPorts:
+    sip: int
+    ami: int
+    rtp_start: int
+    rtp_end: int
+
+
+def cache_tarball(cache_dir: Path = DEFAULT_CACHE) -> Path:
+    return cache_dir / f"asterisk-sid-rootfs-v{ROOTFS_FORMAT}.tar"
+
+
+def build_rootfs_tarball(cache_dir: Path = DEFAULT_CACHE, log: Path | None = None) -> Path:
+    """Build (once) the Debian sid root file system with Asterisk and cache it as a tarball."""
+    tarball = cache_tarball(cache_dir)
+    if tarball.exists():
+        return tarball
+    if shutil.which("debootstrap") is None:
+        raise LabError("debootstrap is not installed (apt-get install debootstrap)")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache_dir, prefix="build-") as tmp:
+        root = Path(tmp) / "root"
+        cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", "sid",
+               str(root), MIRROR]
+        _run(cmd, log)
+        # Docs, man pages and locales are a third of the size and never read in the lab.
+        for sub in ("usr/share/doc", "usr/share/man", "usr/share/locale", "var/cache/apt"):
+            shutil.rmtree(root / sub, ignore_errors=True)
+        partial = tarball.with_suffix(".tar.partial")
+        _run(["tar", "-C", str(root), "-cf", str(partial), "."], log)
+        partial.rename(tarball)  # atomic: a half-written cache is never reused
+    return tarball
+
+
+def extract_rootfs(tarball: Path, root: Path) -> None:
+    """Unpack the cached root file system into the lab's state directory (once)."""
+    if (root / "usr/sbin/asterisk").exists():
+        return
+    partial = root.with_name(root.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    _run(["tar", "-C", str(partial), "-xf", str(tarball)], None)
+    partial.rename(root)
+
+
+def render_configs(root: Path, project: Path, ports: AsteriskPorts, ami_user: str,
+                   ami_secret: str, carrier_host: str, carrier_port: int) -> None:
+    """Write the lab's Asterisk configuration into the root file system's ETC directory."""
+    etc = root / ETC.lstrip("/")
+    etc.mkdir(parents=True, exist_ok=True)
+    shutil.copy(project / "agi/dialler.conf", etc / "dialler.conf")
+    shutil.copy(project / "config/asterisk/pjsip_dialler_templates.conf",
+                etc / "pjsip_dialler_templates.conf")
+    files = {
+        "asterisk.conf": f"""[directories]
+astetcdir => {ETC}
+astmoddir => /usr/lib/x86_64-linux-gnu/asterisk/modules
+astvarlibdir => /var/lib/asterisk
+astdbdir => /var/lib/asterisk
+astkeydir => /var/lib/asterisk
+astdatadir => /usr/share/asterisk
+astagidir => /usr/share/asterisk/agi-bin
+astspooldir => /var/spool/asterisk
+astrundir => /var/run/asterisk
+astlogdir => /var/log/asterisk
+astsbindir => /usr/sbin
+
+[options]
+verbose = 0
+debug = 0
+highpriority = no
+maxfiles = 8192
+hideconnect = yes
+""",
+        "modules.conf": "[modules]\nautoload = no\n"
+                        + "".join(f"load = {m}\n" for m in MODULES),
+        "logger.conf": "[general]\n[logfiles]\nmessages.log => notice,warning,error\n",
+        "manager.conf": f"""[general]
+enabled = yes
+bindaddr = 127.0.0.1
+port = {ports.ami}
+displayconnects = no
+
+[{ami_user}]
+secret = {ami_secret}
+deny = 0.0.0.0/0.0.0.0
+permit = 127.0.0.1/255.255.255.255
+read = call,reporting,user
+write = originate,call,reporting
+eventfilter = Event: (Newchannel|Newstate|Hangup|OriginateResponse|UserEvent|FullyBooted|Shutdown)
+writetimeout = 1000
+""",
+        "rtp.conf": f"[general]\nrtpstart = {ports.rtp_start}\nrtpend = {ports.rtp_end}\n",
+        "pjsip.conf": f"""[global]
+type = global
+user_agent = dialler-lab-asterisk
+
+[transport-udp]
+type = transport
+protocol = udp
+bind = 127.0.0.1:{ports.sip}
+
+#include "pjsip_dialler_templates.conf"
+
+[lab](dialler-endpoint)
+aors = lab
+
+[lab](dialler-aor)
+contact = sip:{carrier_host}:{carrier_port}
+qualify_frequency = 0   ; the lab carrier is a SIPp scenario that only expects INVITEs
+
+[lab-identify]
+type = identify
+endpoint = lab
+match = {carrier_host}
+""",
+        "extensions.conf": """[general]
+static = yes
+writeprotect = yes
+
+#include "dialler.conf"
+
+[dialler-inbound-reject]
+exten => _X.,1,Hangup(21)
+exten => _+X.,1,Hangup(21)
+""",
+        "musiconhold.conf": "[general]\n",
+        "cdr.conf": "[general]\nenable = no\n",
+        # Present but empty, so Asterisk does not log an error for each at start.
+        **{name: "" for name in ("indications.conf", "acl.conf", "udptl.conf", "ccss.conf",
+                                 "features.conf", "cel.conf", "pjproject.conf")},
+    }
+    for name, text in files.items():
+        (etc / name).write_text(text, encoding="utf-8")
+
+
+def start(root: Path, log_file: Path) -> int:
+    """Start Asterisk in the foreground under chroot, detached from us; returns its pid."""
+    cmd = ["chroot", str(root), "/usr/sbin/asterisk", "-f", "-C", f"{ETC}/asterisk.conf",
+           "-U", "asterisk", "-G", "asterisk"]
+    with log_file.open("ab") as out:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                start_new_session=True)
+    return proc.pid
+
+
+def cli(root: Path, command: str, timeout: float = 10.0) -> str:
+    """Run an Asterisk CLI command against the running lab Asterisk (asterisk -rx)."""
+    cmd = ["chroot", str(root), "/usr/sbin/asterisk", "-C", f"{ETC}/asterisk.conf", "-rx",
+           command]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    if proc.returncode != 0:
+        raise LabError(f"asterisk -rx {command!r} failed: {proc.stderr.strip()[-300:]}")
+    return proc.stdout
+
+
+def version(root: Path) -> str:
+    proc = subprocess.run(["chroot", str(root), "/usr/sbin/asterisk", "-V"],
+                          capture_output=True, text=True, check=False)
+    return proc.stdout.strip().removeprefix("Asterisk ").strip()
+
+
+def _run(cmd: list[str], log: Path | None) -> None:
+    if log is None:
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        out = proc.stdout + proc.stderr
+    else:
+        with log.open("a") as fh:
+            proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, text=True,
+                                  check=False)
+        out = log.read_text(errors="replace")
+    if proc.returncode != 0:
+        raise LabError(f"{' '.join(cmd)} failed (exit {proc.returncode}): {out.strip()[-500:]}")
+
+
+def chown_tree(path: Path, uid: int, gid: int) -> None:
+    for dirpath, _dirs, files in os.walk(path):
+        os.chown(dirpath, uid, gid)
+        for name in files:
+            os.chown(os.path.join(dirpath, name), uid, gid)

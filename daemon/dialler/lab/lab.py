@@ -1,0 +1,275 @@
+"""`dialler lab`: PostgreSQL 15, Asterisk 22 and a SIPp carrier on 127.0.0.1, in one directory.
+
+Everything the lab starts is recorded in `state.json` under the state directory, so `up` is
+idempotent (what runs is left alone) and `down` stops exactly what `up` started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import yaml
+
+from ..errors import LabError
+from . import asterisk, sipp
+from .numberplan import CALLER_IDS, CARRIER, DEFAULT_HOLD_SECONDS
+from .postgres import PgCluster
+
+DEFAULT_STATE_DIR = Path("/var/lib/dialler-lab")
+HOST = "127.0.0.1"
+AMI_USER = "dialler"
+DB_NAME = "dialler"
+DB_USER = "dialler"
+
+
+@dataclass(frozen=True, slots=True)
+class LabPorts:
+    postgres: int = 55432
+    sip: int = 55060
+    ami: int = 55038
+    carrier: int = 55070
+    carrier_rtp: int = 56000
+    rtp_start: int = 41000
+    rtp_end: int = 41999
+    agi: int = 54573
+    http: int = 58080
+    metrics: int = 59464
+
+
+def project_root() -> Path:
+    """The source tree (agi/ and config/ live beside daemon/)."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "agi" / "dialler.conf").exists():
+            return parent
+    raise LabError("cannot find the project's agi/ and config/ directories")
+
+
+class Lab:
+    def __init__(self, state_dir: Path | None = None, ports: LabPorts | None = None,
+                 cache_dir: Path = asterisk.DEFAULT_CACHE) -> None:
+        self.dir = (state_dir or DEFAULT_STATE_DIR).resolve()
+        self.ports = ports or LabPorts()
+        self.cache_dir = cache_dir
+        self.pg = PgCluster(self.dir / "postgres", self.ports.postgres, host=HOST)
+        self.root = self.dir / "asterisk-root"
+        self.sipp_dir = self.dir / "carrier"
+        self.config_path = self.dir / "dialler-lab.yaml"
+        self.secret_path = self.dir / "ami-secret"
+
+    # -- state -----------------------------------------------------------------------------
+    @property
+    def _state_file(self) -> Path:
+        return self.dir / "state.json"
+
+    def _state(self) -> dict[str, int]:
+        try:
+            data: dict[str, int] = json.loads(self._state_file.read_text())
+            return data
+        except (OSError, ValueError):
+            return {}
+
+    def _save(self, **pids: int) -> None:
+        state = self._state() | pids
+        self._state_file.write_text(json.dumps(state, indent=2))
+
+    def _alive(self, key: str, binary: str) -> int | None:
+        pid = self._state().get(key)
+        return pid if pid and _pid_runs(pid, binary) else None
+
+    # -- up --------------------------------------------------------------------------------
+    def up(self, progress: bool = True) -> Path:
+        """Start whatever is not running; return the lab config's path."""
+        if os.geteuid() != 0:
+            raise LabError("the lab needs root (debootstrap, chroot, an unprivileged "
+                           "PostgreSQL user)")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.dir, 0o755)
+        self._ensure_secret()
+        self._say(progress, "postgres")
+        self.pg.init()
+        self.pg.start()
+        self.pg.ensure_database(DB_NAME, DB_USER)
+        self._say(progress, "asterisk")
+        self._asterisk_up(progress)
+        self._say(progress, "carrier")
+        self._carrier_up()
+        self._write_config()
+        from ..db.migrate import migrate
+        asyncio.run(migrate(self.pg.dsn(DB_NAME, DB_USER)))
+        return self.config_path
+
+    def _say(self, progress: bool, what: str) -> None:
+        if progress:
+            print(f"lab: {what}…", file=__import__("sys").stderr, flush=True)
+
+    def _ensure_secret(self) -> None:
+        if not self.secret_path.exists():
+            self.secret_path.write_text(secrets.token_urlsafe(24) + "\n")
+            os.chmod(self.secret_path, 0o600)
+
+    def _asterisk_up(self, progress: bool) -> None:
+        if self._alive("asterisk", "asterisk") and _port_open(HOST, self.ports.ami):
+            return
+        tarball = asterisk.cache_tarball(self.cache_dir)
+        if not tarball.exists():
+            self._say(progress, f"building the Asterisk root file system (cached as {tarball})")
+            asterisk.build_rootfs_tarball(self.cache_dir, log=self.dir / "debootstrap.log")
+        asterisk.extract_rootfs(tarball, self.root)
+        secret = self.secret_path.read_text().strip()
+        asterisk.render_configs(self.root, project_root(), asterisk.AsteriskPorts(
+            self.ports.sip, self.ports.ami, self.ports.rtp_start, self.ports.rtp_end),
+            AMI_USER, secret, HOST, self.ports.carrier)
+        pid = asterisk.start(self.root, self.dir / "asterisk.log")
+        self._save(asterisk=pid)
+        if not _wait(lambda: _ami_banner(HOST, self.ports.ami), 30):
+            raise LabError(f"Asterisk did not open AMI on {HOST}:{self.ports.ami}; "
+                           f"see {self.dir / 'asterisk.log'} and "
+                           f"{self.root / 'var/log/asterisk/messages.log'}")
+        # AMI answers before PJSIP is fully loaded: wait for the SIP transport too.
+        if not _wait(lambda: _udp_bound(self.ports.sip), 30):
+            raise LabError(f"Asterisk did not bind SIP on {HOST}:{self.ports.sip}")
+
+    def _carrier_up(self) -> None:
+        if self._alive("carrier", "sipp") and _udp_bound(self.ports.carrier):
+            return
+        self.sipp_dir.mkdir(parents=True, exist_ok=True)
+        scenario = self.sipp_dir / "carrier.xml"
+        scenario.write_text(sipp.render_scenario(DEFAULT_HOLD_SECONDS))
+        self.calls_log.write_text("")  # `lab calls` counts from this start
+        cmd = ["sipp", "-sf", str(scenario), "-i", HOST, "-p", str(self.ports.carrier),
+               "-mi", HOST, "-mp", str(self.ports.carrier_rtp), "-rtp_echo",
+               "-trace_logs", "-log_file", str(self.calls_log),
+               "-trace_err", "-error_file", str(self.sipp_dir / "errors.log"),
+               "-nostdin", "-max_socket", "4096", "-timer_resol", "1"]
+        with (self.sipp_dir / "sipp.out").open("ab") as out:
+            proc = subprocess.Popen(cmd, cwd=self.sipp_dir, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=out,
+                                    start_new_session=True)
+        self._save(carrier=proc.pid)
+        if not _wait(lambda: _udp_bound(self.ports.carrier), 10):
+            raise LabError(f"SIPp did not start; see {self.sipp_dir / 'sipp.out'}")
+
+    @property
+    def calls_log(self) -> Path:
+        return self.sipp_dir / "calls.log"
+
+    def _write_config(self) -> None:
+        p = self.ports
+        config = {
+            "database": {"dsn": self.pg.dsn(DB_NAME, DB_USER)},
+            "asterisk": [{
+                "name": "lab",
+                "ami": {"host": HOST, "port": p.ami, "username": AMI_USER,
+                        "secret_file": str(self.secret_path), "ping_interval": "2s",
+                        "ping_timeout": "2s", "reconnect_delay": "1s",
+                        "connect_timeout": "5s"},
+                "originate_context": "dialler-outbound",
+            }],
+            "carriers": [{"name": CARRIER, "endpoint": CARRIER, "max_channels": 500,
+                          "calls_per_second": 100}],
+            "numbers": [{"number": n, "carrier": CARRIER, "enabled": True}
+                        for n in CALLER_IDS],
+            "listeners": {"agi": {"host": HOST, "port": p.agi},
+                          "http": {"host": HOST, "port": p.http},
+                          "metrics": {"host": HOST, "port": p.metrics}},
+            "contacts": {"default_region": "GB"},
+        }
+        header = "# Written by `dialler lab up`: the config of the local lab.\n"
+        text = header + yaml.safe_dump(config, sort_keys=False)
+        if not self.config_path.exists() or self.config_path.read_text() != text:
+            self.config_path.write_text(text)
+
+    # -- status / calls / down -------------------------------------------------------------
+    def status(self) -> dict[str, object]:
+        p = self.ports
+        ast_up = bool(self._alive("asterisk", "asterisk")) and _port_open(HOST, p.ami)
+        return {
+            "state_dir": str(self.dir),
+            "config": str(self.config_path) if self.config_path.exists() else None,
+            "postgres": {"up": self.pg.is_running(), "host": HOST, "port": p.postgres},
+            "asterisk": {"up": ast_up, "host": HOST, "sip_port": p.sip, "ami_port": p.ami,
+                         "version": asterisk.version(self.root) if self.root.exists()
+                         else None},
+            "carrier": {"up": bool(self._alive("carrier", "sipp")), "host": HOST,
+                        "port": p.carrier, "rtp_port": p.carrier_rtp},
+        }
+
+    def calls(self) -> sipp.CallCount:
+        return sipp.count_calls(self.calls_log)
+
+    def down(self) -> None:
+        for key, binary in (("carrier", "sipp"), ("asterisk", "asterisk")):
+            pid = self._alive(key, binary)
+            if pid:
+                _terminate(pid)
+        self.pg.stop()
+        self._state_file.unlink(missing_ok=True)
+
+
+def _pid_runs(pid: int, binary: str) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    if stat.rsplit(")", 1)[-1].split()[0] == "Z":
+        return False
+    return binary.encode() in cmdline
+
+
+def _terminate(pid: int, timeout: float = 10.0) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    if not _wait(lambda: not Path(f"/proc/{pid}").exists() or not _pid_runs(pid, ""), timeout):
+        os.kill(pid, signal.SIGKILL)
+        _wait(lambda: not _pid_runs(pid, ""), 5)
+
+
+def _wait(check: object, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(check) and check():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _ami_banner(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2) as sock:
+            return sock.recv(64).startswith(b"Asterisk Call Manager")
+    except OSError:
+        return False
+
+
+def _udp_bound(port: int) -> bool:
+    """Is something bound to this UDP port on 127.0.0.1? (/proc/net/udp, hex ports)"""
+    needle = f":{port:04X} "
+    try:
+        lines = Path("/proc/net/udp").read_text().splitlines()[1:]
+    except OSError:
+        return False
+    return any(line.split()[1].endswith(needle.strip()) for line in lines if len(line.split()) > 1)
+
+
+__all__ = ["DEFAULT_STATE_DIR", "Lab", "LabPorts", "asdict"]
