@@ -219,12 +219,18 @@ class CallTracker:
         re-dials them blindly (at-most-once).
         """
         try:
-            alive = await self.ami.live_channel_ids()
+            alive = await self.ami.live_channels()
         except Exception:
             log.warning("reconcile after reconnect failed; will retry on the next reconnect")
             return
+        now = self.clock()
         for attempt_id, call in list(self.calls.items()):
-            if attempt_id in alive or call.result.done():
+            if call.result.done():
+                continue
+            if attempt_id in alive:
+                # Catch up on what the outage hid (answered meanwhile: the answer time is when
+                # we learnt it, the best bound we have).
+                self._on_newstate(call, alive[attempt_id], now)
                 continue
             if call.ended_at is not None:
                 self._try_finish(call, grace_over=True)

@@ -181,15 +181,15 @@ class AmiClient:
         if str(response.get("Response", "")).lower() != "success":
             raise AmiActionFailed(f"Originate refused: {response.get('Message', '')}")
 
-    async def live_channel_ids(self) -> set[str]:
-        """Uniqueids of every channel Asterisk has now (CoreShowChannels)."""
+    async def live_channels(self) -> dict[str, str]:
+        """Every channel Asterisk has now: Uniqueid → ChannelState (CoreShowChannels)."""
         replies = await self.send({"Action": "CoreShowChannels"}, timeout=30.0, as_list=True)
-        ids: set[str] = set()
+        channels: dict[str, str] = {}
         for message in replies if isinstance(replies, list) else [replies]:
             flat = _flatten(message)
             if flat.get("Event") == "CoreShowChannel" and flat.get("Uniqueid"):
-                ids.add(flat["Uniqueid"])
-        return ids
+                channels[flat["Uniqueid"]] = flat.get("ChannelState", "")
+        return channels
 
     # -- panoramisk callbacks -------------------------------------------------------------
     def _on_connect(self, _manager: Manager) -> None:
