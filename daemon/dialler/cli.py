@@ -63,6 +63,72 @@ def build_parser() -> argparse.ArgumentParser:
         if name in ("status", "calls"):
             p.add_argument("--json", action="store_true", help="machine-readable output")
 
+    _add(top, "run", "dialler.commands.run_cmd:run",
+         "run the daemon: dial running campaigns until stopped")
+
+    bot = top.add_parser("bot", help="bots").add_subparsers(
+        dest="subcommand", metavar="SUBCOMMAND", required=True)
+    _add(bot, "create", "dialler.commands.bot_cmd:create", "create a bot from a YAML/JSON file"
+         ).add_argument("file", metavar="FILE")
+    _add(bot, "list", "dialler.commands.bot_cmd:list_bots", "list bots")
+
+    camp = top.add_parser("campaign", help="campaigns").add_subparsers(
+        dest="subcommand", metavar="SUBCOMMAND", required=True)
+    _add(camp, "create", "dialler.commands.campaign_cmd:create",
+         "store a draft campaign from a YAML/JSON file; prints its id").add_argument(
+        "file", metavar="FILE")
+    edit = _add(camp, "edit", "dialler.commands.campaign_cmd:edit",
+                "replace a draft or paused campaign's settings from a file")
+    edit.add_argument("campaign", metavar="ID")
+    edit.add_argument("file", metavar="FILE")
+    _add(camp, "list", "dialler.commands.campaign_cmd:list_campaigns", "list campaigns")
+    show = _add(camp, "show", "dialler.commands.show_cmd:show",
+                "live activity and stats of a campaign")
+    show.add_argument("campaign", metavar="ID")
+    show.add_argument("--json", action="store_true", help="machine-readable output")
+    for name, text in (("start", "validate and start a draft campaign"),
+                       ("pause", "stop new dials; live calls finish"),
+                       ("resume", "resume a paused campaign"),
+                       ("cancel", "no new dials; waiting contacts cancelled")):
+        _add(camp, name, f"dialler.commands.campaign_cmd:{name}", text).add_argument(
+            "campaign", metavar="ID")
+
+    num = top.add_parser("number", help="caller IDs of the pool").add_subparsers(
+        dest="subcommand", metavar="SUBCOMMAND", required=True)
+    for name, text in (("disable", "take a caller ID out of rotation"),
+                       ("enable", "put a caller ID back into rotation")):
+        _add(num, name, f"dialler.commands.number_cmd:{name}", text).add_argument(
+            "number", metavar="NUMBER")
+
+    con = top.add_parser("contacts", help="contacts of a campaign").add_subparsers(
+        dest="subcommand", metavar="SUBCOMMAND", required=True)
+    imp = _add(con, "import", "dialler.commands.contacts_cmd:import_csv",
+               "import a contacts CSV (valid rows land atomically; bad rows to --errors)")
+    imp.add_argument("campaign", metavar="ID")
+    imp.add_argument("file", metavar="FILE")
+    imp.add_argument("--errors", metavar="FILE", help="rejected rows (default FILE.errors.csv)")
+    add = _add(con, "add", "dialler.commands.contacts_cmd:add", "add one contact")
+    add.add_argument("campaign", metavar="ID")
+    add.add_argument("--phone", required=True, metavar="N")
+    add.add_argument("--var", action="append", default=[], metavar="K=V",
+                     help="a variable (repeatable)")
+    cancel = _add(con, "cancel", "dialler.commands.contacts_cmd:cancel",
+                  "cancel a contact's remaining dials")
+    cancel.add_argument("campaign", metavar="ID")
+    cancel.add_argument("--phone", required=True, metavar="N")
+
+    calls = _add(top, "calls", "dialler.commands.show_cmd:calls",
+                 "contacts of a campaign with state and attempts/max")
+    calls.add_argument("campaign", metavar="ID")
+    calls.add_argument("--json", action="store_true", help="machine-readable output")
+
+    rep = top.add_parser("report", help="reports").add_subparsers(
+        dest="subcommand", metavar="SUBCOMMAND", required=True)
+    att = _add(rep, "attempts", "dialler.commands.report_cmd:attempts",
+               "attempt report (CSV) of a campaign")
+    att.add_argument("campaign", metavar="ID")
+    att.add_argument("-o", "--output", metavar="FILE", help="write here (default stdout)")
+
     _add(top, "demo", "dialler.commands.demo_cmd:demo",
          "bring the lab up and show the dialler at work on it")
     return parser
@@ -84,6 +150,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`dialler report attempts ID | head`): not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

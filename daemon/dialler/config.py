@@ -109,6 +109,10 @@ class ContactsConfig:
 class SchedulerConfig:
     stall_after: float
     poll_interval: float
+    max_call_length: float      # a connected call older than this is reconciled with Asterisk
+    dial_margin: float          # a dialling attempt is stale after ring_timeout + this
+    result_timeout: float       # a call that ended waits this long for its bot result
+    heartbeat_interval: float   # daemon heartbeat; a daemon silent for 3x this is dead
 
 
 @dataclass(frozen=True, slots=True)
@@ -664,9 +668,16 @@ def _contacts(root: _Section) -> ContactsConfig:
 
 
 def _scheduler(root: _Section) -> SchedulerConfig:
-    scheduler = root.section("scheduler", ("stall_after", "poll_interval"))
-    return SchedulerConfig(stall_after=scheduler.positive_duration("stall_after", 120.0),
-                           poll_interval=scheduler.positive_duration("poll_interval", 1.0))
+    scheduler = root.section("scheduler", ("stall_after", "poll_interval", "max_call_length",
+                                           "dial_margin", "result_timeout",
+                                           "heartbeat_interval"))
+    return SchedulerConfig(
+        stall_after=scheduler.positive_duration("stall_after", 120.0),
+        poll_interval=scheduler.positive_duration("poll_interval", 1.0),
+        max_call_length=scheduler.positive_duration("max_call_length", 3600.0),
+        dial_margin=scheduler.positive_duration("dial_margin", 30.0),
+        result_timeout=scheduler.positive_duration("result_timeout", 60.0),
+        heartbeat_interval=scheduler.positive_duration("heartbeat_interval", 5.0))
 
 
 def _logging(root: _Section) -> LoggingConfig:

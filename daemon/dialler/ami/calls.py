@@ -70,9 +70,11 @@ class TrackedCall:
 class CallTracker:
     """Places calls through one Asterisk and resolves each to a `DialResult`."""
 
-    def __init__(self, ami: AmiClient, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, ami: AmiClient, clock: Callable[[], float] = time.time,
+                 on_stage: Callable[[TrackedCall, str], None] | None = None) -> None:
         self.ami = ami
         self.clock = clock
+        self.on_stage = on_stage
         self.calls: dict[str, TrackedCall] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         ami.add_listener(self.on_event)
@@ -147,10 +149,25 @@ class CallTracker:
         call.placed = True
         if state == "5" and call.ringing_at is None:
             call.ringing_at = now
-            call.stage("ringing", now)
+            self._stage(call, "ringing", now)
         elif state == "6" and call.answered_at is None:
             call.answered_at = now
-            call.stage("answered", now)
+            self._stage(call, "answered", now)
+
+    def _stage(self, call: TrackedCall, name: str, now: float) -> None:
+        call.stage(name, now)
+        if self.on_stage is not None:
+            self.on_stage(call, name)
+
+    def adopt(self, attempt_id: str, ring_timeout: float, sent_at: float,
+              channel_state: str) -> TrackedCall:
+        """Follow a live call placed by someone else (a crashed daemon) from now on."""
+        call = TrackedCall(attempt_id, ring_timeout, sent_at,
+                           asyncio.get_running_loop().create_future(), placed=True)
+        call.stage("adopted", self.clock())
+        self.calls[attempt_id] = call
+        self._on_newstate(call, channel_state, self.clock())
+        return call
 
     def _on_hangup(self, call: TrackedCall, event: AmiEvent, now: float) -> None:
         call.placed = True

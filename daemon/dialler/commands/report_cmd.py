@@ -1,0 +1,32 @@
+"""`dialler report attempts ID [-o FILE]`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..campaigns.lookup import resolve_campaign
+from ..config import Config
+from ..report import write_report
+from .common import with_db
+
+
+def attempts(args: argparse.Namespace) -> int:
+    path = Path(args.output).resolve() if args.output else None
+
+    async def body(conn: Any, _config: Config) -> int:
+        campaign_id = await resolve_campaign(conn, args.campaign)
+        if path is not None:
+            tmp = path.with_name(path.name + ".partial")
+            with tmp.open("w", encoding="utf-8", newline="") as out:
+                count = await write_report(conn, campaign_id, out)
+            tmp.replace(path)  # a reader never sees half a report
+            print(path)
+        else:
+            count = await write_report(conn, campaign_id, sys.stdout)
+        print(f"report: {count} attempts", file=sys.stderr)
+        return 0
+
+    return with_db(args, body)

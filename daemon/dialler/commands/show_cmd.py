@@ -1,0 +1,70 @@
+"""`dialler campaign show ID [--json]` and `dialler calls ID [--json]`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ..campaigns.lookup import resolve_campaign
+from ..config import Config
+from ..db.queries import load
+from ..stats import campaign_show, rfc3339
+from .common import with_db
+
+_LABELS = {
+    "live": "Live Activity",
+    "idle_waiting_for_retries": "Idle — Waiting for retries",
+    "paused_outside_window": "Paused — Outside time window",
+}
+
+
+def show(args: argparse.Namespace) -> int:
+    async def body(conn: Any, config: Config) -> int:
+        data = await campaign_show(conn, config, await resolve_campaign(conn, args.campaign))
+        if args.json:
+            print(json.dumps(data, indent=2))
+            return 0
+        s = data["stats"]
+        print(f"{data['name']}  ({data['id']})")
+        print(f"state      {data['state']}")
+        print(f"activity   {_LABELS.get(data['activity'], data['activity'])}"
+              + ("   STALLED" if data["stalled"] else ""))
+        capped = f" (capped by {data['capped_by']})" if data["capped_by"] else ""
+        print(f"concurrency {data['effective_concurrency']}{capped}")
+        print(f"pending {s['pending']}  dialing {s['dialing']}  connected {s['connected']}  "
+              f"wrapping {s['wrapping']}")
+        print(f"retry_scheduled {s['retry_scheduled']}  callback_scheduled "
+              f"{s['callback_scheduled']}  retries_left {s['retries_left']}")
+        print(f"done {s['done']}  exhausted {s['exhausted']}  cancelled {s['cancelled']}")
+        print(f"answer rate {s['answer_rate']:.1%}  last dial {s['last_dial_at'] or '-'}")
+        return 0
+
+    return with_db(args, body)
+
+
+def calls(args: argparse.Namespace) -> int:
+    async def body(conn: Any, _config: Config) -> int:
+        campaign_id = await resolve_campaign(conn, args.campaign)
+        max_attempts = await conn.fetchval(
+            "SELECT retry_max_attempts FROM campaigns WHERE id = $1", campaign_id)
+        rows = await conn.fetch(load("stats.sql")["call_list"], campaign_id)
+        items = [{
+            "contact_id": str(r["id"]), "phone_number": r["phone_number"],
+            "state": r["state"], "attempts": f"{r['attempts_used']}/{max_attempts}",
+            "last_outcome": r["outcome"], "last_sip_code": r["sip_code"],
+            "last_disposition": r["disposition"], "next_action": r["next_action"],
+            "next_due_at": rfc3339(r["next_due_at"]),
+        } for r in rows]
+        if args.json:
+            print(json.dumps(items, indent=2))
+            return 0
+        print(f"{'phone_number':16} {'state':19} {'attempts':8} {'last':10} {'sip':>4} "
+              f"{'next':10}")
+        for it in items:
+            print(f"{it['phone_number']:16} {it['state']:19} {it['attempts']:8} "
+                  f"{it['last_outcome'] or '-':10} {it['last_sip_code'] or '-':>4} "
+                  f"{it['next_action'] or '-':10}")
+        return 0
+
+    return with_db(args, body)

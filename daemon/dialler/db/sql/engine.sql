@@ -1,0 +1,180 @@
+-- Queries of the dialling engine (scheduler, attempts, recovery). See docs/engine.md.
+
+-- name: register_daemon
+INSERT INTO daemons (id, hostname, pid) VALUES ($1, $2, $3)
+
+-- name: heartbeat
+UPDATE daemons SET heartbeat_at = now() WHERE id = $1
+
+-- name: unregister_daemon
+DELETE FROM daemons WHERE id = $1
+
+-- name: running_campaigns
+-- Everything the pacer needs per running campaign, in one round trip per tick.
+SELECT c.id, c.name, c.concurrency, c.window_start, c.window_end, c.window_days, c.timezone,
+       c.always_on, c.ring_timeout_ms, c.retry_max_attempts, c.retry_delay_ms,
+       c.retry_on_system, c.retry_on_custom, c.redial_stop_after_ms, c.redial_short_connect_ms
+FROM campaigns c
+WHERE c.state = 'running' AND c.cancelled_at IS NULL
+
+-- name: campaign_rules
+-- The rules an attempt's result is judged by (also for paused or cancelled campaigns: their
+-- live calls still end and must be decided).
+SELECT c.id, c.state, c.cancelled_at, c.window_start, c.window_end, c.window_days, c.timezone,
+       c.retry_max_attempts, c.retry_delay_ms, c.retry_on_system, c.retry_on_custom,
+       c.redial_stop_after_ms, c.redial_short_connect_ms, c.ring_timeout_ms
+FROM campaigns c WHERE c.id = $1
+
+-- name: lock_campaign_for_claim
+-- Serialises the claimers of one campaign (across daemons) for the length of the claim
+-- transaction, so the in-flight count read next cannot be raced past `concurrency`.
+SELECT concurrency FROM campaigns
+WHERE id = $1 AND state = 'running' AND cancelled_at IS NULL
+FOR UPDATE
+
+-- name: campaign_in_flight
+SELECT count(*) FROM contacts
+WHERE campaign_id = $1 AND state IN ('dialing', 'connected', 'wrapping')
+
+-- name: carriers_in_flight
+-- Open attempts per carrier, across campaigns and daemons (partial index on open attempts).
+SELECT carrier, count(*) AS n FROM attempts
+WHERE state <> 'final' AND carrier IS NOT NULL
+GROUP BY carrier
+
+-- name: campaign_caller_ids
+-- The campaign's enabled caller IDs, least recently used first.
+SELECT n.number, n.carrier
+FROM campaign_numbers cn JOIN numbers n ON n.number = cn.number
+WHERE cn.campaign_id = $1 AND n.enabled
+ORDER BY n.last_used_at NULLS FIRST, n.number
+
+-- name: claim_contacts
+-- Claims up to $2 due contacts of campaign $1 and creates one attempt each, in one statement.
+-- FOR UPDATE SKIP LOCKED: several daemons claim from one campaign without blocking each other
+-- and never take the same contact; contacts_due_idx (partial, waiting states) serves the scan.
+-- Suppressed numbers are never claimed. A callback's dial does not count toward max_attempts.
+-- Caller IDs ($5) and their carriers ($6) are dealt round robin over the claimed rows.
+-- dialled_at is set here: the originate is sent right after commit, and for recovery an
+-- attempt that exists counts as "may have been dialled" (at-most-once).
+WITH due AS (
+    SELECT ct.id, ct.state AS prev_state
+    FROM contacts ct
+    WHERE ct.campaign_id = $1
+      AND ct.state IN ('pending', 'retry_scheduled', 'callback_scheduled')
+      AND ct.next_due_at <= now()
+      AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.phone_number = ct.phone_number)
+    ORDER BY ct.next_due_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE contacts c
+    SET state = 'dialing', lease_owner = $3,
+        lease_expires_at = now() + make_interval(secs => $4),
+        attempts_used = c.attempts_used + (due.prev_state <> 'callback_scheduled')::int
+    FROM due WHERE c.id = due.id
+    RETURNING c.id, c.phone_number, c.attempts_used, c.variables, due.prev_state
+), numbered AS (
+    SELECT claimed.*, row_number() OVER () AS rn FROM claimed
+), inserted AS (
+    INSERT INTO attempts (id, contact_id, campaign_id, attempt_number, counts_toward_max,
+                          caller_id, carrier, asterisk, daemon_id, state, dialled_at,
+                          deadline_at)
+    SELECT gen_random_uuid(), n.id, $1,
+           (SELECT coalesce(max(a.attempt_number), 0) + 1
+              FROM attempts a WHERE a.contact_id = n.id),
+           n.prev_state <> 'callback_scheduled',
+           ($5::text[])[1 + (n.rn - 1) % cardinality($5::text[])],
+           ($6::text[])[1 + (n.rn - 1) % cardinality($6::text[])],
+           $7, $3, 'dialing', now(), now() + make_interval(secs => $4)
+    FROM numbered n
+    RETURNING id, contact_id, attempt_number, caller_id, carrier, counts_toward_max
+)
+SELECT i.id, i.contact_id, i.attempt_number, i.caller_id, i.carrier, i.counts_toward_max,
+       n.phone_number, n.attempts_used
+FROM inserted i JOIN numbered n ON n.id = i.contact_id
+
+-- name: touch_numbers
+UPDATE numbers SET last_used_at = now() WHERE number = ANY($1::text[])
+
+-- name: mark_campaign_dialled
+UPDATE campaigns SET last_dial_at = now() WHERE id = $1
+
+-- name: unclaim
+-- The originate was never sent (AMI down between claim and send): as if never claimed.
+WITH gone AS (
+    DELETE FROM attempts WHERE id = $1 AND state = 'dialing'
+    RETURNING contact_id, counts_toward_max
+)
+UPDATE contacts c
+SET state = 'pending', next_due_at = now(), lease_owner = NULL, lease_expires_at = NULL,
+    attempts_used = c.attempts_used - gone.counts_toward_max::int
+FROM gone WHERE c.id = gone.contact_id
+
+-- name: mark_answered
+WITH a AS (
+    UPDATE attempts SET state = 'connected', answered_at = $2::timestamptz,
+                        deadline_at = $2::timestamptz + make_interval(secs => $3)
+    WHERE id = $1 AND state = 'dialing'
+    RETURNING contact_id
+)
+UPDATE contacts c SET state = 'connected' FROM a WHERE c.id = a.contact_id
+
+-- name: finalise_attempt
+-- The attempt's result and the decision taken on it, written once (state <> 'final' guards
+-- against a second finaliser: recovery racing a late event).
+UPDATE attempts
+SET state = 'final', answered_at = $2, ended_at = $3, sip_code = $4, outcome = $5,
+    disposition = $6, duration_ms = $7, next_action = $8, next_at = $9,
+    counts_toward_max = counts_toward_max AND $8 <> 'requeue', finalised_at = now()
+WHERE id = $1 AND state <> 'final'
+RETURNING contact_id, campaign_id
+
+-- name: settle_contact
+-- $4: 1 when the attempt was counted at claim but must not be (requeue: our side failed).
+UPDATE contacts
+SET state = $2, next_due_at = $3, lease_owner = NULL, lease_expires_at = NULL,
+    attempts_used = attempts_used - $4
+WHERE id = $1
+
+-- name: contact_attempts_used
+SELECT attempts_used FROM contacts WHERE id = $1
+
+-- name: complete_finished_campaigns
+-- A running (or cancelled) campaign that is not always-on and has no waiting or in-flight
+-- contact left is completed.
+UPDATE campaigns c SET state = 'completed', completed_at = now()
+WHERE c.state IN ('running', 'paused')
+  AND (c.state = 'running' OR c.cancelled_at IS NOT NULL)
+  AND (NOT c.always_on OR c.cancelled_at IS NOT NULL)
+  AND NOT EXISTS (
+      SELECT 1 FROM contacts ct
+      WHERE ct.campaign_id = c.id
+        AND ct.state IN ('pending', 'retry_scheduled', 'callback_scheduled',
+                         'dialing', 'connected', 'wrapping'))
+RETURNING c.id, c.name
+
+-- name: stale_attempts
+-- Open attempts to reconcile with Asterisk: past their deadline, or owned by a daemon that has
+-- stopped heart-beating (crashed), or by no known daemon.
+SELECT a.id, a.campaign_id, a.contact_id, a.state, a.daemon_id, a.asterisk, a.dialled_at,
+       a.answered_at, a.deadline_at, c.ring_timeout_ms
+FROM attempts a
+JOIN campaigns c ON c.id = a.campaign_id
+LEFT JOIN daemons d ON d.id = a.daemon_id
+WHERE a.state <> 'final'
+  AND (a.deadline_at < now()
+       OR d.id IS NULL
+       OR d.heartbeat_at < now() - make_interval(secs => $1))
+
+-- name: adopt_attempt
+-- A live call of a dead daemon: this daemon follows it from now on.
+UPDATE attempts SET daemon_id = $2, deadline_at = $3 WHERE id = $1 AND state <> 'final'
+
+-- name: extend_deadline
+UPDATE attempts SET deadline_at = $2 WHERE id = $1 AND state <> 'final'
+
+-- name: forget_dead_daemons
+DELETE FROM daemons d
+WHERE d.heartbeat_at < now() - make_interval(secs => $1)
+  AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.daemon_id = d.id AND a.state <> 'final')

@@ -1,0 +1,78 @@
+"""The attempt report: one CSV row per attempt with a final result (CONTRACT.md).
+
+Streams: rows are read with a server-side cursor and written as they come, so memory does not
+grow with the campaign. Formula-like cells (`=`, `+`, `-`, `@`, tab, CR) are prefixed with `'`
+so a spreadsheet never evaluates them — except `phone_number` and `caller_id`, which are always
+E.164 (`+` and digits) and stay as they are.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Mapping
+from datetime import datetime
+from typing import IO, Any
+from uuid import UUID
+
+from .db.queries import load
+from .stats import rfc3339
+
+Q = load("report.sql")
+FIXED = ("campaign_id", "contact_id", "attempt_id", "attempt_number", "phone_number",
+         "caller_id", "carrier", "dialled_at", "answered_at", "ended_at", "duration_seconds",
+         "sip_code", "outcome", "disposition", "worker", "next_action", "next_at")
+RAW = frozenset({"phone_number", "caller_id"})
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(value: str) -> str:
+    return "'" + value if value.startswith(_FORMULA) else value
+
+
+def variable_header(names: list[str]) -> list[str]:
+    """Column names for variables; one named like a fixed column becomes `var_<name>`."""
+    return [f"var_{n}" if n in FIXED else n for n in names]
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return rfc3339(value) or ""
+    return str(value)
+
+
+def _row(r: Mapping[str, Any], variables: list[str]) -> list[str]:
+    fixed: dict[str, object] = {
+        "campaign_id": r["campaign_id"], "contact_id": r["contact_id"],
+        "attempt_id": r["attempt_id"], "attempt_number": r["attempt_number"],
+        "phone_number": r["phone_number"], "caller_id": r["caller_id"],
+        "carrier": r["carrier"], "dialled_at": r["dialled_at"],
+        "answered_at": r["answered_at"], "ended_at": r["ended_at"],
+        "duration_seconds": f"{(r['duration_ms'] or 0) / 1000:g}",
+        "sip_code": r["sip_code"], "outcome": r["outcome"],
+        "disposition": r["disposition"], "worker": r["worker"],
+        "next_action": r["next_action"], "next_at": r["next_at"],
+    }
+    cells = [_cell(fixed[name]) if name in RAW else neutralise(_cell(fixed[name]))
+             for name in FIXED]
+    values = r["variables"] or {}
+    cells += [neutralise(_cell(values.get(name))) for name in variables]
+    return cells
+
+
+async def write_report(conn: Any, campaign_id: UUID, out: IO[str]) -> int:
+    """Write the report of a campaign to `out`; returns the number of attempt rows."""
+    names: dict[str, None] = {}
+    async with conn.transaction():
+        async for row in conn.cursor(Q["contact_variables"], campaign_id, prefetch=2000):
+            for key in row["variables"] or {}:
+                names.setdefault(key, None)
+        variables = list(names)
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow([*FIXED, *variable_header(variables)])
+        count = 0
+        async for row in conn.cursor(Q["final_attempts"], campaign_id, prefetch=2000):
+            writer.writerow(_row(row, variables))
+            count += 1
+    return count
