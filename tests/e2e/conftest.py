@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from dialler.ami.calls import CallTracker
 from dialler.ami.client import AmiClient
 from dialler.config import Config, load_config
+from dialler.db.pool import connect
 
 from .lab_helpers import dialler
 
@@ -37,3 +39,28 @@ async def tracker(lab_config: Config) -> AsyncIterator[CallTracker]:
     await ami.wait_ready(15)
     yield CallTracker(ami)
     await ami.close()
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_campaigns(request: pytest.FixtureRequest) -> None:
+    """A campaign left running by an earlier (failed) test would be dialled by this test's
+    daemon: cancel whatever still runs in the lab before each test."""
+    if "lab_config_path" not in request.fixturenames:
+        return
+    config: Config = request.getfixturevalue("lab_config")
+
+    async def cancel_all() -> None:
+        conn = await connect(config.database.dsn)
+        try:
+            async with conn.transaction():
+                await conn.execute(
+                    "UPDATE contacts SET state = 'cancelled' WHERE state IN "
+                    "('pending', 'retry_scheduled', 'callback_scheduled') AND campaign_id IN "
+                    "(SELECT id FROM campaigns WHERE state IN ('running', 'paused'))")
+                await conn.execute(
+                    "UPDATE campaigns SET cancelled_at = coalesce(cancelled_at, now()) "
+                    "WHERE state IN ('running', 'paused')")
+        finally:
+            await conn.close()
+
+    asyncio.run(cancel_all())

@@ -1,81 +1,143 @@
-"""`dialler demo`: bring the lab up and place one call of each kind through it.
+"""`dialler demo`: the product's main job on the local lab, end to end.
 
-Until the campaign engine lands this is the product's visible main job: every lab behaviour
-dialled once through Asterisk over AMI, each result mapped to its outcome and SIP code.
+Brings the lab up, creates a bot and a campaign of a few dozen contacts spread over every lab
+behaviour (answer, ring-no-answer, never respond, rejections), runs the daemon with live
+progress until the campaign completes, then prints what happened (outcomes, SIP codes,
+attempts, next actions) and where the attempt report is.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
+import logging
 import sys
 import time
 import uuid
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
 
-from ..ami.calls import CallTracker
-from ..ami.client import AmiClient, OriginateRequest
+from .. import logs
+from ..campaigns import repo
+from ..campaigns.spec import parse_bot, parse_text
 from ..config import Config, load_config
-from ..domain.outcomes import DialResult, Outcome, classify
+from ..contacts.importer import import_contacts
+from ..db.pool import connect
+from ..engine.daemon import run_daemon
 from ..lab.lab import Lab
-from ..lab.numberplan import Behaviour, plan_for
+from ..report import write_report
+from ..stats import campaign_show
 
-DEMO_NUMBERS = ("+447700900003", "+447700900200", "+447700900300", "+447700900486",
-                "+447700900603", "+447700900503", "+447700900404", "+447700900429",
-                "+447700900408", "+447700900480")
-RING_TIMEOUT = 5.0
-
-
-def expected(number: str) -> tuple[Outcome, int | None]:
-    """What the contract says a call to this lab number must give."""
-    plan = plan_for(number)
-    if plan.behaviour is Behaviour.ANSWER:
-        return Outcome.ANSWERED, 200
-    if plan.behaviour in (Behaviour.RING_FOREVER, Behaviour.SILENT):
-        return Outcome.NO_ANSWER, None
-    return classify(placed=True, answered=False, sip_code=plan.code, our_ring_timeout=False)
+ANSWER = [f"+4477009000{n:02d}" for n in (1, 2, 3, 4)]
+RING = [f"+4477009002{n:02d}" for n in (1, 2, 3)]
+SILENT = [f"+4477009003{n:02d}" for n in (1, 2)]
+REJECT = [f"+447700900{code}" for code in (486, 603, 503, 404, 429, 408, 480)]
+DEFAULT = [f"+4477009160{n:02d}" for n in range(1, 21)]
+NUMBERS = ANSWER + RING + SILENT + REJECT + DEFAULT
+TIMEOUT = 300.0
 
 
-async def _run(config: Config) -> list[tuple[str, DialResult, float]]:
-    ami = AmiClient(config.asterisk[0])
-    await ami.start()
+def _files(workdir: Path, stamp: str) -> tuple[str, str, Path]:
+    bot = f"name: demo-bot-{stamp}\nprompt: \"Hello {{{{Name}}}}, this is a demo call.\"\n"
+    campaign = f"""name: demo-{stamp}
+bot: demo-bot-{stamp}
+numbers: ["+441632960001", "+441632960002", "+441632960003"]
+concurrency: 10
+window: {{start: "00:00", end: "24:00", days: [mon, tue, wed, thu, fri, sat, sun], timezone: UTC}}
+ring_timeout: 5s
+retry: {{max_attempts: 2, delay: 3s, on_system: [no_answer, rejected], on_custom: []}}
+"""
+    contacts = workdir / "contacts.csv"
+    with contacts.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["phone_number", "Name"])
+        for i, number in enumerate(NUMBERS, 1):
+            writer.writerow([number, f"Customer {i}"])
+    return bot, campaign, contacts
+
+
+async def _setup(config: Config, workdir: Path, stamp: str) -> str:
+    bot_text, campaign_text, contacts = _files(workdir, stamp)
+    conn = await connect(config.database.dsn)
     try:
-        await ami.wait_ready(15)
-        tracker = CallTracker(ami)
-        carrier = config.carriers[0]
-        started = time.monotonic()
-        calls = []
-        for i, number in enumerate(DEMO_NUMBERS):
-            request = OriginateRequest(
-                attempt_id=str(uuid.uuid4()), channel=f"PJSIP/{number}@{carrier.endpoint}",
-                context=config.asterisk[0].originate_context,
-                caller_id=config.numbers[i % len(config.numbers)].number,
-                ring_timeout=RING_TIMEOUT)
-            calls.append((number, await tracker.dial(request)))
-        print(f"demo: {len(calls)} calls placed; waiting for their results…", file=sys.stderr)
-        results = []
-        for number, call in calls:
-            result = await asyncio.wait_for(call.result, RING_TIMEOUT + 30)
-            results.append((number, result, time.monotonic() - started))
-        return results
+        await repo.create_bot(conn, parse_bot(parse_text(bot_text, "demo bot")))
+        spec = await repo.read_campaign_spec(conn, config,
+                                             parse_text(campaign_text, "demo campaign"))
+        campaign_id = await repo.create_campaign(conn, spec)
+        summary = await import_contacts(conn, campaign_id, contacts,
+                                        config.contacts.default_region)
+        await repo.start_campaign(conn, config, campaign_id)
     finally:
-        await ami.close()
+        await conn.close()
+    print(f"demo: campaign {spec.name} ({campaign_id}): {summary.imported} contacts, "
+          f"started", file=sys.stderr)
+    return str(campaign_id)
+
+
+async def _watch(config: Config, campaign_id: str, stop: asyncio.Event) -> None:
+    """Live progress on stderr until the campaign completes; then stop the daemon."""
+    conn = await connect(config.database.dsn)
+    started = time.monotonic()
+    try:
+        while time.monotonic() - started < TIMEOUT:
+            data = await campaign_show(conn, config, uuid.UUID(campaign_id))
+            s = data["stats"]
+            print(f"demo: {time.monotonic() - started:5.1f}s  {data['activity']:24} "
+                  f"pending {s['pending']:2}  dialing {s['dialing']:2}  connected "
+                  f"{s['connected']:2}  retry {s['retry_scheduled']:2}  done {s['done']:2}  "
+                  f"exhausted {s['exhausted']:2}", file=sys.stderr, flush=True)
+            if data["state"] == "completed":
+                return
+            await asyncio.sleep(1)
+        print("demo: the campaign did not complete in time", file=sys.stderr)
+    finally:
+        await conn.close()
+        stop.set()
+
+
+async def _run(config: Config, workdir: Path) -> tuple[str, Path]:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    campaign_id = await _setup(config, workdir, stamp)
+    stop, hard_stop = asyncio.Event(), asyncio.Event()
+    watcher = asyncio.create_task(_watch(config, campaign_id, stop))
+    await run_daemon(config, stop, hard_stop)
+    await watcher
+    report = workdir / "attempts.csv"
+    conn = await connect(config.database.dsn)
+    try:
+        with report.open("w", newline="", encoding="utf-8") as out:
+            await write_report(conn, uuid.UUID(campaign_id), out)
+    finally:
+        await conn.close()
+    return campaign_id, report
+
+
+def _summary(report: Path) -> None:
+    with report.open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    contacts = {r["contact_id"] for r in rows}
+    print(f"{len(rows)} attempts to {len(contacts)} contacts")
+    for title, key in (("outcome", "outcome"), ("sip code", "sip_code"),
+                       ("next action", "next_action")):
+        counts = Counter(r[key] or "-" for r in rows)
+        print(f"  {title:12} " + "  ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
 
 
 def demo(args: argparse.Namespace) -> int:
     lab = Lab()
     path = lab.up()
     config = load_config(str(path))
-    results = asyncio.run(_run(config))
-    print(f"{'number':15} {'outcome':10} {'sip':>4} {'talk':>6}  {'why':14} check")
-    failures = 0
-    for number, result, _elapsed in results:
-        ok = (result.outcome, result.sip_code) == expected(number)
-        failures += not ok
-        sip = str(result.sip_code or "-")
-        print(f"{number:15} {result.outcome.value:10} {sip:>4} {result.talk_seconds:5.1f}s  "
-              f"{result.reason:14} {'ok' if ok else 'UNEXPECTED'}")
-    count = lab.calls()
-    placed = sum(count.by_number.get(n, 0) for n in DEMO_NUMBERS)
-    print(f"carrier received {count.total} calls since `lab up` ({placed} to the demo numbers)")
-    print(f"lab config: {path}")
-    return 0 if failures == 0 else 1
+    logs.setup("warning", config.logging.format)
+    logging.getLogger("dialler").setLevel(logging.WARNING)
+    workdir = lab.dir / "demo" / datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    workdir.mkdir(parents=True, exist_ok=True)
+    before = lab.calls()
+    campaign_id, report = asyncio.run(_run(config, workdir))
+    after = lab.calls()
+    print(f"campaign {campaign_id}")
+    _summary(report)
+    print(f"carrier received {after.total - before.total} calls for this demo")
+    print(f"report: {report}")
+    return 0

@@ -134,9 +134,15 @@ async def _recovery_loop(recovery: Recovery, stop: asyncio.Event) -> None:
 async def _listen_wakeups(pool: Any, engine: Engine, stop: asyncio.Event) -> None:
     """LISTEN dialler_wakeup: a started campaign or new contacts are dialled at once; the
     poll interval is the fallback."""
+    def wake(*_args: object) -> None:
+        engine.wake.set()
+
     async with pool.acquire() as conn:
-        await conn.add_listener("dialler_wakeup", lambda *_: engine.wake.set())
-        await stop.wait()
+        await conn.add_listener("dialler_wakeup", wake)
+        try:
+            await stop.wait()
+        finally:
+            await conn.remove_listener("dialler_wakeup", wake)
 
 
 def install_signals(stop: asyncio.Event, hard_stop: asyncio.Event) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -132,7 +133,10 @@ write = originate,call,reporting
 eventfilter = Event: (Newchannel|Newstate|Hangup|OriginateResponse|UserEvent|FullyBooted|Shutdown)
 writetimeout = 1000
 """,
-        "rtp.conf": f"[general]\nrtpstart = {ports.rtp_start}\nrtpend = {ports.rtp_end}\n",
+        # No ICE/STUN: candidate gathering resolves host names for every call, which in a
+        # chroot without DNS stalls Asterisk's threads and makes the carrier retransmit.
+        "rtp.conf": f"[general]\nrtpstart = {ports.rtp_start}\nrtpend = {ports.rtp_end}\n"
+                    "icesupport = no\n",
         "pjsip.conf": f"""[global]
 type = global
 user_agent = dialler-lab-asterisk
@@ -146,6 +150,8 @@ bind = 127.0.0.1:{ports.sip}
 
 [lab](dialler-endpoint)
 aors = lab
+media_address = {carrier_host}
+bind_rtp_to_media_address = yes   ; RTP on loopback too, like everything in the lab
 
 [lab](dialler-aor)
 contact = sip:{carrier_host}:{carrier_port}
@@ -174,6 +180,11 @@ exten => _+X.,1,Hangup(21)
     }
     for name, text in files.items():
         (etc / name).write_text(text, encoding="utf-8")
+    # Name resolution inside the chroot never leaves the machine: Asterisk looks up its own
+    # host name, and a DNS query that times out would stall its call threads.
+    hostname = socket.gethostname()
+    (root / "etc/hosts").write_text(f"127.0.0.1 localhost {hostname}\n::1 localhost\n")
+    (root / "etc/resolv.conf").write_text("# dialler lab: no DNS inside the chroot\n")
 
 
 def start(root: Path, log_file: Path) -> int:

@@ -1,0 +1,137 @@
+"""`dialler campaign create|edit|list|start|pause|resume|cancel` (docs/campaigns.md)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from ..campaigns import repo
+from ..campaigns.lookup import resolve_campaign
+from ..campaigns.spec import read_document
+from ..config import Config
+from .common import with_db
+
+
+def create(args: argparse.Namespace) -> int:
+    """Store the file's campaign as a draft; print its id alone on stdout."""
+    document = read_document(args.file)
+
+    async def body(conn: Any, config: Config) -> uuid.UUID:
+        spec = await repo.read_campaign_spec(conn, config, document)
+        try:
+            return await repo.create_campaign(conn, spec)
+        except repo.NameTaken as exc:
+            raise document.error([("name", str(exc))]) from None
+
+    print(with_db(args, body))
+    return 0
+
+
+def edit(args: argparse.Namespace) -> int:
+    """Replace a draft or paused campaign's settings with the file's."""
+    document = read_document(args.file)
+
+    async def body(conn: Any, config: Config) -> repo.Changed:
+        campaign_id = await resolve_campaign(conn, args.campaign)
+        spec = await repo.read_campaign_spec(conn, config, document)
+        try:
+            return await repo.edit_campaign(conn, campaign_id, spec)
+        except repo.NameTaken as exc:
+            raise document.error([("name", str(exc))]) from None
+
+    changed = with_db(args, body)
+    _warn(changed.warnings)
+    print(f"campaign {changed.name} updated", file=sys.stderr)
+    return 0
+
+
+def list_campaigns(args: argparse.Namespace) -> int:
+    """A table of every campaign on stdout."""
+    async def body(conn: Any, config: Config) -> list[repo.CampaignSummary]:
+        return await repo.list_campaigns(conn)
+
+    rows = [(str(c.id), c.name, _state(c.state, c.cancelled_at), c.bot_name or "-",
+             str(c.concurrency), str(c.numbers), "yes" if c.always_on else "no",
+             rfc3339(c.created_at)) for c in with_db(args, body)]
+    print(format_table(("ID", "NAME", "STATE", "BOT", "CONCURRENCY", "NUMBERS", "ALWAYS_ON",
+                        "CREATED"), rows))
+    return 0
+
+
+def start(args: argparse.Namespace) -> int:
+    """draft → running after the start checks; exit 2 with every problem otherwise."""
+    async def body(conn: Any, config: Config) -> repo.Changed:
+        return await repo.start_campaign(conn, config, await resolve_campaign(conn, args.campaign))
+
+    changed = with_db(args, body)
+    _warn(changed.warnings)
+    print(f"campaign {changed.name} started", file=sys.stderr)
+    return 0
+
+
+def pause(args: argparse.Namespace) -> int:
+    """running → paused: no new dials; live calls finish."""
+    async def body(conn: Any, config: Config) -> repo.Changed:
+        return await repo.pause_campaign(conn, await resolve_campaign(conn, args.campaign))
+
+    changed = with_db(args, body)
+    print(f"campaign {changed.name} paused; live calls finish normally", file=sys.stderr)
+    return 0
+
+
+def resume(args: argparse.Namespace) -> int:
+    """paused → running, after the start checks again."""
+    async def body(conn: Any, config: Config) -> repo.Changed:
+        return await repo.resume_campaign(conn, config,
+                                          await resolve_campaign(conn, args.campaign))
+
+    changed = with_db(args, body)
+    _warn(changed.warnings)
+    print(f"campaign {changed.name} resumed", file=sys.stderr)
+    return 0
+
+
+def cancel(args: argparse.Namespace) -> int:
+    """No new dials; waiting contacts cancelled; completed once live calls end."""
+    async def body(conn: Any, config: Config) -> repo.Cancelled:
+        return await repo.cancel_campaign(conn, await resolve_campaign(conn, args.campaign))
+
+    result = with_db(args, body)
+    message = (f"campaign {result.name} cancelled: {result.contacts_cancelled} waiting "
+               f"contact(s) cancelled; ")
+    if result.state == "completed":
+        message += "completed"
+    elif result.in_flight:
+        message += f"it completes when its {result.in_flight} live call(s) end"
+    else:  # an incomplete draft cannot be marked completed (docs/campaigns.md)
+        message += f"it stays {result.state} and can no longer be started or edited"
+    print(message, file=sys.stderr)
+    return 0
+
+
+def _warn(warnings: Sequence[str]) -> None:
+    for warning in warnings:
+        print(f"dialler: warning: {warning}", file=sys.stderr)
+
+
+def _state(state: str, cancelled_at: datetime | None) -> str:
+    return f"{state} (cancelled)" if cancelled_at is not None and state != "completed" else state
+
+
+def rfc3339(moment: datetime | None) -> str:
+    """`moment` as RFC 3339 UTC to the second (``2024-11-04T09:00:00Z``); ``-`` for None."""
+    if moment is None:
+        return "-"
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns two spaces apart, the header first (no trailing spaces)."""
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=False)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+             .rstrip() for row in (headers, *rows)]
+    return "\n".join(lines)
