@@ -22,6 +22,8 @@ from typing import Any
 import phonenumbers
 import yaml
 
+from .domain.messages import describe as _describe
+from .domain.messages import shown as _shown
 from .durations import parse_duration
 from .errors import ConfigError
 
@@ -413,24 +415,6 @@ class _Section:
         return default
 
 
-def _describe(value: object) -> str:
-    """`value` for a type error: its YAML-ish type name and, for a scalar, the value itself."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"bool {str(value).lower()}"
-    if isinstance(value, str):
-        return f"str {_shown(value)}"
-    if isinstance(value, int | float):
-        return f"{type(value).__name__} {value!r}"
-    if isinstance(value, dict):
-        return "mapping"
-    return type(value).__name__
-
-
-def _shown(text: str) -> str:
-    """`text` quoted for a message, cut short so a pasted blob stays readable."""
-    return repr(text) if len(text) <= 60 else repr(text[:57] + "...")
 
 
 def _quote_hint(value: object) -> str:

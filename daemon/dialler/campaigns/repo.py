@@ -22,6 +22,7 @@ from ..config import Config
 from ..db.queries import load
 from ..domain.rules import RedialPolicy, RetryPolicy
 from ..domain.window import Window
+from ..engine.campaigns import redial_from_row, retry_from_row
 from ..errors import InvalidInput
 from .checks import StartFacts, refusal, start_problems, start_warnings
 from .spec import BotSpec, CampaignSpec, Document, parse_campaign, system_dispositions
@@ -323,13 +324,7 @@ def _campaign(row: Any) -> Campaign:
         window_end=row["window_end"], window_days=tuple(row["window_days"]),
         timezone=row["timezone"], always_on=row["always_on"],
         ring_timeout=row["ring_timeout_ms"] / 1000,
-        retry=RetryPolicy(max_attempts=row["retry_max_attempts"],
-                          delay=row["retry_delay_ms"] / 1000,
-                          on_system=frozenset(row["retry_on_system"]),
-                          on_custom=frozenset(row["retry_on_custom"])),
-        redial=RedialPolicy(
-            stop_after_connect_longer_than=_seconds(row["redial_stop_after_ms"]),
-            redial_after_connect_shorter_than=_seconds(row["redial_short_connect_ms"])),
+        retry=retry_from_row(row), redial=redial_from_row(row),
         created_at=row["created_at"], updated_at=row["updated_at"],
         started_at=row["started_at"], completed_at=row["completed_at"],
         last_dial_at=row["last_dial_at"])

@@ -26,7 +26,9 @@ from typing import Any
 import yaml
 
 # The config file's reader: the same duplicate-key check and the same wording of problems.
-from ..config import _describe, _shown, _StrictLoader, _suggestion, _yaml_problem
+from ..config import _StrictLoader, _suggestion, _yaml_problem
+from ..domain.messages import describe as _describe
+from ..domain.messages import shown as _shown
 from ..domain.rules import COMPLETED, SYSTEM_DISPOSITIONS, RedialPolicy, RetryPolicy
 from ..durations import format_duration, parse_duration
 from ..errors import InvalidInput

@@ -9,8 +9,7 @@ from typing import Any
 from ..campaigns import repo
 from ..campaigns.spec import parse_bot, read_document
 from ..config import Config
-from .campaign_cmd import format_table, rfc3339
-from .common import with_db
+from .common import display_time, format_table, with_db
 
 
 def create(args: argparse.Namespace) -> int:
@@ -33,7 +32,7 @@ def list_bots(args: argparse.Namespace) -> int:
     async def body(conn: Any, config: Config) -> list[repo.Bot]:
         return await repo.list_bots(conn)
 
-    rows = [(str(bot.id), bot.name, str(bot.campaigns), rfc3339(bot.created_at))
+    rows = [(str(bot.id), bot.name, str(bot.campaigns), display_time(bot.created_at))
             for bot in with_db(args, body)]
     print(format_table(("ID", "NAME", "CAMPAIGNS", "CREATED"), rows))
     return 0

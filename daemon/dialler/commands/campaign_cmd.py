@@ -6,14 +6,14 @@ import argparse
 import sys
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from ..campaigns import repo
 from ..campaigns.lookup import resolve_campaign
 from ..campaigns.spec import read_document
 from ..config import Config
-from .common import with_db
+from .common import display_time, format_table, with_db
 
 
 def create(args: argparse.Namespace) -> int:
@@ -56,7 +56,7 @@ def list_campaigns(args: argparse.Namespace) -> int:
 
     rows = [(str(c.id), c.name, _state(c.state, c.cancelled_at), c.bot_name or "-",
              str(c.concurrency), str(c.numbers), "yes" if c.always_on else "no",
-             rfc3339(c.created_at)) for c in with_db(args, body)]
+             display_time(c.created_at)) for c in with_db(args, body)]
     print(format_table(("ID", "NAME", "STATE", "BOT", "CONCURRENCY", "NUMBERS", "ALWAYS_ON",
                         "CREATED"), rows))
     return 0
@@ -120,18 +120,3 @@ def _warn(warnings: Sequence[str]) -> None:
 
 def _state(state: str, cancelled_at: datetime | None) -> str:
     return f"{state} (cancelled)" if cancelled_at is not None and state != "completed" else state
-
-
-def rfc3339(moment: datetime | None) -> str:
-    """`moment` as RFC 3339 UTC to the second (``2024-11-04T09:00:00Z``); ``-`` for None."""
-    if moment is None:
-        return "-"
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Left-aligned columns two spaces apart, the header first (no trailing spaces)."""
-    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=False)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-             .rstrip() for row in (headers, *rows)]
-    return "\n".join(lines)

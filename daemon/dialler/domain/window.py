@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from dialler.domain.messages import describe as _describe
+from dialler.domain.messages import shown as _shown
 from dialler.errors import InvalidInput
 
 __all__ = ["DAYS", "Window", "WindowError"]
@@ -332,23 +334,3 @@ def _zone_suggestion(name: str) -> str:
     if close:
         return f" (did you mean {close[0]!r}?)"
     return " (use an IANA name such as 'Europe/London')"
-
-
-def _describe(value: object) -> str:
-    """`value` for a type error: its YAML-ish type name and, for a scalar, the value itself."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"bool {str(value).lower()}"
-    if isinstance(value, str):
-        return f"str {_shown(value)}"
-    if isinstance(value, int | float):
-        return f"{type(value).__name__} {value!r}"
-    if isinstance(value, dict):
-        return "mapping"
-    return type(value).__name__
-
-
-def _shown(text: str) -> str:
-    """`text` quoted for a message, cut short so a pasted blob stays readable."""
-    return repr(text) if len(text) <= 60 else repr(text[:57] + "...")
