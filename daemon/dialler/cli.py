@@ -129,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     att.add_argument("campaign", metavar="ID")
     att.add_argument("-o", "--output", metavar="FILE", help="write here (default stdout)")
 
+    worker = _add(top, "worker", "dialler.commands.worker_cmd:worker",
+                  "run the reference bot worker (AudioSocket)")
+    from .commands.worker_cmd import add_arguments as worker_arguments  # cheap: no aiohttp
+    worker_arguments(worker)
+
     _add(top, "demo", "dialler.commands.demo_cmd:demo",
          "bring the lab up and show the dialler at work on it")
     return parser

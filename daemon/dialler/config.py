@@ -124,6 +124,25 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ApiConfig:
+    tokens: tuple[str, ...] = field(default=(), repr=False)  # bearer tokens (tokens_file)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    name: str
+    host: str
+    port: int
+    capacity: int
+
+
+@dataclass(frozen=True, slots=True)
+class FleetConfig:
+    workers: tuple[WorkerConfig, ...]    # static workers (more register over the API)
+    heartbeat_timeout: float             # a registered worker silent this long leaves rotation
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     database: DatabaseConfig
     asterisk: tuple[AsteriskConfig, ...]
@@ -133,6 +152,8 @@ class Config:
     contacts: ContactsConfig
     scheduler: SchedulerConfig
     logging: LoggingConfig
+    api: ApiConfig = ApiConfig()
+    fleet: FleetConfig = FleetConfig((), 15.0)
 
     def carrier(self, name: str) -> CarrierConfig:
         """The carrier called `name`; `KeyError` if there is none."""
@@ -203,7 +224,7 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
 # --- validation ------------------------------------------------------------------------------
 
 _TOP_KEYS = ("database", "asterisk", "carriers", "numbers", "listeners", "contacts", "scheduler",
-             "logging")
+             "logging", "api", "fleet")
 _ASTERISK_KEYS = ("name", "ami", "originate_context")
 _AMI_KEYS = ("host", "port", "username", "secret_file", "secret_env", "ping_interval",
              "ping_timeout", "reconnect_delay", "connect_timeout")
@@ -250,6 +271,8 @@ def parse_config(data: object, source: str, env: Mapping[str, str] | None = None
         contacts=_contacts(root),
         scheduler=_scheduler(root),
         logging=_logging(root),
+        api=_api(root, context),
+        fleet=_fleet(root),
     )
     if problems:
         raise ConfigError(problems, source)
@@ -512,33 +535,64 @@ def _ami_secret(ami: _Section, context: _Context) -> str:
     return ""
 
 
-def _secret_from_file(ami: _Section, base_dir: str) -> str:
-    name = ami.string("secret_file")
+def _api(root: _Section, context: _Context) -> ApiConfig:
+    api = root.section("api", ("tokens_file",))
+    if not api.has("tokens_file"):
+        return ApiConfig()
+    text = _secret_from_file(api, context.base_dir, key="tokens_file", multiline=True)
+    tokens = tuple(line.strip() for line in text.splitlines()
+                   if line.strip() and not line.strip().startswith("#"))
+    if api.valid("tokens_file") and not tokens:
+        api.problem("tokens_file", "holds no token (one per line; # starts a comment)")
+    for token in tokens:
+        if len(token) < 16:
+            api.problem("tokens_file", "a token is shorter than 16 characters")
+            break
+    return ApiConfig(tokens)
+
+
+def _fleet(root: _Section) -> FleetConfig:
+    fleet = root.section("fleet", ("workers", "heartbeat_timeout"))
+    workers: list[WorkerConfig] = []
+    for entry in fleet.entries("workers", ("name", "host", "port", "capacity"), required=False):
+        name = entry.string("name", pattern=_NAME, rule=_NAME_RULE)
+        if name and any(w.name == name for w in workers):
+            entry.problem("name", f"duplicate worker name {_shown(name)}")
+        workers.append(WorkerConfig(name=name, host=entry.string("host", "127.0.0.1"),
+                                    port=entry.integer("port", 57000, maximum=65535),
+                                    capacity=entry.integer("capacity", 1, minimum=0)))
+    return FleetConfig(tuple(workers),
+                       fleet.positive_duration("heartbeat_timeout", 15.0))
+
+
+def _secret_from_file(ami: _Section, base_dir: str, key: str = "secret_file",
+                      multiline: bool = False) -> str:
+    name = ami.string(key)
     if not name:
         return ""
     path = os.path.join(base_dir, name)  # an absolute `name` wins
     problem = _secret_file_problem(path)
     if problem is not None:
-        ami.problem("secret_file", problem)
+        ami.problem(key, problem)
         return ""
     try:
         with open(path, "rb") as handle:
             raw = handle.read(_MAX_SECRET_BYTES + 1)
     except OSError as exc:
-        ami.problem("secret_file", f"file {path} is not readable ({exc.strerror or exc})")
+        ami.problem(key, f"file {path} is not readable ({exc.strerror or exc})")
         return ""
     if len(raw) > _MAX_SECRET_BYTES:
-        ami.problem("secret_file", f"file {path} is over {_MAX_SECRET_BYTES} bytes; "
+        ami.problem(key, f"file {path} is over {_MAX_SECRET_BYTES} bytes; "
                                    "is it really the secret?")
         return ""
     try:
         secret = raw.decode("utf-8").rstrip("\r\n")
     except UnicodeDecodeError:
-        ami.problem("secret_file", f"file {path} is not UTF-8 text")
+        ami.problem(key, f"file {path} is not UTF-8 text")
         return ""
-    problem = _secret_text_problem(secret)
+    problem = None if multiline else _secret_text_problem(secret)
     if problem is not None:
-        ami.problem("secret_file", f"file {path} {problem}")
+        ami.problem(key, f"file {path} {problem}")
         return ""
     return secret
 

@@ -19,6 +19,7 @@ from .db.queries import load
 from .domain.window import Window, WindowError
 
 Q = load("stats.sql")
+F = load("fleet.sql")
 LIVE_WITHIN = 30.0
 STATES = ("pending", "dialing", "connected", "wrapping", "retry_scheduled",
           "callback_scheduled", "done", "exhausted", "cancelled")
@@ -67,8 +68,11 @@ async def campaign_show(conn: Any, config: Config, campaign_id: UUID,
                                                       campaign_id)]
     carrier_channels = sum(config.carrier(c).max_channels for c in carriers
                            if any(k.name == c for k in config.carriers))
+    fleet = await conn.fetchval(F["fleet_capacity"], config.fleet.heartbeat_timeout)
     effective = min(row["concurrency"], carrier_channels) if carriers else row["concurrency"]
     capped_by = "carrier" if carriers and carrier_channels < row["concurrency"] else None
+    if fleet < effective:
+        effective, capped_by = fleet, "fleet"
 
     open_by_carrier = {r["carrier"]: r["n"] for r in await conn.fetch(
         Q["open_attempts_by_carrier"])}

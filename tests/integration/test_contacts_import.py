@@ -361,7 +361,7 @@ async def run_dialler(config: Path, *args: str) -> tuple[int, str, str]:
 
 async def test_cli_import(conn: Any, campaign: uuid.UUID, db_dsn: str, tmp_path: Path) -> None:
     config = write_config(tmp_path, db_dsn)
-    source = write_csv(tmp_path / "c.csv", "phone_number,Name", "+447700900001,a", "oops,b")
+    source = write_csv(tmp_path / "c.csv", "phone_number,CustomerName", "+447700900001,a", "oops,b")
 
     code, out, err = await run_dialler(config, "contacts", "import", "Renewals", str(source))
     assert (code, out) == (0, ""), err
@@ -369,7 +369,7 @@ async def test_cli_import(conn: Any, campaign: uuid.UUID, db_dsn: str, tmp_path:
                            f"(see {source}.errors.csv)")
     assert "\r" not in err  # no progress when stderr is not a terminal
 
-    clean = write_csv(tmp_path / "clean.csv", "phone_number", "+447700900002")
+    clean = write_csv(tmp_path / "clean.csv", "phone_number,CustomerName", "+447700900002,b")
     code, out, err = await run_dialler(config, "contacts", "import", str(campaign), str(clean),
                                        "--errors", str(tmp_path / "e.csv"))
     assert code == 0, err

@@ -2,21 +2,24 @@
 start"), and what deserves a warning.
 
 Pure functions over `StartFacts`: the campaign's settings plus the few facts from other tables
-they depend on (the bots, the pool's enabled flags, whether contacts exist). `campaign start`,
+they depend on (the bots, the pool's enabled flags, whether contacts exist, the bot's prompt and
+the contacts' variable names). `campaign start`,
 `campaign resume` and editing a paused campaign run them; each problem is one line that says
 what is wrong and how to fix it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
+from ..domain.prompt import format_invalid, placeholders, prompt_warnings
 from ..domain.window import Window, WindowError
 from ..durations import format_duration
 from .spec import CampaignSpec
 
-__all__ = ["StartFacts", "refusal", "start_problems", "start_warnings"]
+__all__ = ["StartFacts", "prompt_variable_warnings", "refusal", "start_problems",
+           "start_warnings"]
 
 # How many names a message lists before it says "...".
 _LISTED = 5
@@ -28,6 +31,9 @@ class StartFacts:
     bots: Sequence[str]          # every bot's name, for the hint when none is selected
     pool: Mapping[str, bool]     # the campaign's caller IDs → enabled
     has_contacts: bool
+    prompt: str | None = None    # the prompt of the bot `spec.bot` names; None: no bot
+    #: Every variable name some contact has (may be left empty when the prompt uses none).
+    contact_variables: Collection[str] = ()
 
 
 def start_problems(facts: StartFacts) -> list[str]:
@@ -73,7 +79,22 @@ def start_warnings(facts: StartFacts) -> list[str]:
     if disabled and len(disabled) < len(facts.pool):
         warnings.append(f"{len(disabled)} of {len(facts.pool)} numbers in the pool are "
                         f"disabled ({_listed(disabled)}); calls go out from the others")
+    warnings.extend(prompt_variable_warnings(facts))
     return warnings
+
+
+def prompt_variable_warnings(facts: StartFacts) -> list[str]:
+    """The guide's "Bot says the wrong customer details", checked before dialling: a prompt
+    variable that no contact has (it would come through blank), with the near miss among the
+    contacts' variables; a malformed placeholder. Without contacts yet (always-on) only the
+    malformed placeholders: there is nothing to compare with."""
+    if facts.prompt is None:
+        return []
+    if not facts.has_contacts:
+        return [format_invalid(placeholder) for placeholder in placeholders(facts.prompt)
+                if not placeholder.valid]
+    return prompt_warnings(facts.prompt, sorted(facts.contact_variables),
+                           lacking="is not a variable of any contact")
 
 
 def refusal(name: str, verb: str, problems: Sequence[str]) -> str:

@@ -5,7 +5,8 @@ of two operators racing, the second is told the state the first one left. Transi
 make a campaign dial (start, resume) run the start checks first, holding the campaign's row,
 and wake running daemons with ``NOTIFY dialler_wakeup`` (payload: the campaign id).
 
-Queries: ``dialler/db/sql/campaigns.sql``. Connections are asyncpg connections (`Any`).
+Queries: ``dialler/db/sql/campaigns.sql`` (and ``prompts.sql`` for the prompt-variable
+warnings). Connections are asyncpg connections (`Any`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import asyncpg
 
 from ..config import Config
 from ..db.queries import load
+from ..domain.prompt import placeholders
 from ..domain.rules import RedialPolicy, RetryPolicy
 from ..domain.window import Window
 from ..engine.campaigns import redial_from_row, retry_from_row
@@ -51,6 +53,7 @@ __all__ = [
 ]
 
 _Q = load("campaigns.sql")
+_PROMPTS = load("prompts.sql")
 _E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 
 
@@ -415,11 +418,19 @@ async def _complete_if_idle(conn: Any, campaign_id: uuid.UUID) -> bool:
 async def _facts(conn: Any, campaign_id: uuid.UUID, spec: CampaignSpec) -> StartFacts:
     rows = await conn.fetch(_Q["numbers_enabled"], list(spec.numbers))
     enabled = {row["number"]: row["enabled"] for row in rows}
+    has_contacts: bool = await conn.fetchval(_Q["has_contacts"], campaign_id)
+    prompt: str | None = (None if spec.bot is None
+                          else await conn.fetchval(_PROMPTS["bot_prompt"], spec.bot))
+    variables: list[str] = []
+    # A pass over every contact: only when there is something to compare.
+    if has_contacts and prompt is not None and any(p.valid for p in placeholders(prompt)):
+        variables = [row["name"] for row in
+                     await conn.fetch(_PROMPTS["contact_variable_names"], campaign_id)]
     return StartFacts(
         spec=spec,
         bots=await bot_names(conn),
         pool={number: enabled.get(number, False) for number in spec.numbers},
-        has_contacts=await conn.fetchval(_Q["has_contacts"], campaign_id))
+        has_contacts=has_contacts, prompt=prompt, contact_variables=variables)
 
 
 async def _refuse_current(conn: Any, campaign_id: uuid.UUID, verb: str,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,9 @@ from .common import with_db
 
 
 def import_csv(args: argparse.Namespace) -> int:
-    """`contacts import ID FILE [--errors FILE]`: the summary on stderr; exit 0 even with
-    rejected rows (they are in the errors file), 2 when the file cannot be imported at all."""
+    """`contacts import ID FILE [--errors FILE]`: the summary on stderr, then a warning per
+    prompt variable no column provides; exit 0 even with rejected rows (they are in the
+    errors file) or warnings, 2 when the file cannot be imported at all."""
     path = Path(args.file)
     errors = Path(args.errors) if args.errors else None
     progress = _TtyProgress() if sys.stderr.isatty() else None
@@ -34,11 +36,13 @@ def import_csv(args: argparse.Namespace) -> int:
 
     summary = with_db(args, body)
     print(summary.describe(), file=sys.stderr)
+    _warn(summary.warnings)
     return 0
 
 
 def add(args: argparse.Namespace) -> int:
-    """`contacts add ID --phone N [--var K=V ...]`: prints the new contact's id."""
+    """`contacts add ID --phone N [--var K=V ...]`: prints the new contact's id; warns (exit
+    0) about prompt variables no `--var` provides."""
     variables = parse_vars(args.var)
 
     async def body(conn: Any, config: Config) -> AddedContact:
@@ -50,6 +54,7 @@ def add(args: argparse.Namespace) -> int:
     if added.suppressed:
         print(f"warning: {added.phone} is on the do-not-call list: added as cancelled, it "
               "will not be dialled", file=sys.stderr)
+    _warn(added.warnings)
     print(added.id)
     return 0
 
@@ -86,6 +91,11 @@ def parse_vars(items: list[str]) -> dict[str, str]:
             raise InvalidInput(f"--var {item!r}: variable {name!r} is given twice")
         variables[name] = value
     return variables
+
+
+def _warn(warnings: Sequence[str]) -> None:
+    for warning in warnings:
+        print(f"dialler: warning: {warning}", file=sys.stderr)
 
 
 class _TtyProgress:

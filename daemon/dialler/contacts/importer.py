@@ -10,6 +10,10 @@ importing, rejected rows are spooled to temporary files (memory stays flat); the
 assembled next to its final place and renamed into it once the transaction has committed, so
 an import that fails leaves no errors file behind. No errors file is written when every row was
 imported.
+
+Once imported, the file's columns are compared with the variables the campaign's bot prompt
+uses (`dialler.domain.prompt`): each one no column provides becomes a warning in the summary
+(the import itself is not affected).
 """
 
 from __future__ import annotations
@@ -24,18 +28,19 @@ import os
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import asyncpg
 
 from ..db.queries import load
+from ..domain.prompt import prompt_warnings
 from ..errors import InvalidInput, OperationalError
-from .csvfile import ContactStream, ParsedRow, RowError, read_contacts
+from .csvfile import PHONE_COLUMN, ContactStream, ParsedRow, RowError, read_contacts
 
-__all__ = ["ImportSummary", "check_campaign_accepts_contacts", "default_errors_path",
-           "import_contacts"]
+__all__ = ["ImportSummary", "campaign_prompt", "check_campaign_accepts_contacts",
+           "default_errors_path", "import_contacts"]
 
 # Rows staged then inserted at a time (see `_load`); a chunk takes some 20 MB in memory.
 _CHUNK_ROWS = 50_000
@@ -57,6 +62,9 @@ class ImportSummary:
     suppressed: int
     #: The errors file written, or None when no row was rejected (nothing written then).
     errors_path: Path | None
+    #: One line per prompt variable no column of the file provides (with a suggestion when a
+    #: column looks meant for it), then per malformed placeholder; see `prompt_warnings`.
+    warnings: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         """The one-line summary printed after `contacts import`."""
@@ -69,6 +77,13 @@ class ImportSummary:
         in_campaign = (f", {self.duplicates_in_campaign} of them already in the campaign"
                        if self.duplicates_in_campaign else "")
         return f"{text}; {self.rejected} rows rejected{in_campaign} (see {self.errors_path})"
+
+
+async def campaign_prompt(conn: Any, campaign_id: uuid.UUID) -> str | None:
+    """The prompt of the campaign's bot, None when it has no bot (yet)."""
+    prompt: str | None = await conn.fetchval(load("prompts.sql")["campaign_prompt"],
+                                             campaign_id)
+    return prompt
 
 
 def default_errors_path(path: Path) -> Path:
@@ -100,13 +115,16 @@ async def import_contacts(conn: Any, campaign_id: uuid.UUID, path: Path, default
     status text after every chunk (`_CHUNK_ROWS` rows) and before the commit. Raises `CsvFileError`
     (`InvalidInput`, exit 2) when the file cannot be imported at all, `InvalidInput` when the
     campaign takes no more contacts, `OperationalError` (exit 1) when the database fails;
-    nothing is imported in every one of those cases.
+    nothing is imported in every one of those cases. The summary's `warnings` compare the
+    file's columns with the variables of the campaign's bot prompt.
     """
     queries = load("contacts.sql")
     errors_path = errors_path or default_errors_path(path)
     _check_errors_path(errors_path, path)
     campaign = check_campaign_accepts_contacts(
         await conn.fetchrow(queries["campaign_for_contacts"], campaign_id), str(campaign_id))
+    # Read now: once the import has committed, a failing query must not make it look failed.
+    prompt = await campaign_prompt(conn, campaign_id)
     with contextlib.ExitStack() as cleanup:
         rejected = cleanup.enter_context(_ErrorSpool())
         stream = cleanup.enter_context(
@@ -123,10 +141,12 @@ async def import_contacts(conn: Any, campaign_id: uuid.UUID, path: Path, default
             raise _failed(exc) from None
         if written is not None:
             os.replace(written, errors_path)
+    variables = [column for column in stream.columns if column != PHONE_COLUMN]
     return ImportSummary(
         campaign=campaign, imported=imported, rejected=rejected.count + in_campaign.count,
         duplicates_in_campaign=in_campaign.count, suppressed=suppressed,
-        errors_path=errors_path if written is not None else None)
+        errors_path=errors_path if written is not None else None,
+        warnings=[] if prompt is None else prompt_warnings(prompt, variables))
 
 
 async def _load(conn: Any, queries: dict[str, str], campaign_id: uuid.UUID,

@@ -4,6 +4,9 @@ Adding works in every campaign that still takes contacts — draft, running, pau
 and is refused for a completed or cancelled one. Cancelling takes a *waiting* contact out of
 the queue; a contact in a call now cannot be cancelled (the call is under way and its result
 still decides what happens), and a final one has nothing left to cancel.
+
+An added contact is checked against the campaign's bot prompt: every prompt variable it lacks
+is a warning (`AddedContact.warnings`), never a refusal.
 """
 
 from __future__ import annotations
@@ -11,13 +14,14 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..db.queries import load
+from ..domain.prompt import prompt_warnings
 from ..errors import InvalidInput
 from .csvfile import MAX_FIELD_BYTES, PHONE_COLUMN
-from .importer import check_campaign_accepts_contacts
+from .importer import campaign_prompt, check_campaign_accepts_contacts
 from .phone import InvalidNumber, normalise_phone
 
 __all__ = ["AddedContact", "CancelledContact", "add_contact", "cancel_contact"]
@@ -32,6 +36,9 @@ class AddedContact:
     phone: str
     #: On the do-not-call list: added as cancelled, never dialled.
     suppressed: bool
+    #: One line per prompt variable the contact's variables lack (with a suggestion when one
+    #: looks meant for it), then per malformed placeholder; see `prompt_warnings`.
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +53,8 @@ async def add_contact(conn: Any, campaign_id: uuid.UUID, phone: str,
                       variables: Mapping[str, str], default_region: str) -> AddedContact:
     """Add one contact to the campaign, due now; `InvalidInput` naming the field when the
     number is unusable or already in the campaign, a variable is invalid, or the campaign
-    takes no more contacts. A number on the do-not-call list is added as cancelled."""
+    takes no more contacts. A number on the do-not-call list is added as cancelled. The
+    result's `warnings` compare the variables with those of the campaign's bot prompt."""
     e164 = _normalised(phone, default_region)
     _check_variables(variables)
     queries = load("contacts.sql")
@@ -60,7 +68,11 @@ async def add_contact(conn: Any, campaign_id: uuid.UUID, phone: str,
             existing = await conn.fetchrow(queries["contact_by_phone"], campaign_id, e164)
             raise InvalidInput(f"phone_number {e164} is already in campaign {campaign!r} "
                                f"(contact {existing['id']}, {existing['state']})")
-    return AddedContact(row["id"], e164, suppressed=row["state"] == "cancelled")
+        prompt = await campaign_prompt(conn, campaign_id)
+    warnings = [] if prompt is None else prompt_warnings(
+        prompt, variables, lacking="is not among this contact's variables")
+    return AddedContact(row["id"], e164, suppressed=row["state"] == "cancelled",
+                        warnings=warnings)
 
 
 async def cancel_contact(conn: Any, campaign_id: uuid.UUID, phone: str,

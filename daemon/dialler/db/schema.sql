@@ -218,6 +218,8 @@ CREATE TABLE attempts (
         CHECK (next_action IN ('retry', 'callback', 'cancelled', 'exhausted', 'done', 'requeue')),
     next_at timestamptz,
     finalised_at timestamptz,
+    -- When the answered call was handed to its worker (0002): answer-to-attach latency.
+    attached_at timestamptz,
     -- Never dial a contact twice under one attempt number, whichever daemon tries.
     UNIQUE (contact_id, attempt_number),
     -- A final attempt is complete: it has its result and its decision; an open one has none.

@@ -15,6 +15,7 @@ import os
 import secrets
 import signal
 import socket
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..ami.calls import CallTracker
@@ -23,7 +24,8 @@ from ..config import Config
 from ..db.migrate import available_migrations
 from ..db.pool import create_pool
 from ..errors import OperationalError
-from .engine import Engine, Q
+from ..fleet.attach import AttachServer
+from .engine import Engine, F, Q
 from .recovery import Recovery
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,7 @@ async def run_daemon(config: Config, stop: asyncio.Event, hard_stop: asyncio.Eve
     daemon_id = f"{hostname}:{os.getpid()}:{secrets.token_hex(3)}"
     clients = [AmiClient(pbx) for pbx in config.asterisk]
     tasks: list[asyncio.Task[Any]] = []
+    closers: list[Callable[[], Awaitable[None]]] = []
     try:
         await _check_schema(pool)
         await _forget_own_dead(pool, hostname)
@@ -80,6 +83,19 @@ async def run_daemon(config: Config, stop: asyncio.Event, hard_stop: asyncio.Eve
                 log.warning("AMI not up yet; nothing is dialled until it is",
                             extra={"asterisk": client.name})
         engine = Engine(config, pool, trackers, daemon_id)
+        async with pool.acquire() as conn:
+            for worker in config.fleet.workers:
+                await conn.execute(F["upsert_config_worker"], worker.name, worker.host,
+                                   worker.port, worker.capacity)
+            await conn.execute(F["disable_unlisted_config_workers"],
+                               [w.name for w in config.fleet.workers])
+        attach = AttachServer(config, pool)
+        await attach.start(config.listeners.agi.host, config.listeners.agi.port)
+        closers.append(attach.close)
+        from ..api.server import make_app, start
+        runner = await start(make_app(config, pool, engine.record_result),
+                             config.listeners.http.host, config.listeners.http.port)
+        closers.append(runner.cleanup)
         recovery = Recovery(engine)
         await recovery.run_once()  # reconcile before dialling anything
         log.info("daemon ready", extra={"daemon_id": daemon_id})
@@ -104,6 +120,9 @@ async def run_daemon(config: Config, stop: asyncio.Event, hard_stop: asyncio.Eve
     finally:
         for task in tasks:
             task.cancel()
+        for close in reversed(closers):
+            with contextlib.suppress(Exception):
+                await close()
         for client in clients:
             await client.close()
         with contextlib.suppress(Exception):

@@ -26,10 +26,11 @@ from ..db.queries import load
 from ..domain.outcomes import DialResult, Outcome
 from ..domain.rules import AttemptFacts, Decision, NextAction, decide, requeue
 from .campaigns import CampaignRules, rules_from_row
-from .pacing import TokenBucket, deal_caller_ids
+from .pacing import TokenBucket, deal_caller_ids, deal_workers
 
 log = logging.getLogger(__name__)
 Q = load("engine.sql")
+F = load("fleet.sql")
 REQUEUE_DELAY = 5.0  # after our own failure, before the contact is due again
 
 
@@ -123,6 +124,13 @@ class Engine:
             free = concurrency - await conn.fetchval(Q["campaign_in_flight"], campaign_id)
             if free <= 0:
                 return self.config.scheduler.poll_interval
+            # Fleet slots and carrier channels are shared by every campaign and daemon.
+            await conn.execute(F["lock_fleet"])
+            fleet = [(r["name"], r["free"]) for r in await conn.fetch(
+                F["fleet_free"], self.config.fleet.heartbeat_timeout)]
+            free = min(free, sum(n for _w, n in fleet))
+            if free <= 0:
+                return self.config.scheduler.poll_interval  # no bot free: never dial
             in_flight = {r["carrier"]: r["n"] for r in await conn.fetch(Q["carriers_in_flight"])}
             room = {}
             for carrier in self.config.carriers:
@@ -139,6 +147,10 @@ class Engine:
                 [d[0] for d in dealt], [d[1] for d in dealt], tracker.ami.name)
             if not claimed:
                 return self.config.scheduler.poll_interval
+            # A bot slot is reserved before the dial: a callee is never connected to silence
+            # for lack of capacity.
+            await conn.execute(F["reserve_slots"], [r["id"] for r in claimed],
+                               deal_workers(fleet, len(claimed)))
             await conn.execute(Q["touch_numbers"], list({r["caller_id"] for r in claimed}))
             await conn.execute(Q["mark_campaign_dialled"], campaign_id)
             for r in claimed:
@@ -190,8 +202,10 @@ class Engine:
                                 ended_at=time.time(), reason="result lost")
             await self.finalise(attempt_id, result, disposition="timeout")
             return
-        disposition = "completed" if result.outcome is Outcome.ANSWERED else result.outcome.value
-        await self.finalise(attempt_id, result, disposition=disposition)
+        if result.outcome is Outcome.ANSWERED:
+            await self.end_answered(attempt_id, result)
+        else:
+            await self.finalise(attempt_id, result, disposition=result.outcome.value)
 
     def _on_stage(self, call: TrackedCall, stage: str) -> None:
         if stage == "answered" and call.answered_at is not None:
@@ -208,36 +222,77 @@ class Engine:
     async def finalise(self, attempt_id: uuid.UUID, result: DialResult, disposition: str,
                        *, requeue_it: bool = False) -> Decision | None:
         """Write the attempt's result and the decision on it; None if already final."""
-        ended = utc(result.ended_at) or datetime.now(UTC)
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                "SELECT contact_id, campaign_id, counts_toward_max FROM attempts "
-                "WHERE id = $1 AND state <> 'final' FOR UPDATE", attempt_id)
+            row = await conn.fetchrow(Q["lock_open_attempt"], attempt_id)
             if row is None:
                 return None
-            rules = rules_from_row(await conn.fetchrow(Q["campaign_rules"], row["campaign_id"]))
-            used = await conn.fetchval(Q["contact_attempts_used"], row["contact_id"])
-            if requeue_it:
-                decision = requeue(ended + timedelta(seconds=REQUEUE_DELAY))
-            else:
-                decision = decide(AttemptFacts(
-                    outcome=result.outcome.value, disposition=disposition,
-                    talk_seconds=result.talk_seconds, ended_at=ended, callback_at=None,
-                    attempts_used=used), rules.retry, rules.redial, rules.window)
-                if rules.cancelled and decision.action in (NextAction.RETRY,
-                                                           NextAction.CALLBACK):
-                    decision = Decision(NextAction.CANCELLED, None, "cancelled")
-            await conn.execute(
-                Q["finalise_attempt"], attempt_id, utc(result.answered_at), ended,
-                result.sip_code, result.outcome.value, disposition,
-                int(result.talk_seconds * 1000), decision.action.value, decision.next_at)
-            uncount = int(requeue_it and row["counts_toward_max"])
-            await conn.execute(Q["settle_contact"], row["contact_id"], decision.contact_state,
-                               decision.next_at, uncount)
+            ended = utc(result.ended_at) or datetime.now(UTC)
+            return await self._settle(conn, row, result.outcome, result.sip_code,
+                                      utc(result.answered_at), ended, result.talk_seconds,
+                                      disposition, row["callback_at"], requeue_it)
+
+    async def end_answered(self, attempt_id: uuid.UUID, result: DialResult) -> None:
+        """An answered call hung up: final now if its worker's result (or `abandoned`) is in,
+        else `wrapping` until the result arrives or `result_timeout` passes."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(Q["lock_open_attempt"], attempt_id)
+            if row is None:
+                return
+            answered, ended = utc(result.answered_at), utc(result.ended_at) or datetime.now(UTC)
+            if row["disposition"] is not None:
+                await self._settle(conn, row, Outcome.ANSWERED, 200, answered, ended,
+                                   result.talk_seconds, row["disposition"], row["callback_at"])
+                return
+            await conn.execute(Q["mark_wrapping"], attempt_id, answered, ended,
+                               int(result.talk_seconds * 1000),
+                               self.config.scheduler.result_timeout)
+
+    async def record_result(self, attempt_id: uuid.UUID, disposition: str,
+                            callback_at: datetime | None, notes: str | None) -> str:
+        """A worker's result: `final` (decided now), `stored` (the call is still up: decided
+        at hang-up), `already_final` or `unknown`."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(Q["lock_open_attempt"], attempt_id)
+            if row is None:
+                exists = await conn.fetchval("SELECT 1 FROM attempts WHERE id = $1", attempt_id)
+                return "already_final" if exists else "unknown"
+            await conn.execute(Q["store_result"], attempt_id, disposition, callback_at, notes)
+            if row["state"] != "wrapping":
+                return "stored"
+            talk = (row["duration_ms"] or 0) / 1000.0
+            await self._settle(conn, row, Outcome.ANSWERED, 200, row["answered_at"],
+                               row["ended_at"], talk, disposition, callback_at)
+            return "final"
+
+    async def _settle(self, conn: Any, row: Mapping[str, Any], outcome: Outcome,
+                      sip_code: int | None, answered_at: datetime | None, ended: datetime,
+                      talk_seconds: float, disposition: str, callback_at: datetime | None,
+                      requeue_it: bool = False) -> Decision:
+        """Decide what follows and write it all (attempt, contact, slot) in the caller's
+        transaction, the attempt row being locked."""
+        attempt_id = row["id"]
+        rules = rules_from_row(await conn.fetchrow(Q["campaign_rules"], row["campaign_id"]))
+        used = await conn.fetchval(Q["contact_attempts_used"], row["contact_id"])
+        if requeue_it:
+            decision = requeue(ended + timedelta(seconds=REQUEUE_DELAY))
+        else:
+            decision = decide(AttemptFacts(
+                outcome=outcome.value, disposition=disposition, talk_seconds=talk_seconds,
+                ended_at=ended, callback_at=callback_at, attempts_used=used),
+                rules.retry, rules.redial, rules.window)
+            if rules.cancelled and decision.action in (NextAction.RETRY, NextAction.CALLBACK):
+                decision = Decision(NextAction.CANCELLED, None, "cancelled")
+        await conn.execute(
+            Q["finalise_attempt"], attempt_id, answered_at, ended, sip_code, outcome.value,
+            disposition, int(talk_seconds * 1000), decision.action.value, decision.next_at)
+        uncount = int(requeue_it and row["counts_toward_max"])
+        await conn.execute(Q["settle_contact"], row["contact_id"], decision.contact_state,
+                           decision.next_at, uncount)
+        await conn.execute(F["release_slot"], attempt_id)
         log.info("attempt final", extra={
             "attempt_id": str(attempt_id), "campaign_id": str(row["campaign_id"]),
-            "outcome": result.outcome.value, "sip_code": result.sip_code,
-            "disposition": disposition, "next_action": decision.action.value})
+            "outcome": outcome.value, "sip_code": sip_code, "disposition": disposition,
+            "next_action": decision.action.value})
         self.wake.set()
         return decision
 

@@ -49,3 +49,17 @@ def deal_caller_ids(numbers: Sequence[tuple[str, str]], room: dict[str, int],
                 still.append((number, carrier))
         candidates = [c for c in still if room.get(c[1], 0) > 0]
     return dealt
+
+
+def deal_workers(fleet: Sequence[tuple[str, int]], wanted: int) -> list[str]:
+    """Workers for `wanted` calls from (worker, free slots), spreading calls over the
+    emptiest first, never past a worker's free slots."""
+    free = dict(fleet)
+    dealt: list[str] = []
+    while len(dealt) < wanted:
+        name = max(free, key=lambda w: free[w], default=None)
+        if name is None or free[name] <= 0:
+            raise ValueError(f"not enough free slots for {wanted} calls")
+        dealt.append(name)
+        free[name] -= 1
+    return dealt

@@ -79,12 +79,14 @@ class Recovery:
         if call is not None and call.ended_at is not None:
             return 0  # its result is being decided right now
         tracker.forget(key)
-        answered_at = row["answered_at"]
+        answered_at, ended_at = row["answered_at"], row["ended_at"]
         result = DialResult(
             Outcome.ANSWERED if answered_at else Outcome.NO_ANSWER,
             200 if answered_at else None,
             answered_at=answered_at.timestamp() if answered_at else None,
-            ended_at=time.time(), reason="stale: channel gone")
+            # A wrapping call ended at a known time (its bot's result never came).
+            ended_at=ended_at.timestamp() if ended_at else time.time(),
+            reason="stale: channel gone")
         decision = await self.engine.finalise(attempt_id, result, disposition="timeout")
         if decision is not None:
             self.recovered += 1

@@ -47,6 +47,7 @@ class AsteriskPorts:
     ami: int
     rtp_start: int
     rtp_end: int
+    agi: int = 4573
 
 
 def cache_tarball(cache_dir: Path = DEFAULT_CACHE) -> Path:
@@ -168,10 +169,13 @@ writeprotect = yes
 
 #include "dialler.conf"
 
+[globals]
+DIALLER_AGI=agi://127.0.0.1:{agi_port}
+
 [dialler-inbound-reject]
 exten => _X.,1,Hangup(21)
 exten => _+X.,1,Hangup(21)
-""",
+""".replace("{agi_port}", str(ports.agi)),
         "musiconhold.conf": "[general]\n",
         "cdr.conf": "[general]\nenable = no\n",
         # Present but empty, so Asterisk does not log an error for each at start.

@@ -13,6 +13,7 @@ import secrets
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,6 +30,8 @@ HOST = "127.0.0.1"
 AMI_USER = "dialler"
 DB_NAME = "dialler"
 DB_USER = "dialler"
+WORKER = "lab-worker"
+WORKER_CAPACITY = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +46,7 @@ class LabPorts:
     agi: int = 54573
     http: int = 58080
     metrics: int = 59464
+    worker: int = 57000
 
 
 def project_root() -> Path:
@@ -65,6 +69,7 @@ class Lab:
         self.sipp_dir = self.dir / "carrier"
         self.config_path = self.dir / "dialler-lab.yaml"
         self.secret_path = self.dir / "ami-secret"
+        self.tokens_path = self.dir / "api-tokens"
 
     # -- state -----------------------------------------------------------------------------
     @property
@@ -106,16 +111,35 @@ class Lab:
         self._write_config()
         from ..db.migrate import migrate
         asyncio.run(migrate(self.pg.dsn(DB_NAME, DB_USER)))
+        self._say(progress, "reference worker")
+        self._worker_up()
         return self.config_path
+
+    def _worker_up(self) -> None:
+        """The reference bot worker (`dialler worker`), so lab campaigns have a fleet. It talks
+        for up to a minute: the callee's hang-up (the number plan's hold time) ends lab calls."""
+        if self._alive("worker", "dialler.cli") and _port_open(HOST, self.ports.worker):
+            return
+        cmd = [sys.executable, "-m", "dialler.cli", "--config", str(self.config_path),
+               "worker", "--name", WORKER, "--listen", f"{HOST}:{self.ports.worker}",
+               "--capacity", str(WORKER_CAPACITY), "--token-file", str(self.tokens_path),
+               "--talk", "60s"]
+        with (self.dir / "worker.log").open("ab") as out:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                    start_new_session=True)
+        self._save(worker=proc.pid)
+        if not _wait(lambda: _port_open(HOST, self.ports.worker), 15):
+            raise LabError(f"the reference worker did not start; see {self.dir / 'worker.log'}")
 
     def _say(self, progress: bool, what: str) -> None:
         if progress:
-            print(f"lab: {what}…", file=__import__("sys").stderr, flush=True)
+            print(f"lab: {what}…", file=sys.stderr, flush=True)
 
     def _ensure_secret(self) -> None:
-        if not self.secret_path.exists():
-            self.secret_path.write_text(secrets.token_urlsafe(24) + "\n")
-            os.chmod(self.secret_path, 0o600)
+        for path in (self.secret_path, self.tokens_path):
+            if not path.exists():
+                path.write_text(secrets.token_urlsafe(24) + "\n")
+                os.chmod(path, 0o600)
 
     def _asterisk_up(self, progress: bool) -> None:
         if self._alive("asterisk", "asterisk") and _port_open(HOST, self.ports.ami):
@@ -127,7 +151,8 @@ class Lab:
         asterisk.extract_rootfs(tarball, self.root)
         secret = self.secret_path.read_text().strip()
         asterisk.render_configs(self.root, project_root(), asterisk.AsteriskPorts(
-            self.ports.sip, self.ports.ami, self.ports.rtp_start, self.ports.rtp_end),
+            self.ports.sip, self.ports.ami, self.ports.rtp_start, self.ports.rtp_end,
+            self.ports.agi),
             AMI_USER, secret, HOST, self.ports.carrier)
         pid = asterisk.start(self.root, self.dir / "asterisk.log")
         self._save(asterisk=pid)
@@ -183,6 +208,9 @@ class Lab:
                           "http": {"host": HOST, "port": p.http},
                           "metrics": {"host": HOST, "port": p.metrics}},
             "contacts": {"default_region": "GB"},
+            "api": {"tokens_file": str(self.tokens_path)},
+            "fleet": {"workers": [{"name": WORKER, "host": HOST, "port": p.worker,
+                                   "capacity": WORKER_CAPACITY}]},
         }
         header = "# Written by `dialler lab up`: the config of the local lab.\n"
         text = header + yaml.safe_dump(config, sort_keys=False)
@@ -202,13 +230,16 @@ class Lab:
                          else None},
             "carrier": {"up": bool(self._alive("carrier", "sipp")), "host": HOST,
                         "port": p.carrier, "rtp_port": p.carrier_rtp},
+            "worker": {"up": bool(self._alive("worker", "dialler.cli")), "host": HOST,
+                       "port": p.worker, "capacity": WORKER_CAPACITY},
         }
 
     def calls(self) -> sipp.CallCount:
         return sipp.count_calls(self.calls_log)
 
     def down(self) -> None:
-        for key, binary in (("carrier", "sipp"), ("asterisk", "asterisk")):
+        for key, binary in (("worker", "dialler.cli"), ("carrier", "sipp"),
+                            ("asterisk", "asterisk")):
             pid = self._alive(key, binary)
             if pid:
                 _terminate(pid)

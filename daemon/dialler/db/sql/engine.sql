@@ -137,6 +137,28 @@ SET state = $2, next_due_at = $3, lease_owner = NULL, lease_expires_at = NULL,
     attempts_used = attempts_used - $4
 WHERE id = $1
 
+-- name: lock_open_attempt
+-- Whoever decides an attempt (its call's end, its worker's result, recovery) locks it first:
+-- exactly one of them finalises it.
+SELECT id, contact_id, campaign_id, state, counts_toward_max, answered_at, ended_at,
+       duration_ms, disposition, callback_at
+FROM attempts WHERE id = $1 AND state <> 'final'
+FOR UPDATE
+
+-- name: mark_wrapping
+WITH a AS (
+    UPDATE attempts
+    SET state = 'wrapping', answered_at = coalesce(answered_at, $2), ended_at = $3,
+        duration_ms = $4, outcome = 'answered', sip_code = 200,
+        deadline_at = $3::timestamptz + make_interval(secs => $5)
+    WHERE id = $1
+    RETURNING contact_id
+)
+UPDATE contacts c SET state = 'wrapping' FROM a WHERE c.id = a.contact_id
+
+-- name: store_result
+UPDATE attempts SET disposition = $2, callback_at = $3, notes = $4 WHERE id = $1
+
 -- name: contact_attempts_used
 SELECT attempts_used FROM contacts WHERE id = $1
 
@@ -158,7 +180,7 @@ RETURNING c.id, c.name
 -- Open attempts to reconcile with Asterisk: past their deadline, or owned by a daemon that has
 -- stopped heart-beating (crashed), or by no known daemon.
 SELECT a.id, a.campaign_id, a.contact_id, a.state, a.daemon_id, a.asterisk, a.dialled_at,
-       a.answered_at, a.deadline_at, c.ring_timeout_ms
+       a.answered_at, a.ended_at, a.deadline_at, c.ring_timeout_ms
 FROM attempts a
 JOIN campaigns c ON c.id = a.campaign_id
 LEFT JOIN daemons d ON d.id = a.daemon_id

@@ -1,0 +1,192 @@
+"""The daemon's HTTP listener (aiohttp): worker endpoints for now (issue #4), the operator API
+later. Loopback by default; every route but `/healthz` needs `Authorization: Bearer <token>`,
+compared in constant time against the tokens of `api.tokens_file`. Errors are JSON:
+`{"error": {"code": "...", "message": "...", "field": "..."}}`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from ..config import Config
+from ..db.queries import load
+from ..domain.prompt import render
+
+log = logging.getLogger(__name__)
+F = load("fleet.sql")
+MAX_BODY = 64 * 1024
+ResultSink = Callable[[uuid.UUID, str, datetime | None, str | None], Awaitable[str]]
+
+
+def error(status: int, code: str, message: str, field: str | None = None) -> web.Response:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if field is not None:
+        body["field"] = field
+    return web.json_response({"error": body}, status=status)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.response = error(status, code, message, field)
+
+
+def _token_ok(header: str | None, tokens: tuple[str, ...]) -> bool:
+    if not header or not header.startswith("Bearer "):
+        return False
+    given = header.removeprefix("Bearer ").strip().encode()
+    ok = False
+    for token in tokens:  # no early exit: the time taken does not depend on which matched
+        ok |= hmac.compare_digest(given, token.encode())
+    return ok
+
+
+@web.middleware
+async def _errors_and_auth(request: web.Request,
+                           handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                           ) -> web.StreamResponse:
+    if request.path != "/healthz" and not _token_ok(request.headers.get("Authorization"),
+                                                    request.app["config"].api.tokens):
+        return error(401, "unauthorized", "missing or wrong bearer token")
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return exc.response
+
+
+async def _json_object(request: web.Request, allowed: set[str],
+                       required: set[str]) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ApiError(400, "bad_json", "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad_json", "the body must be a JSON object")
+    for key in body:
+        if key not in allowed:
+            raise ApiError(422, "unknown_field", f"unknown field {key!r}", key)
+    for key in sorted(required - body.keys()):
+        raise ApiError(422, "missing_field", f"missing required field {key!r}", key)
+    return body
+
+
+def _string(body: dict[str, Any], key: str, *, optional: bool = False) -> str | None:
+    value = body.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ApiError(422, "bad_field", f"{key!r} must be a non-empty string", key)
+    return value
+
+
+def _int(body: dict[str, Any], key: str, low: int, high: int) -> int:
+    value = body.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ApiError(422, "bad_field", f"{key!r} must be an integer in {low}..{high}", key)
+    return value
+
+
+def _attempt_id(request: web.Request) -> uuid.UUID:
+    try:
+        return uuid.UUID(request.match_info["attempt_id"])
+    except ValueError:
+        raise ApiError(404, "not_found", "no such call") from None
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def register_worker(request: web.Request) -> web.Response:
+    body = await _json_object(request, {"name", "host", "port", "capacity"},
+                              {"name", "host", "port", "capacity"})
+    name = _string(body, "name")
+    host = _string(body, "host")
+    port = _int(body, "port", 1, 65535)
+    capacity = _int(body, "capacity", 0, 10_000)
+    async with request.app["pool"].acquire() as conn:
+        await conn.execute(F["register_worker"], name, host, port, capacity)
+    log.info("worker registered", extra={"worker": name, "capacity": capacity})
+    config: Config = request.app["config"]
+    return web.json_response({"name": name,
+                              "heartbeat_timeout": config.fleet.heartbeat_timeout})
+
+
+async def heartbeat(request: web.Request) -> web.Response:
+    async with request.app["pool"].acquire() as conn:
+        found = await conn.fetchval(F["heartbeat_worker"], request.match_info["name"])
+    if found is None:
+        raise ApiError(404, "not_found", "unknown worker: register first")
+    return web.Response(status=204)
+
+
+async def call_context(request: web.Request) -> web.Response:
+    attempt_id = _attempt_id(request)
+    async with request.app["pool"].acquire() as conn:
+        row = await conn.fetchrow(F["call_context"], attempt_id)
+    if row is None:
+        raise ApiError(404, "not_found", "no such call")
+    variables = {str(k): "" if v is None else str(v) for k, v in (row["variables"] or {}).items()}
+    rendered = render(row["prompt"] or "", variables)
+    return web.json_response({
+        "attempt_id": str(row["attempt_id"]), "campaign_id": str(row["campaign_id"]),
+        "campaign": row["campaign"], "caller_id": row["caller_id"],
+        "bot": {"name": row["bot"], "prompt": row["prompt"], "pipeline": row["pipeline"] or {}},
+        "variables": variables, "prompt": rendered.text, "unresolved": rendered.unresolved,
+    })
+
+
+async def call_result(request: web.Request) -> web.Response:
+    attempt_id = _attempt_id(request)
+    body = await _json_object(request, {"disposition", "callback_at", "notes"}, {"disposition"})
+    disposition = _string(body, "disposition")
+    assert disposition is not None
+    if disposition in ("abandoned", "timeout", "no_answer", "rejected", "error"):
+        raise ApiError(422, "bad_field", f"{disposition!r} is decided by the dialler, not "
+                       "reported by a bot", "disposition")
+    callback_at = None
+    raw = _string(body, "callback_at", optional=True)
+    if raw is not None:
+        try:
+            callback_at = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            raise ApiError(422, "bad_field", "'callback_at' must be an RFC 3339 time",
+                           "callback_at") from None
+        if callback_at.tzinfo is None:
+            raise ApiError(422, "bad_field", "'callback_at' needs a time zone offset",
+                           "callback_at")
+    notes = _string(body, "notes", optional=True)
+    sink: ResultSink = request.app["on_result"]
+    outcome = await sink(attempt_id, disposition, callback_at, notes)
+    if outcome == "unknown":
+        raise ApiError(404, "not_found", "no such call")
+    if outcome == "already_final":
+        raise ApiError(409, "already_final", "this call's result is already final")
+    return web.Response(status=204)
+
+
+def make_app(config: Config, pool: Any, on_result: ResultSink) -> web.Application:
+    app = web.Application(middlewares=[_errors_and_auth], client_max_size=MAX_BODY)
+    app["config"] = config
+    app["pool"] = pool
+    app["on_result"] = on_result
+    app.router.add_get("/healthz", healthz)
+    app.router.add_post("/v1/workers", register_worker)
+    app.router.add_post("/v1/workers/{name}/heartbeat", heartbeat)
+    app.router.add_get("/v1/calls/{attempt_id}/context", call_context)
+    app.router.add_post("/v1/calls/{attempt_id}/result", call_result)
+    return app
+
+
+async def start(app: web.Application, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None)  # access logs would carry call ids only,
+    await runner.setup()                           # but one line per request is noise
+    await web.TCPSite(runner, host, port).start()
+    return runner

@@ -1,0 +1,119 @@
+"""FastAGI `attach`: the answered call asks which worker takes it.
+
+The dialplan (agi/dialler.conf) runs `AGI(agi://<daemon>/attach)` when the callee answers.
+This route confirms the slot reserved at dial time — the worker is in rotation and its
+AudioSocket port accepts connections — or moves the call to another worker with a free slot;
+it answers with channel variables: `DIALLER_ATTACH` = `ok` and `DIALLER_WORKER` = host:port, or
+`DIALLER_ATTACH` = `abandoned` (the dialplan then plays a short message and hangs up; the
+attempt ends `abandoned`). A callee is never left in silence.
+
+The server reads the AGI request headers itself (bounded in size and time; panoramisk's
+handler spins on a connection closed early) and uses panoramisk's `Request` for the commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from typing import Any
+
+from panoramisk.fast_agi import Request
+
+from ..config import Config
+from ..db.queries import load
+
+log = logging.getLogger(__name__)
+F = load("fleet.sql")
+HEADER_LIMIT = 16 * 1024
+PROBE_TIMEOUT = 0.3
+
+
+async def port_open(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> bool:
+    """Does the worker's AudioSocket port accept a connection right now?"""
+    try:
+        _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
+class AttachServer:
+    def __init__(self, config: Config, pool: Any) -> None:
+        self.config = config
+        self.pool = pool
+        self.server: asyncio.Server | None = None
+        self.latencies: list[float] = []  # seconds spent deciding, for the metrics later
+
+    async def start(self, host: str, port: int) -> None:
+        self.server = await asyncio.start_server(self.handle, host, port)
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            raw = await asyncio.wait_for(reader.readuntil(b"\n\n"), 5)
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, OSError):
+            writer.close()
+            return
+        try:
+            headers = dict(line.split(": ", 1) for line in
+                           raw[:HEADER_LIMIT].decode(errors="replace").splitlines()
+                           if ": " in line)
+            request = Request(app=None, headers=headers, reader=reader, writer=writer)
+            if headers.get("agi_network_script") == "attach":
+                await self._attach(request, headers.get("agi_uniqueid", ""))
+        except Exception:
+            log.exception("attach failed")
+        finally:
+            writer.close()
+
+    async def _attach(self, request: Request, uniqueid: str) -> None:
+        started = time.monotonic()
+        try:
+            attempt_id = uuid.UUID(uniqueid)
+        except ValueError:
+            attempt_id = None
+        address = await self.decide(attempt_id) if attempt_id else None
+        if address is None:
+            await request.send_command('SET VARIABLE DIALLER_ATTACH "abandoned"')
+        else:
+            await request.send_command(f'SET VARIABLE DIALLER_WORKER "{address}"')
+            await request.send_command('SET VARIABLE DIALLER_ATTACH "ok"')
+        self.latencies.append(time.monotonic() - started)
+
+    async def decide(self, attempt_id: uuid.UUID) -> str | None:
+        """The worker address for this answered call, or None (abandoned)."""
+        timeout = self.config.fleet.heartbeat_timeout
+        async with self.pool.acquire() as conn:
+            slot = await conn.fetchrow(F["slot_of_attempt"], attempt_id, timeout)
+            if slot is not None and slot["enabled"] and slot["alive"] and \
+                    await port_open(slot["host"], slot["port"]):
+                await conn.execute(F["mark_attached"], attempt_id)
+                return f"{slot['host']}:{slot['port']}"
+            reserved = slot["worker"] if slot is not None else ""
+            async with conn.transaction():
+                await conn.execute(F["lock_fleet"])
+                for other in await conn.fetch(F["other_free_workers"], reserved, timeout):
+                    if await port_open(other["host"], other["port"]):
+                        if slot is None:
+                            await conn.execute(F["reserve_slots"], [attempt_id],
+                                               [other["name"]])
+                        else:
+                            await conn.execute(F["move_slot"], attempt_id, other["name"])
+                        await conn.execute(F["mark_attached"], attempt_id)
+                        log.warning("reserved worker unavailable; call moved", extra={
+                            "attempt_id": str(attempt_id), "worker": other["name"]})
+                        return f"{other['host']}:{other['port']}"
+                await conn.execute(F["mark_abandoned"], attempt_id,
+                                   f"no worker could take the call (reserved: {reserved or '-'})")
+        log.warning("answered call abandoned: no worker", extra={"attempt_id": str(attempt_id)})
+        return None
