@@ -70,6 +70,7 @@ class Lab:
         self.config_path = self.dir / "dialler-lab.yaml"
         self.secret_path = self.dir / "ami-secret"
         self.tokens_path = self.dir / "api-tokens"
+        self.recordings = self.dir / "recordings"  # what the lab worker heard, per attempt
 
     # -- state -----------------------------------------------------------------------------
     @property
@@ -123,7 +124,7 @@ class Lab:
         cmd = [sys.executable, "-m", "dialler.cli", "--config", str(self.config_path),
                "worker", "--name", WORKER, "--listen", f"{HOST}:{self.ports.worker}",
                "--capacity", str(WORKER_CAPACITY), "--token-file", str(self.tokens_path),
-               "--talk", "60s"]
+               "--talk", "60s", "--record-dir", str(self.recordings)]
         with (self.dir / "worker.log").open("ab") as out:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                                     start_new_session=True)
