@@ -134,6 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     from .commands.worker_cmd import add_arguments as worker_arguments  # cheap: no aiohttp
     worker_arguments(worker)
 
+    test = _add(top, "test-call", "dialler.commands.testcall_cmd:test_call",
+                "one call outside any campaign through the running daemon, stage by stage")
+    test.add_argument("--bot", required=True, help="the bot to test")
+    test.add_argument("--to", required=True, metavar="NUMBER", help="the number to call")
+    test.add_argument("--from", dest="caller_id", metavar="NUMBER",
+                      help="caller ID (default: the first enabled one of the config)")
+
     _add(top, "demo", "dialler.commands.demo_cmd:demo",
          "bring the lab up and show the dialler at work on it")
     return parser

@@ -6,8 +6,12 @@ compared in constant time against the tokens of `api.tokens_file`. Errors are JS
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import json
 import logging
+import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -16,13 +20,22 @@ from typing import Any
 from aiohttp import web
 
 from ..config import Config
+from ..contacts.phone import InvalidNumber, normalise_phone
 from ..db.queries import load
 from ..domain.prompt import render
+from ..engine.engine import TestCallRefused
 
 log = logging.getLogger(__name__)
 F = load("fleet.sql")
+T = load("testcall.sql")
 MAX_BODY = 64 * 1024
 ResultSink = Callable[[uuid.UUID, str, datetime | None, str | None], Awaitable[str]]
+TestCaller = Callable[..., Awaitable[Any]]
+
+CONFIG = web.AppKey("config", Config)
+POOL: web.AppKey[Any] = web.AppKey("pool")
+ON_RESULT: web.AppKey[ResultSink] = web.AppKey("on_result")
+TEST_CALL: web.AppKey[TestCaller | None] = web.AppKey("test_call")
 
 
 def error(status: int, code: str, message: str, field: str | None = None) -> web.Response:
@@ -53,7 +66,7 @@ async def _errors_and_auth(request: web.Request,
                            handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                            ) -> web.StreamResponse:
     if request.path != "/healthz" and not _token_ok(request.headers.get("Authorization"),
-                                                    request.app["config"].api.tokens):
+                                                    request.app[CONFIG].api.tokens):
         return error(401, "unauthorized", "missing or wrong bearer token")
     try:
         return await handler(request)
@@ -111,16 +124,16 @@ async def register_worker(request: web.Request) -> web.Response:
     host = _string(body, "host")
     port = _int(body, "port", 1, 65535)
     capacity = _int(body, "capacity", 0, 10_000)
-    async with request.app["pool"].acquire() as conn:
+    async with request.app[POOL].acquire() as conn:
         await conn.execute(F["register_worker"], name, host, port, capacity)
     log.info("worker registered", extra={"worker": name, "capacity": capacity})
-    config: Config = request.app["config"]
+    config: Config = request.app[CONFIG]
     return web.json_response({"name": name,
                               "heartbeat_timeout": config.fleet.heartbeat_timeout})
 
 
 async def heartbeat(request: web.Request) -> web.Response:
-    async with request.app["pool"].acquire() as conn:
+    async with request.app[POOL].acquire() as conn:
         found = await conn.fetchval(F["heartbeat_worker"], request.match_info["name"])
     if found is None:
         raise ApiError(404, "not_found", "unknown worker: register first")
@@ -129,7 +142,7 @@ async def heartbeat(request: web.Request) -> web.Response:
 
 async def call_context(request: web.Request) -> web.Response:
     attempt_id = _attempt_id(request)
-    async with request.app["pool"].acquire() as conn:
+    async with request.app[POOL].acquire() as conn:
         row = await conn.fetchrow(F["call_context"], attempt_id)
     if row is None:
         raise ApiError(404, "not_found", "no such call")
@@ -163,7 +176,7 @@ async def call_result(request: web.Request) -> web.Response:
             raise ApiError(422, "bad_field", "'callback_at' needs a time zone offset",
                            "callback_at")
     notes = _string(body, "notes", optional=True)
-    sink: ResultSink = request.app["on_result"]
+    sink: ResultSink = request.app[ON_RESULT]
     outcome = await sink(attempt_id, disposition, callback_at, notes)
     if outcome == "unknown":
         raise ApiError(404, "not_found", "no such call")
@@ -172,16 +185,95 @@ async def call_result(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def make_app(config: Config, pool: Any, on_result: ResultSink) -> web.Application:
+def _failure(row: Any) -> str:
+    outcome, code, disposition = row["outcome"], row["sip_code"], row["disposition"]
+    if outcome == "rejected":
+        return f"rejected: SIP {code}"
+    if outcome == "no_answer":
+        return f"no answer: SIP {code}" if code else "no answer: ring timeout"
+    if outcome == "error":
+        return "error: the call could not be placed"
+    if disposition == "abandoned":
+        return "abandoned: no bot worker could take the call"
+    return f"{disposition}: no result from the worker"
+
+
+_FRAMES = re.compile(r"frames sent (\d+), received (\d+)")
+
+
+async def test_call_route(request: web.Request) -> web.StreamResponse:
+    """`dialler test-call`: place one call and stream its stages as JSON lines."""
+    config: Config = request.app[CONFIG]
+    body = await _json_object(request, {"bot", "to", "from", "ring_timeout"}, {"bot", "to"})
+    bot, raw_to = _string(body, "bot"), _string(body, "to")
+    assert bot is not None and raw_to is not None
+    try:
+        to = normalise_phone(raw_to, config.contacts.default_region)
+    except InvalidNumber as exc:
+        raise ApiError(422, "bad_field", f"'to': {exc}", "to") from None
+    enabled = [n for n in config.numbers if n.enabled]
+    wanted = _string(body, "from", optional=True)
+    caller = next((n for n in enabled if wanted is None or n.number == wanted), None)
+    if caller is None:
+        raise ApiError(422, "bad_field", "'from' must be an enabled caller ID of the config"
+                       if wanted else "no enabled caller ID in the config", "from")
+    ring_timeout = float(body.get("ring_timeout", 30))
+    try:
+        placer = request.app[TEST_CALL]
+        assert placer is not None  # the route exists only with a placer
+        attempt_id, call = await placer(bot, to, caller.number, caller.carrier, ring_timeout)
+    except TestCallRefused as exc:
+        raise ApiError(exc.status, "refused", str(exc), exc.field) from None
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await response.prepare(request)
+
+    async def emit(stage: str, **details: Any) -> None:
+        line = {"stage": stage, "t": round(time.time() - call.sent_at, 3), **details}
+        await response.write((json.dumps(line) + "\n").encode())
+
+    await emit("originated", attempt_id=str(attempt_id))
+    shown = {"originated"}
+    deadline = time.monotonic() + ring_timeout + config.scheduler.max_call_length
+    while time.monotonic() < deadline:
+        for stage, _at in list(call.stages):
+            if stage in ("ringing", "answered") and stage not in shown:
+                shown.add(stage)
+                await emit(stage)
+        async with request.app[POOL].acquire() as conn:
+            row = await conn.fetchrow(T["test_progress"], attempt_id)
+        if row["attached_at"] is not None and "attached" not in shown:
+            shown.add("attached")
+            await emit("attached", worker=row["worker"])
+        if row["state"] == "final":
+            if row["outcome"] == "answered" and row["disposition"] not in ("abandoned",
+                                                                          "timeout"):
+                frames = _FRAMES.search(row["notes"] or "")
+                await emit("audio", frames_sent=int(frames[1]) if frames else None,
+                           frames_received=int(frames[2]) if frames else None,
+                           notes=row["notes"])
+                await emit("result", disposition=row["disposition"])
+            else:
+                await emit("failed", reason=_failure(row))
+            break
+        await asyncio.sleep(0.1)
+    await response.write_eof()
+    return response
+
+
+def make_app(config: Config, pool: Any, on_result: ResultSink,
+             test_call: Callable[..., Awaitable[Any]] | None = None) -> web.Application:
     app = web.Application(middlewares=[_errors_and_auth], client_max_size=MAX_BODY)
-    app["config"] = config
-    app["pool"] = pool
-    app["on_result"] = on_result
+    app[CONFIG] = config
+    app[POOL] = pool
+    app[ON_RESULT] = on_result
+    app[TEST_CALL] = test_call
     app.router.add_get("/healthz", healthz)
     app.router.add_post("/v1/workers", register_worker)
     app.router.add_post("/v1/workers/{name}/heartbeat", heartbeat)
     app.router.add_get("/v1/calls/{attempt_id}/context", call_context)
     app.router.add_post("/v1/calls/{attempt_id}/result", call_result)
+    if test_call is not None:
+        app.router.add_post("/v1/test-calls", test_call_route)
     return app
 
 

@@ -93,7 +93,7 @@ async def run_daemon(config: Config, stop: asyncio.Event, hard_stop: asyncio.Eve
         await attach.start(config.listeners.agi.host, config.listeners.agi.port)
         closers.append(attach.close)
         from ..api.server import make_app, start
-        runner = await start(make_app(config, pool, engine.record_result),
+        runner = await start(make_app(config, pool, engine.record_result, engine.test_call),
                              config.listeners.http.host, config.listeners.http.port)
         closers.append(runner.cleanup)
         recovery = Recovery(engine)

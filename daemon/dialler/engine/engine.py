@@ -31,6 +31,15 @@ from .pacing import TokenBucket, deal_caller_ids, deal_workers
 log = logging.getLogger(__name__)
 Q = load("engine.sql")
 F = load("fleet.sql")
+T = load("testcall.sql")
+
+
+class TestCallRefused(Exception):
+    """A test call that cannot be placed: HTTP status, message and the field at fault."""
+
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.field = status, field
 REQUEUE_DELAY = 5.0  # after our own failure, before the contact is due again
 
 
@@ -295,6 +304,46 @@ class Engine:
             "next_action": decision.action.value})
         self.wake.set()
         return decision
+
+    async def test_call(self, bot: str, to: str, caller_id: str, carrier: str,
+                        ring_timeout: float) -> tuple[uuid.UUID, TrackedCall]:
+        """Place one call outside any campaign (`dialler test-call`): recorded in the bot's
+        test-call campaign, a bot slot reserved like any dial. Raises `TestCallRefused`."""
+        tracker = self.tracker()
+        if tracker is None:
+            raise TestCallRefused(503, "AMI is down: nothing can be dialled")
+        attempt_id = uuid.uuid4()
+        deadline = ring_timeout + self.config.scheduler.dial_margin
+        async with self.pool.acquire() as conn, conn.transaction():
+            bot_row = await conn.fetchrow(T["bot_by_name"], bot)
+            if bot_row is None:
+                raise TestCallRefused(404, f"no bot named {bot!r}", "bot")
+            campaign_id = await conn.fetchval(T["test_campaign"], f"test-call: {bot}",
+                                              bot_row["id"], int(ring_timeout * 1000))
+            contact_id = await conn.fetchval(T["test_contact"], campaign_id, to,
+                                             self.daemon_id, deadline)
+            if contact_id is None:
+                raise TestCallRefused(409, "a test call to this number is in progress", "to")
+            await conn.execute(F["lock_fleet"])
+            fleet = [(r["name"], r["free"]) for r in await conn.fetch(
+                F["fleet_free"], self.config.fleet.heartbeat_timeout)]
+            if not fleet:
+                raise TestCallRefused(503, "no bot worker has a free slot")
+            await conn.execute(T["test_attempt"], attempt_id, contact_id, campaign_id,
+                               caller_id, carrier, tracker.ami.name, self.daemon_id, deadline)
+            await conn.execute(F["reserve_slots"], [attempt_id], deal_workers(fleet, 1))
+        endpoint = self.config.carrier(carrier).endpoint
+        try:
+            call = await tracker.dial(OriginateRequest(
+                attempt_id=str(attempt_id), channel=f"PJSIP/{to}@{endpoint}",
+                context=tracker.ami.config.originate_context, caller_id=caller_id,
+                ring_timeout=ring_timeout))
+        except AmiUnavailable:
+            async with self.pool.acquire() as conn:
+                await conn.execute(Q["unclaim"], attempt_id)
+            raise TestCallRefused(503, "AMI is down: nothing can be dialled") from None
+        self._follow(attempt_id, call)
+        return attempt_id, call
 
     async def drain(self, timeout: float) -> int:
         """Stop claiming and wait for live calls to finish (up to `timeout` s); returns how
