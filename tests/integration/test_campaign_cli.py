@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
-import sys
 import textwrap
 import uuid
 from collections.abc import AsyncIterator
@@ -15,9 +13,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from .cli_helpers import AMI_SECRET_ENV, run_cli
+
 pytestmark = pytest.mark.integration
 
-AMI_SECRET_ENV = "DIALLER_TEST_AMI_SECRET"
 NUMBERS = ("+441632960001", "+441632960002", "+441632960003")
 BOT = "name: renewals-bot\nprompt: 'Hello {{CustomerName}}'\npipeline: {stt: deepgram}\n"
 
@@ -59,14 +58,7 @@ class Lab:
         return name
 
     async def run(self, *args: str) -> Result:
-        env = {**os.environ, AMI_SECRET_ENV: "not-used"}
-        env.pop("DIALLER_CONFIG", None)
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "dialler.cli", "--config", str(self.config), *args, env=env,
-            cwd=self.directory, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        out, err = await process.communicate()
-        assert process.returncode is not None
-        return Result(process.returncode, out.decode(), err.decode())
+        return Result(*await run_cli("--config", str(self.config), *args, cwd=self.directory))
 
     async def ok(self, *args: str) -> Result:
         result = await self.run(*args)

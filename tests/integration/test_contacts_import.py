@@ -6,7 +6,6 @@ import asyncio
 import csv
 import json
 import os
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,9 +20,10 @@ from dialler.contacts.single import add_contact, cancel_contact
 from dialler.db.pool import connect
 from dialler.errors import InvalidInput, OperationalError
 
+from .cli_helpers import run_cli, write_config
+
 pytestmark = pytest.mark.integration
 
-AMI_SECRET_ENV = "DIALLER_TEST_AMI_SECRET"
 HEADER = "phone_number,CustomerName,Plan,zeta,alpha"
 
 
@@ -331,32 +331,9 @@ async def test_cancel_semantics(conn: Any, campaign: uuid.UUID) -> None:
 
 # --- the CLI ---------------------------------------------------------------------------------
 
-def write_config(directory: Path, dsn: str) -> Path:
-    path = directory / "dialler.yaml"
-    path.write_text(
-        "database:\n"
-        f"  dsn: \"{dsn}\"\n"
-        "asterisk:\n"
-        "  - name: test\n"
-        "    ami:\n"
-        "      username: dialler\n"
-        f"      secret_env: {AMI_SECRET_ENV}\n"
-        "carriers:\n"
-        "  - name: lab\n",
-        encoding="utf-8")
-    return path
-
-
 async def run_dialler(config: Path, *args: str) -> tuple[int, str, str]:
     """`python -m dialler.cli --config CONFIG ARGS...`: (exit code, stdout, stderr)."""
-    env = {**os.environ, AMI_SECRET_ENV: "not-used"}
-    env.pop("DIALLER_CONFIG", None)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "dialler.cli", "--config", str(config), *args, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    return await run_cli("--config", str(config), *args)
 
 
 async def test_cli_import(conn: Any, campaign: uuid.UUID, db_dsn: str, tmp_path: Path) -> None:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -12,40 +9,12 @@ import pytest
 
 from dialler.db.migrate import available_migrations
 
+from .cli_helpers import run_cli, write_config
+
 pytestmark = pytest.mark.integration
 
-AMI_SECRET_ENV = "DIALLER_TEST_AMI_SECRET"
-
-
-def write_config(directory: Path, dsn: str) -> Path:
-    """The smallest valid config file around `dsn`."""
-    path = directory / "dialler.yaml"
-    path.write_text(
-        "database:\n"
-        f"  dsn: \"{dsn}\"\n"
-        "asterisk:\n"
-        "  - name: test\n"
-        "    ami:\n"
-        "      username: dialler\n"
-        f"      secret_env: {AMI_SECRET_ENV}\n"
-        "carriers:\n"
-        "  - name: lab\n",
-        encoding="utf-8")
-    return path
-
-
 async def run_dialler(*args: str) -> tuple[int, str, str]:
-    """Run the `dialler` console script; (exit code, stdout, stderr)."""
-    script = Path(sys.executable).with_name("dialler")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "dialler.cli"]
-    env = {**os.environ, AMI_SECRET_ENV: "not-used"}
-    env.pop("DIALLER_CONFIG", None)
-    process = await asyncio.create_subprocess_exec(
-        *command, *args, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    return await run_cli(*args)
 
 
 async def test_db_migrate_applies_then_reports_up_to_date(

@@ -4,9 +4,6 @@ customer details"): warnings from `contacts import`, `contacts add` and `campaig
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -15,9 +12,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from .cli_helpers import AMI_SECRET_ENV, run_cli
+
 pytestmark = pytest.mark.integration
 
-AMI_SECRET_ENV = "DIALLER_TEST_AMI_SECRET"
 PROMPT = "Hello {{CustomerName}}, your {{call.Plan}} plan"
 CUSTOMER_NAME = ("dialler: warning: prompt variable {{CustomerName}} has no column in the "
                  "contacts (did you mean 'CUSTOMERNAME'?)")
@@ -59,14 +57,7 @@ class Cli:
         return name
 
     async def run(self, *args: str) -> Result:
-        env = {**os.environ, AMI_SECRET_ENV: "not-used"}
-        env.pop("DIALLER_CONFIG", None)
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "dialler.cli", "--config", str(self.config), *args, env=env,
-            cwd=self.directory, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        out, err = await process.communicate()
-        assert process.returncode is not None
-        return Result(process.returncode, out.decode(), err.decode())
+        return Result(*await run_cli("--config", str(self.config), *args, cwd=self.directory))
 
     async def ok(self, *args: str) -> Result:
         result = await self.run(*args)
