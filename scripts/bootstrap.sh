@@ -12,8 +12,10 @@ fi
 # postgresql-15: the lab's and the integration tests' database (initdb/pg_ctl);
 # sip-tester: SIPp, the lab's carrier; debootstrap: builds the Asterisk 22 root file system;
 # python3-venv: the project's environment.
+# prometheus: promtool, which checks and unit-tests the shipped alert rules;
+# docker-compose: validates docker/docker-compose.yml without an engine.
 packages=(python3 python3-venv python3-dev gcc postgresql-15 sip-tester debootstrap
-          ca-certificates tar util-linux procps)
+          ca-certificates tar util-linux procps prometheus docker-compose)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -134,6 +134,21 @@ def build_parser() -> argparse.ArgumentParser:
     from .commands.worker_cmd import add_arguments as worker_arguments  # cheap: no aiohttp
     worker_arguments(worker)
 
+    tri = _add(top, "triage", "dialler.commands.triage_cmd:triage",
+               "walk the triage guide for a campaign: checks, fixes, when to escalate")
+    tri.add_argument("campaign", metavar="ID")
+    tri.add_argument("--json", action="store_true", help="machine-readable output")
+
+    sup = top.add_parser("suppress", help="the do-not-call list").add_subparsers(
+        dest="subcommand", metavar="SUBCOMMAND", required=True)
+    sadd = _add(sup, "add", "dialler.commands.suppress_cmd:add",
+                "never dial this number again, from any campaign")
+    sadd.add_argument("number", metavar="NUMBER")
+    sadd.add_argument("--reason", help="why (kept with the entry)")
+    _add(sup, "remove", "dialler.commands.suppress_cmd:remove",
+         "take a number off the do-not-call list").add_argument("number", metavar="NUMBER")
+    _add(sup, "list", "dialler.commands.suppress_cmd:list_numbers", "the do-not-call list")
+
     test = _add(top, "test-call", "dialler.commands.testcall_cmd:test_call",
                 "one call outside any campaign through the running daemon, stage by stage")
     test.add_argument("--bot", required=True, help="the bot to test")

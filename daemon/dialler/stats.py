@@ -43,7 +43,8 @@ def activity(state: str, window_open: bool, last_dial_at: datetime | None,
     return "idle_waiting_for_retries"
 
 
-def _window_open(row: Mapping[str, Any], now: datetime) -> bool:
+def window_open_at(row: Mapping[str, Any], now: datetime) -> bool:
+    """Is the calling window of a `campaigns` row open at `now`? An unreadable one is closed."""
     try:
         window = Window.parse(row["window_start"], row["window_end"], list(row["window_days"]),
                               row["timezone"])
@@ -80,7 +81,7 @@ async def campaign_show(conn: Any, config: Config, campaign_id: UUID,
         open_by_carrier.get(c, 0) >= config.carrier(c).max_channels for c in carriers
         if any(k.name == c for k in config.carriers))
     in_flight = sum(counts[s] for s in IN_FLIGHT)
-    window_open = _window_open(row, now)
+    window_open = window_open_at(row, now)
     last_dial: datetime | None = row["last_dial_at"]
     since = last_dial or row["started_at"]
     idle_for = (now - since).total_seconds() if since else 0.0

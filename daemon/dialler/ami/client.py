@@ -21,6 +21,7 @@ from typing import Any
 
 from panoramisk import Manager
 
+from .. import metrics
 from ..config import AsteriskConfig
 from ..errors import OperationalError
 
@@ -96,6 +97,7 @@ class AmiClient:
             on_disconnect=self._on_disconnect,
         )
         self._manager.register_event("*", self._dispatch)
+        metrics.AMI_CONNECTED.labels(self.name).set(0)  # a series from the start: AmiDown fires
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -197,6 +199,7 @@ class AmiClient:
 
     def _on_login(self, _manager: Manager) -> None:
         self._ready.set()
+        metrics.AMI_CONNECTED.labels(self.name).set(1)
         self._disconnected_at = None
         log.info("ami connected", extra={"asterisk": self.name, "reconnects": self.reconnects})
         for callback in self._on_up:
@@ -205,6 +208,7 @@ class AmiClient:
     def _on_disconnect(self, _manager: Manager, exc: object) -> None:
         was_ready = self._ready.is_set()
         self._ready.clear()
+        metrics.AMI_CONNECTED.labels(self.name).set(0)
         self._connected_at = None
         self._disconnected_at = time.monotonic()
         if was_ready:

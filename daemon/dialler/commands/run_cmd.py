@@ -6,6 +6,7 @@ import argparse
 import asyncio
 
 from .. import logs
+from ..cli import config_path
 from ..engine.daemon import install_signals, run_daemon
 from .common import config_of
 
@@ -15,9 +16,9 @@ def run(args: argparse.Namespace) -> int:
     logs.setup(config.logging.level, config.logging.format)
 
     async def main() -> int:
-        stop, hard_stop = asyncio.Event(), asyncio.Event()
-        install_signals(stop, hard_stop)
-        return await run_daemon(config, stop, hard_stop)
+        stop, hard_stop, reload = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        install_signals(stop, hard_stop, reload)
+        return await run_daemon(config, stop, hard_stop, config_path(args), reload)
 
     try:
         import uvloop

@@ -18,19 +18,25 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from .. import logs, metrics
 from ..ami.calls import CallTracker
 from ..ami.client import AmiClient
+from ..campaigns import repo
 from ..config import Config
 from ..db.migrate import available_migrations
 from ..db.pool import create_pool
 from ..errors import OperationalError
 from ..fleet.attach import AttachServer
+from ..reload import reload_config
+from ..systemd import Notifier, watchdog_loop
 from .engine import Engine, F, Q
+from .pacing import TokenBucket
 from .recovery import Recovery
 
 log = logging.getLogger(__name__)
 DRAIN_TIMEOUT = 120.0
 RECOVERY_INTERVAL = 5.0
+METRICS_INTERVAL = 5.0
 
 
 async def _check_schema(pool: Any) -> None:
@@ -60,7 +66,22 @@ async def _forget_own_dead(pool: Any, hostname: str) -> None:
                 pass
 
 
-async def run_daemon(config: Config, stop: asyncio.Event, hard_stop: asyncio.Event) -> int:
+async def _sync_fleet(pool: Any, config: Config) -> None:
+    """Static workers of the config into the fleet; ones no longer listed leave rotation."""
+    async with pool.acquire() as conn:
+        for worker in config.fleet.workers:
+            await conn.execute(F["upsert_config_worker"], worker.name, worker.host,
+                               worker.port, worker.capacity)
+        await conn.execute(F["disable_unlisted_config_workers"],
+                           [w.name for w in config.fleet.workers])
+
+
+async def run_daemon(config: Config, stop: asyncio.Event, hard_stop: asyncio.Event,
+                     config_path: str | None = None,
+                     reload: asyncio.Event | None = None) -> int:
+    """Run until `stop` (drain) or `hard_stop`; `reload` set → re-read `config_path`."""
+    notifier = Notifier()
+    notifier.status("starting")
     pool = await create_pool(config.database.dsn, config.database.pool_min,
                              config.database.pool_max)
     hostname = socket.gethostname()
@@ -83,29 +104,43 @@ async def run_daemon(config: Config, stop: asyncio.Event, hard_stop: asyncio.Eve
                 log.warning("AMI not up yet; nothing is dialled until it is",
                             extra={"asterisk": client.name})
         engine = Engine(config, pool, trackers, daemon_id)
-        async with pool.acquire() as conn:
-            for worker in config.fleet.workers:
-                await conn.execute(F["upsert_config_worker"], worker.name, worker.host,
-                                   worker.port, worker.capacity)
-            await conn.execute(F["disable_unlisted_config_workers"],
-                               [w.name for w in config.fleet.workers])
+        await _sync_fleet(pool, config)
         attach = AttachServer(config, pool)
         await attach.start(config.listeners.agi.host, config.listeners.agi.port)
         closers.append(attach.close)
+        from ..api.server import CONFIG as API_CONFIG
         from ..api.server import make_app, start
-        runner = await start(make_app(config, pool, engine.record_result, engine.test_call),
-                             config.listeners.http.host, config.listeners.http.port)
+
+        async def ami_ready() -> dict[str, bool]:
+            return {f"ami:{c.name}": c.ready for c in clients}
+
+        app = make_app(config, pool, engine.record_result, engine.test_call,
+                       readiness=ami_ready)
+        runner = await start(app, config.listeners.http.host, config.listeners.http.port)
         closers.append(runner.cleanup)
+        metrics.start_server(config.listeners.metrics.host, config.listeners.metrics.port)
         recovery = Recovery(engine)
         await recovery.run_once()  # reconcile before dialling anything
         log.info("daemon ready", extra={"daemon_id": daemon_id})
+        # READY=1 only now: database, AMI (or its absence, said in STATUS), listeners up and
+        # stale attempts reconciled.
+        notifier.ready(_status_line(engine))
+        watchdog_done = asyncio.Event()
         tasks = [
-            asyncio.create_task(_heartbeat(pool, daemon_id, config), name="heartbeat"),
+            asyncio.create_task(_heartbeat(pool, daemon_id, engine), name="heartbeat"),
             asyncio.create_task(_recovery_loop(recovery, stop), name="recovery"),
             asyncio.create_task(_listen_wakeups(pool, engine, stop), name="wakeups"),
+            asyncio.create_task(_metrics_loop(pool, engine, notifier), name="metrics"),
+            asyncio.create_task(watchdog_loop(notifier, watchdog_done), name="watchdog"),
         ]
+        if reload is not None and config_path is not None:
+            tasks.append(asyncio.create_task(
+                _reload_loop(reload, config_path, engine, attach, pool, notifier, stop,
+                             app[API_CONFIG]),
+                name="reload"))
         scheduler = asyncio.create_task(engine.run(stop), name="scheduler")
         await stop.wait()
+        notifier.stopping(f"draining: {len(engine.live)} live calls")
         log.info("draining: no new dials; waiting for live calls", extra={
             "live": len(engine.live)})
         drain = asyncio.create_task(engine.drain(DRAIN_TIMEOUT))
@@ -116,6 +151,7 @@ async def run_daemon(config: Config, stop: asyncio.Event, hard_stop: asyncio.Eve
             log.warning("exiting with live calls; the next start reconciles them",
                         extra={"live": left})
         scheduler.cancel()
+        watchdog_done.set()
         return 0
     finally:
         for task in tasks:
@@ -131,14 +167,75 @@ async def run_daemon(config: Config, stop: asyncio.Event, hard_stop: asyncio.Eve
         await pool.close()
 
 
-async def _heartbeat(pool: Any, daemon_id: str, config: Config) -> None:
+def _status_line(engine: Engine) -> str:
+    ami = "up" if all(t.ami.ready for t in engine.trackers.values()) else "DOWN"
+    return f"running: {len(engine.live)} live calls, AMI {ami}"
+
+
+async def _reload_loop(reload: asyncio.Event, path: str, engine: Engine, attach: AttachServer,
+                       pool: Any, notifier: Notifier, stop: asyncio.Event,
+                       api_config: Any) -> None:
+    """SIGHUP: re-read the config. A bad file keeps the old config and says why; a change
+    that needs a restart is refused; the rest applies live."""
+    while not stop.is_set():
+        await reload.wait()
+        reload.clear()
+        if stop.is_set():
+            return
+        notifier.reloading("reloading config")
+        try:
+            new, notes = reload_config(path, engine.config)
+            if new is engine.config:
+                message = ("reload refused: " + "; ".join(notes)) if notes else \
+                    "reloaded: no change"
+                (log.warning if notes else log.info)(message)
+            else:
+                await _apply(new, engine, attach, pool)
+                api_config.config = new  # tokens and limits of the HTTP API
+                message = "reloaded: " + "; ".join(notes)
+                log.info(message)
+        except Exception as exc:  # never leave systemd waiting in "reloading"
+            log.exception("reload failed")
+            message = f"reload failed: {exc}"
+        notifier.ready(message)
+
+
+async def _apply(new: Config, engine: Engine, attach: AttachServer, pool: Any) -> None:
+    old = engine.config
+    engine.config = new
+    attach.config = new
+    for carrier in new.carriers:
+        if carrier.name not in engine.buckets or \
+                old.carrier(carrier.name).calls_per_second != carrier.calls_per_second:
+            engine.buckets[carrier.name] = TokenBucket(carrier.calls_per_second)
+    await _sync_fleet(pool, new)
+    async with pool.acquire() as conn:
+        await repo.sync_numbers(conn, new)
+    logs.setup(new.logging.level, new.logging.format)
+    engine.wake.set()
+
+
+async def _heartbeat(pool: Any, daemon_id: str, engine: Engine) -> None:
     while True:
-        await asyncio.sleep(config.scheduler.heartbeat_interval)
+        await asyncio.sleep(engine.config.scheduler.heartbeat_interval)
         try:
             async with pool.acquire() as conn:
                 await conn.execute(Q["heartbeat"], daemon_id)
         except Exception:
             log.warning("heartbeat failed")
+
+
+async def _metrics_loop(pool: Any, engine: Engine, notifier: Notifier) -> None:
+    """The database-derived gauges (in flight, contacts, stalled, fleet...) and the systemd
+    STATUS line, every 5 s."""
+    while True:
+        try:
+            async with pool.acquire() as conn:
+                await metrics.refresh(conn, engine.config)
+        except Exception:
+            log.warning("metrics refresh failed", exc_info=True)
+        notifier.status(_status_line(engine))
+        await asyncio.sleep(METRICS_INTERVAL)
 
 
 async def _recovery_loop(recovery: Recovery, stop: asyncio.Event) -> None:
@@ -164,8 +261,11 @@ async def _listen_wakeups(pool: Any, engine: Engine, stop: asyncio.Event) -> Non
             await conn.remove_listener("dialler_wakeup", wake)
 
 
-def install_signals(stop: asyncio.Event, hard_stop: asyncio.Event) -> None:
+def install_signals(stop: asyncio.Event, hard_stop: asyncio.Event,
+                    reload: asyncio.Event | None = None) -> None:
     loop = asyncio.get_running_loop()
+    if reload is not None:
+        loop.add_signal_handler(signal.SIGHUP, reload.set)
 
     def on_signal() -> None:
         if stop.is_set():

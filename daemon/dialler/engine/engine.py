@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from .. import metrics
 from ..ami.calls import CallResultLost, CallTracker, TrackedCall
 from ..ami.client import AmiUnavailable, OriginateRequest
 from ..config import Config
@@ -73,6 +74,8 @@ class Engine:
         self.draining = False
         self.live: dict[uuid.UUID, asyncio.Task[None]] = {}
         self.dials = 0
+        self._claimed_all = False
+        self._carriers: dict[uuid.UUID, str] = {}  # live attempts' carriers, for the metrics
         for tracker in self.trackers.values():
             tracker.on_stage = self._on_stage
 
@@ -126,6 +129,19 @@ class Engine:
         """Claim and dial for one campaign; returns the delay until pacing allows more."""
         campaign_id: uuid.UUID = row["id"]
         dials: list[Dial] = []
+        with metrics.CLAIM_DURATION.time():
+            delay = await self._claim(campaign_id, rules, tracker, dials)
+        if delay is not None:
+            return delay
+        for dial in dials:
+            self.buckets[dial.carrier].take(1)
+        await asyncio.gather(*(self._originate(dial, rules, tracker) for dial in dials))
+        self.dials += len(dials)
+        return 0.0 if self._claimed_all else self.config.scheduler.poll_interval
+
+    async def _claim(self, campaign_id: uuid.UUID, rules: CampaignRules, tracker: CallTracker,
+                     dials: list[Dial]) -> float | None:
+        """The claim transaction; fills `dials`. Returns a delay when nothing was claimed."""
         async with self.pool.acquire() as conn, conn.transaction():
             concurrency = await conn.fetchval(Q["lock_campaign_for_claim"], campaign_id)
             if concurrency is None:
@@ -166,11 +182,8 @@ class Engine:
                 dials.append(Dial(r["id"], r["contact_id"], campaign_id, r["phone_number"],
                                   r["caller_id"], r["carrier"], r["attempts_used"],
                                   r["counts_toward_max"]))
-        for dial in dials:
-            self.buckets[dial.carrier].take(1)
-        await asyncio.gather(*(self._originate(dial, rules, tracker) for dial in dials))
-        self.dials += len(dials)
-        return 0.0 if len(dials) == len(dealt) else self.config.scheduler.poll_interval
+            self._claimed_all = len(dials) == len(dealt)
+        return None
 
     def _pacing_delay(self, numbers: list[tuple[str, str]]) -> float:
         carriers = {carrier for _n, carrier in numbers}
@@ -193,6 +206,8 @@ class Engine:
             log.warning("ami down before dialling; contact requeued",
                         extra={"attempt_id": str(dial.attempt_id)})
             return
+        metrics.ORIGINATIONS.labels(str(dial.campaign_id), dial.carrier).inc()
+        self._carriers[dial.attempt_id] = dial.carrier
         self._follow(dial.attempt_id, call)
 
     def _follow(self, attempt_id: uuid.UUID, call: TrackedCall) -> None:
@@ -218,14 +233,20 @@ class Engine:
 
     def _on_stage(self, call: TrackedCall, stage: str) -> None:
         if stage == "answered" and call.answered_at is not None:
+            carrier = self._carriers.get(uuid.UUID(call.attempt_id))
+            if carrier is not None:
+                metrics.ORIGINATE_TO_ANSWER.labels(carrier).observe(
+                    max(0.0, call.answered_at - call.sent_at))
             task = asyncio.get_running_loop().create_task(
                 self._mark_answered(uuid.UUID(call.attempt_id), call.answered_at))
             task.add_done_callback(_log_failure)
 
     async def _mark_answered(self, attempt_id: uuid.UUID, at: float) -> None:
         async with self.pool.acquire() as conn:
-            await conn.execute(Q["mark_answered"], attempt_id, utc(at),
-                               self.config.scheduler.max_call_length)
+            waited = await conn.fetchval(Q["mark_answered"], attempt_id, utc(at),
+                                         self.config.scheduler.max_call_length)
+        if waited is not None:
+            metrics.ANSWER_TO_ATTACH.observe(max(0.0, waited))
 
     # -- results -------------------------------------------------------------------------
     async def finalise(self, attempt_id: uuid.UUID, result: DialResult, disposition: str,
@@ -298,6 +319,11 @@ class Engine:
         await conn.execute(Q["settle_contact"], row["contact_id"], decision.contact_state,
                            decision.next_at, uncount)
         await conn.execute(F["release_slot"], attempt_id)
+        campaign = str(row["campaign_id"])
+        metrics.ATTEMPT_OUTCOMES.labels(campaign, outcome.value).inc()
+        carrier = self._carriers.pop(attempt_id, None)
+        if outcome is not Outcome.ANSWERED and carrier is not None:
+            metrics.SIP_RESPONSES.labels(carrier, metrics.sip_code_label(sip_code)).inc()
         log.info("attempt final", extra={
             "attempt_id": str(attempt_id), "campaign_id": str(row["campaign_id"]),
             "outcome": outcome.value, "sip_code": sip_code, "disposition": disposition,

@@ -22,6 +22,7 @@ from typing import Any
 
 from panoramisk.fast_agi import Request
 
+from .. import metrics
 from ..config import Config
 from ..db.queries import load
 
@@ -90,6 +91,11 @@ class AttachServer:
             await request.send_command('SET VARIABLE DIALLER_ATTACH "ok"')
         self.latencies.append(time.monotonic() - started)
 
+    async def _attached(self, conn: Any, attempt_id: uuid.UUID) -> None:
+        waited = await conn.fetchval(F["mark_attached"], attempt_id)
+        if waited is not None:
+            metrics.ANSWER_TO_ATTACH.observe(max(0.0, waited))
+
     async def decide(self, attempt_id: uuid.UUID) -> str | None:
         """The worker address for this answered call, or None (abandoned)."""
         timeout = self.config.fleet.heartbeat_timeout
@@ -97,7 +103,7 @@ class AttachServer:
             slot = await conn.fetchrow(F["slot_of_attempt"], attempt_id, timeout)
             if slot is not None and slot["enabled"] and slot["alive"] and \
                     await port_open(slot["host"], slot["port"]):
-                await conn.execute(F["mark_attached"], attempt_id)
+                await self._attached(conn, attempt_id)
                 return f"{slot['host']}:{slot['port']}"
             reserved = slot["worker"] if slot is not None else ""
             async with conn.transaction():
@@ -109,11 +115,14 @@ class AttachServer:
                                                [other["name"]])
                         else:
                             await conn.execute(F["move_slot"], attempt_id, other["name"])
-                        await conn.execute(F["mark_attached"], attempt_id)
+                        await self._attached(conn, attempt_id)
                         log.warning("reserved worker unavailable; call moved", extra={
                             "attempt_id": str(attempt_id), "worker": other["name"]})
                         return f"{other['host']}:{other['port']}"
-                await conn.execute(F["mark_abandoned"], attempt_id,
-                                   f"no worker could take the call (reserved: {reserved or '-'})")
+                campaign = await conn.fetchval(F["mark_abandoned"], attempt_id,
+                                               "no worker could take the call (reserved: "
+                                               f"{reserved or '-'})")
+                if campaign is not None:
+                    metrics.CALLS_ABANDONED.labels(str(campaign)).inc()
         log.warning("answered call abandoned: no worker", extra={"attempt_id": str(attempt_id)})
         return None

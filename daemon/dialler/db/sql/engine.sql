@@ -112,13 +112,17 @@ SET state = 'pending', next_due_at = now(), lease_owner = NULL, lease_expires_at
 FROM gone WHERE c.id = gone.contact_id
 
 -- name: mark_answered
+-- Returns how long after the answer the call was attached, when the attach (FastAGI, racing
+-- this write) came first; the attach side reports it otherwise.
 WITH a AS (
     UPDATE attempts SET state = 'connected', answered_at = $2::timestamptz,
                         deadline_at = $2::timestamptz + make_interval(secs => $3)
     WHERE id = $1 AND state = 'dialing'
-    RETURNING contact_id
+    RETURNING contact_id, extract(epoch FROM attached_at - answered_at)::float8 AS waited
+), c AS (
+    UPDATE contacts c SET state = 'connected' FROM a WHERE c.id = a.contact_id
 )
-UPDATE contacts c SET state = 'connected' FROM a WHERE c.id = a.contact_id
+SELECT waited FROM a
 
 -- name: finalise_attempt
 -- The attempt's result and the decision taken on it, written once (state <> 'final' guards

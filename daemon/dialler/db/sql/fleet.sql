@@ -68,12 +68,14 @@ WITH s AS (
     UPDATE worker_slots SET attached_at = now() WHERE attempt_id = $1 RETURNING worker
 )
 UPDATE attempts a SET worker = s.worker, attached_at = now() FROM s WHERE a.id = $1
+RETURNING extract(epoch FROM a.attached_at - a.answered_at)::float8 AS waited
 
 -- name: mark_abandoned
 -- No worker can take the answered call: the dialplan plays a message and hangs up; the
 -- attempt ends `abandoned` when its hang-up arrives.
 UPDATE attempts SET disposition = 'abandoned', notes = $2
 WHERE id = $1 AND state <> 'final'
+RETURNING campaign_id
 
 -- name: disable_unlisted_config_workers
 -- A static worker removed from the config leaves rotation (its row stays for the history).

@@ -1,0 +1,207 @@
+"""Prometheus metrics of the daemon (reference: docs/metrics.md).
+
+Everything lives in this module's own `REGISTRY`, served by `start_server` on the metrics
+listener; nothing goes to prometheus_client's global registry. Names start with `dialler_` and
+use base units (seconds, plain counts). Labels are bounded: a campaign id (UUID), a carrier,
+an Asterisk or a worker state from the configuration, an outcome, a contact or call state, a SIP
+code. Never a phone number, an attempt id or anything else that grows with the calls.
+
+Two kinds of instruments:
+
+* counters, histograms and `AMI_CONNECTED` are updated by the engine as things happen (per
+  daemon: with several daemons on one database, sum them);
+* the gauges read from the database (`refresh`, every few seconds) describe the shared state —
+  every daemon on one database exports the same values, so aggregate them with `max`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from .config import Config
+from .db.queries import load
+from .stats import IN_FLIGHT, STATES, campaign_show, window_open_at
+
+__all__ = [
+    "AMI_CONNECTED",
+    "ANSWER_TO_ATTACH",
+    "ATTEMPT_OUTCOMES",
+    "CALLS_ABANDONED",
+    "CALLS_IN_FLIGHT",
+    "CAMPAIGN_CONTACTS_DUE",
+    "CAMPAIGN_LAST_DIAL",
+    "CAMPAIGN_RUNNING",
+    "CAMPAIGN_STALLED",
+    "CAMPAIGN_WINDOW_OPEN",
+    "CLAIM_DURATION",
+    "CONTACTS",
+    "FLEET_SLOTS",
+    "ORIGINATE_TO_ANSWER",
+    "ORIGINATIONS",
+    "REGISTRY",
+    "SIP_RESPONSES",
+    "STUCK_ATTEMPTS",
+    "refresh",
+    "sip_code_label",
+    "start_server",
+]
+
+Q = load("metrics.sql")
+F = load("fleet.sql")
+
+REGISTRY = CollectorRegistry()
+
+# --- updated by the engine as things happen --------------------------------------------------
+
+ORIGINATIONS = Counter(
+    "dialler_originations_total", "Originates sent to Asterisk.",
+    ["campaign", "carrier"], registry=REGISTRY)
+ATTEMPT_OUTCOMES = Counter(
+    "dialler_attempt_outcomes_total",
+    "Attempts that became final, by outcome (answered, no_answer, rejected, error).",
+    ["campaign", "outcome"], registry=REGISTRY)
+CALLS_ABANDONED = Counter(
+    "dialler_calls_abandoned_total",
+    "Answered calls no worker could take (callee heard a message and was hung up on).",
+    ["campaign"], registry=REGISTRY)
+SIP_RESPONSES = Counter(
+    "dialler_sip_responses_total",
+    "Final SIP codes of unanswered dials, by carrier; code \"none\" when no final code came.",
+    ["carrier", "code"], registry=REGISTRY)
+ORIGINATE_TO_ANSWER = Histogram(
+    "dialler_originate_to_answer_seconds", "From the originate to the callee's answer.",
+    ["carrier"], buckets=(0.5, 1, 2, 3, 5, 10, 20, 30, 60), registry=REGISTRY)
+ANSWER_TO_ATTACH = Histogram(
+    "dialler_answer_to_attach_seconds",
+    "From the answer to the call being handed to a bot worker (FastAGI attach).",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5), registry=REGISTRY)
+CLAIM_DURATION = Histogram(
+    "dialler_claim_duration_seconds", "The claim transaction of one campaign's tick.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1), registry=REGISTRY)
+AMI_CONNECTED = Gauge(
+    "dialler_ami_connected", "1 while the AMI connection to this Asterisk is up, else 0.",
+    ["asterisk"], registry=REGISTRY)
+
+# --- read from the database by `refresh` -----------------------------------------------------
+
+CALLS_IN_FLIGHT = Gauge(
+    "dialler_calls_in_flight", "Open attempts by state (dialing, connected, wrapping).",
+    ["campaign", "state"], registry=REGISTRY)
+CONTACTS = Gauge(
+    "dialler_contacts", "Contacts by state (waiting, in flight and final states).",
+    ["campaign", "state"], registry=REGISTRY)
+CAMPAIGN_LAST_DIAL = Gauge(
+    "dialler_campaign_last_dial_timestamp_seconds",
+    "Unix time of the campaign's last dial (no series until its first dial).",
+    ["campaign"], registry=REGISTRY)
+CAMPAIGN_WINDOW_OPEN = Gauge(
+    "dialler_campaign_window_open",
+    "1 when now is inside the campaign's calling window and a working day, else 0.",
+    ["campaign"], registry=REGISTRY)
+CAMPAIGN_STALLED = Gauge(
+    "dialler_campaign_stalled",
+    "1 when running, inside its window, contacts due, a free slot and no dial for longer "
+    "than scheduler.stall_after (campaign show's `stalled`).",
+    ["campaign"], registry=REGISTRY)
+CAMPAIGN_CONTACTS_DUE = Gauge(
+    "dialler_campaign_contacts_due", "Waiting contacts whose due time has come.",
+    ["campaign"], registry=REGISTRY)
+STUCK_ATTEMPTS = Gauge(
+    "dialler_stuck_attempts", "Open attempts past their deadline, not yet reconciled.",
+    ["campaign"], registry=REGISTRY)
+FLEET_SLOTS = Gauge(
+    "dialler_fleet_slots",
+    "Bot fleet slots: total (capacity of the workers in rotation) and busy (reserved).",
+    ["state"], registry=REGISTRY)
+CAMPAIGN_RUNNING = Gauge(
+    "dialler_campaign_running", "1 for a running campaign, 0 for a paused one.",
+    ["campaign"], registry=REGISTRY)
+
+
+def sip_code_label(code: int | None) -> str:
+    """The `code` label of `SIP_RESPONSES`: the code as text, `none` when no final code came."""
+    return "none" if code is None else str(code)
+
+
+def start_server(host: str, port: int) -> None:
+    """Serve `REGISTRY` at http://host:port/metrics on a listener of its own (a thread).
+
+    Raises `OSError` when the address cannot be bound.
+    """
+    start_http_server(port, addr=host, registry=REGISTRY)
+
+
+# --- refresh from the database ---------------------------------------------------------------
+
+Labels = tuple[str, ...]
+# Label sets each refreshed gauge had after the last refresh, so that the series of a campaign
+# that left the running/paused states can be removed. Series are set before stale ones are
+# removed: a scrape in between (the server runs in a thread) never sees a hole.
+_published: dict[Gauge, set[Labels]] = {}
+
+
+async def refresh(conn: Any, config: Config, now: datetime | None = None) -> None:
+    """Re-read the database gauges of running and paused campaigns and of the fleet.
+
+    One query per concern, in one read-only snapshot; the stall verdict is `campaign show`'s
+    (`stats.campaign_show`), taken for every running campaign.
+    """
+    now = now or datetime.now(UTC)
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        campaigns = await conn.fetch(Q["watched_campaigns"])
+        contacts = await conn.fetch(Q["contact_states"])
+        attempts = await conn.fetch(Q["open_attempts"])
+        capacity = await conn.fetchval(F["fleet_capacity"], config.fleet.heartbeat_timeout)
+        busy = await conn.fetchval(Q["fleet_busy"])
+        stalled = {row["id"]: (await campaign_show(conn, config, row["id"], now))["stalled"]
+                   for row in campaigns if row["state"] == "running"}
+
+    ids = [str(row["id"]) for row in campaigns]
+    _publish(CAMPAIGN_RUNNING, {(str(r["id"]),): float(r["state"] == "running")
+                                for r in campaigns})
+    _publish(CAMPAIGN_WINDOW_OPEN, {(str(r["id"]),): float(window_open_at(r, now))
+                                    for r in campaigns})
+    _publish(CAMPAIGN_STALLED, {(str(r["id"]),): float(stalled.get(r["id"], False))
+                                for r in campaigns})
+    _publish(CAMPAIGN_LAST_DIAL, {(str(r["id"]),): r["last_dial_at"].timestamp()
+                                  for r in campaigns if r["last_dial_at"] is not None})
+    _publish(CONTACTS, _per_state(ids, STATES, contacts, "n"))
+    _publish(CAMPAIGN_CONTACTS_DUE, _per_campaign(ids, contacts, "due"))
+    _publish(CALLS_IN_FLIGHT, _per_state(ids, IN_FLIGHT, attempts, "n"))
+    _publish(STUCK_ATTEMPTS, _per_campaign(ids, attempts, "stuck"))
+    _publish(FLEET_SLOTS, {("total",): float(capacity), ("busy",): float(busy)})
+
+
+def _per_state(ids: Iterable[str], states: Iterable[str], rows: Iterable[Mapping[str, Any]],
+               column: str) -> dict[Labels, float]:
+    """Every (campaign, state) pair, zero unless a row counts it."""
+    values: dict[Labels, float] = {(c, s): 0.0 for c in ids for s in states}
+    for row in rows:
+        key = (str(row["campaign_id"]), row["state"])
+        if key in values:
+            values[key] = float(row[column])
+    return values
+
+
+def _per_campaign(ids: Iterable[str], rows: Iterable[Mapping[str, Any]],
+                  column: str) -> dict[Labels, float]:
+    """`column` summed over the rows of each campaign, zero for a campaign without rows."""
+    values: dict[Labels, float] = {(c,): 0.0 for c in ids}
+    for row in rows:
+        key = (str(row["campaign_id"]),)
+        if key in values:
+            values[key] += float(row[column])
+    return values
+
+
+def _publish(gauge: Gauge, values: Mapping[Labels, float]) -> None:
+    """Set `gauge` to exactly `values`: new series set, series no longer present removed."""
+    for labels, value in values.items():
+        gauge.labels(*labels).set(value)
+    for labels in _published.get(gauge, set()) - values.keys():
+        gauge.remove(*labels)
+    _published[gauge] = set(values)
