@@ -101,9 +101,15 @@ class CallStats:
     result_posted: bool = False
 
     def notes(self) -> str:
+        # Variable names (never their values: they may be personal data) and the unresolved
+        # placeholders show what context the bot worked with.
+        context = self.context or {}
+        names = ",".join(sorted(context.get("variables") or {})) or "none"
+        unresolved = ",".join(context.get("unresolved") or []) or "none"
         return (f"reference worker: frames sent {self.frames_sent}, received "
                 f"{self.frames_received}; greeting score {self.greeting_score:.2f}; "
-                f"ended by {self.ended_by}; talk {self.duration:.1f}s")
+                f"ended by {self.ended_by}; talk {self.duration:.1f}s; "
+                f"variables {names}; unresolved {unresolved}")
 
 
 class ControlError(OperationalError):
