@@ -104,3 +104,14 @@ async def campaign_show(conn: Any, config: Config, campaign_id: UUID,
             "last_dial_at": rfc3339(last_dial),
         },
     }
+
+
+def call_item(row: Mapping[str, Any], max_attempts: int) -> dict[str, object]:
+    """One contact of the call list (`dialler calls --json`), from a `call_list` row."""
+    return {
+        "contact_id": str(row["id"]), "phone_number": row["phone_number"],
+        "state": row["state"], "attempts": f"{row['attempts_used']}/{max_attempts}",
+        "last_outcome": row["outcome"], "last_sip_code": row["sip_code"],
+        "last_disposition": row["disposition"], "next_action": row["next_action"],
+        "next_due_at": rfc3339(row["next_due_at"]),
+    }

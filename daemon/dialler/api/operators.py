@@ -22,7 +22,7 @@ import json
 import logging
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,7 @@ from ..contacts.suppressions import (
 from ..db.queries import load
 from ..errors import InvalidInput
 from ..report import write_report
-from ..stats import campaign_show, rfc3339
+from ..stats import call_item, campaign_show, rfc3339
 from .server import (
     POOL,
     ApiError,
@@ -58,7 +58,7 @@ from .server import (
     string_field,
 )
 
-__all__ = ["MAX_UPLOAD_BYTES", "REJECTED_ROWS_SHOWN", "add_routes", "call_item"]
+__all__ = ["MAX_UPLOAD_BYTES", "REJECTED_ROWS_SHOWN", "add_routes"]
 
 log = logging.getLogger(__name__)
 
@@ -435,17 +435,6 @@ async def cancel_one_contact(request: web.Request) -> web.Response:
 
 
 # --- the call list and the report ------------------------------------------------------------
-
-def call_item(row: Mapping[str, Any], max_attempts: int) -> dict[str, object]:
-    """One contact of the call list (`dialler calls --json`), from a `call_list` row."""
-    return {
-        "contact_id": str(row["id"]), "phone_number": row["phone_number"],
-        "state": row["state"], "attempts": f"{row['attempts_used']}/{max_attempts}",
-        "last_outcome": row["outcome"], "last_sip_code": row["sip_code"],
-        "last_disposition": row["disposition"], "next_action": row["next_action"],
-        "next_due_at": rfc3339(row["next_due_at"]),
-    }
-
 
 async def calls(request: web.Request) -> web.StreamResponse:
     """`GET .../calls`: the call list as one JSON array, streamed from a cursor."""

@@ -9,7 +9,7 @@ from typing import Any
 from ..campaigns.lookup import resolve_campaign
 from ..config import Config
 from ..db.queries import load
-from ..stats import campaign_show, rfc3339
+from ..stats import call_item, campaign_show
 from .common import with_db
 
 _LABELS = {
@@ -46,16 +46,9 @@ def show(args: argparse.Namespace) -> int:
 def calls(args: argparse.Namespace) -> int:
     async def body(conn: Any, _config: Config) -> int:
         campaign_id = await resolve_campaign(conn, args.campaign)
-        max_attempts = await conn.fetchval(
-            "SELECT retry_max_attempts FROM campaigns WHERE id = $1", campaign_id)
+        header = await conn.fetchrow(load("stats.sql")["campaign_header"], campaign_id)
         rows = await conn.fetch(load("stats.sql")["call_list"], campaign_id)
-        items = [{
-            "contact_id": str(r["id"]), "phone_number": r["phone_number"],
-            "state": r["state"], "attempts": f"{r['attempts_used']}/{max_attempts}",
-            "last_outcome": r["outcome"], "last_sip_code": r["sip_code"],
-            "last_disposition": r["disposition"], "next_action": r["next_action"],
-            "next_due_at": rfc3339(r["next_due_at"]),
-        } for r in rows]
+        items = [call_item(r, header["retry_max_attempts"]) for r in rows]
         if args.json:
             print(json.dumps(items, indent=2))
             return 0
