@@ -83,7 +83,6 @@ class AmiClient:
         self._pending: set[asyncio.Future[Any]] = set()
         self._watchdog: asyncio.Task[None] | None = None
         self._connected_at: float | None = None
-        self._disconnected_at: float | None = time.monotonic()
         self.reconnects = 0
         self._closing = False
         ami = config.ami
@@ -200,7 +199,6 @@ class AmiClient:
     def _on_login(self, _manager: Manager) -> None:
         self._ready.set()
         metrics.AMI_CONNECTED.labels(self.name).set(1)
-        self._disconnected_at = None
         log.info("ami connected", extra={"asterisk": self.name, "reconnects": self.reconnects})
         for callback in self._on_up:
             callback()
@@ -210,7 +208,6 @@ class AmiClient:
         self._ready.clear()
         metrics.AMI_CONNECTED.labels(self.name).set(0)
         self._connected_at = None
-        self._disconnected_at = time.monotonic()
         if was_ready:
             self.reconnects += 1
         self._fail_pending(AmiDisconnected(f"AMI {self.name}: connection lost"))

@@ -302,7 +302,7 @@ class Engine:
         transaction, the attempt row being locked."""
         attempt_id = row["id"]
         rules = rules_from_row(await conn.fetchrow(Q["campaign_rules"], row["campaign_id"]))
-        used = await conn.fetchval(Q["contact_attempts_used"], row["contact_id"])
+        used = row["attempts_used"]
         if requeue_it:
             decision = requeue(ended + timedelta(seconds=REQUEUE_DELAY))
         else:

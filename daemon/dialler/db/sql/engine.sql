@@ -143,11 +143,13 @@ WHERE id = $1
 
 -- name: lock_open_attempt
 -- Whoever decides an attempt (its call's end, its worker's result, recovery) locks it first:
--- exactly one of them finalises it.
-SELECT id, contact_id, campaign_id, state, counts_toward_max, answered_at, ended_at,
-       duration_ms, disposition, callback_at
-FROM attempts WHERE id = $1 AND state <> 'final'
-FOR UPDATE
+-- exactly one of them finalises it. The contact's attempt count comes along (one round trip
+-- less per final attempt); the contact row itself is only read, not locked.
+SELECT a.id, a.contact_id, a.campaign_id, a.state, a.counts_toward_max, a.answered_at,
+       a.ended_at, a.duration_ms, a.disposition, a.callback_at, ct.attempts_used
+FROM attempts a JOIN contacts ct ON ct.id = a.contact_id
+WHERE a.id = $1 AND a.state <> 'final'
+FOR UPDATE OF a
 
 -- name: mark_wrapping
 WITH a AS (
@@ -162,9 +164,6 @@ UPDATE contacts c SET state = 'wrapping' FROM a WHERE c.id = a.contact_id
 
 -- name: store_result
 UPDATE attempts SET disposition = $2, callback_at = $3, notes = $4 WHERE id = $1
-
--- name: contact_attempts_used
-SELECT attempts_used FROM contacts WHERE id = $1
 
 -- name: complete_finished_campaigns
 -- A running (or cancelled) campaign that is not always-on and has no waiting or in-flight
