@@ -21,7 +21,7 @@ import uuid
 from pathlib import Path
 
 from dialler.config import load_config
-from dialler.db.pool import connect
+from dialler.store.pool import connect
 
 
 def cli(config: Path, *args: str) -> str:

@@ -21,8 +21,8 @@ from typing import Any
 
 import asyncpg
 
-from dialler.db.migrate import migrate
-from dialler.db.queries import load
+from dialler.store.migrate import migrate
+from dialler.store.queries import load
 
 Q = load("engine.sql")
 LAB_ADMIN = "postgresql://postgres@127.0.0.1:55432/postgres"

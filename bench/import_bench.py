@@ -53,7 +53,7 @@ def generate(path: Path, rows: int) -> None:
 
 async def child_import(dsn: str, campaign_id: uuid.UUID, path: Path) -> dict[str, Any]:
     from dialler.contacts.importer import import_contacts
-    from dialler.db.pool import connect
+    from dialler.store.pool import connect
 
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     conn = await connect(dsn)
@@ -110,7 +110,7 @@ def psql_copy(dsn: str, path: Path) -> float:
 # --- setup and report ------------------------------------------------------------------------
 
 async def make_campaign(dsn: str) -> uuid.UUID:
-    from dialler.db.pool import connect
+    from dialler.store.pool import connect
 
     conn = await connect(dsn)
     try:
@@ -127,7 +127,7 @@ async def make_campaign(dsn: str) -> uuid.UUID:
 
 
 async def drop_campaign(dsn: str, campaign_id: uuid.UUID) -> None:
-    from dialler.db.pool import connect
+    from dialler.store.pool import connect
 
     conn = await connect(dsn)
     try:

@@ -23,7 +23,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from .config import Config
-from .db.queries import load
+from .store.queries import load
 from .stats import IN_FLIGHT, STATES, campaign_show, window_open_at
 
 __all__ = [

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import IO, Any
 from uuid import UUID
 
-from .db.queries import load
+from .store.queries import load
 from .stats import rfc3339
 
 Q = load("report.sql")

@@ -15,7 +15,7 @@ from typing import Any
 from uuid import UUID
 
 from .config import Config
-from .db.queries import load
+from .store.queries import load
 from .domain.window import Window, WindowError
 
 Q = load("stats.sql")

@@ -8,7 +8,7 @@ thresholds. It ends with what an escalation must carry: the campaign id, the tim
 id of one affected call (never a phone number) and what was checked. docs/triage.md has the
 checks and the escalation rules row by row.
 
-Read-only. The facts are gathered first (`_gather`, queries in db/sql/triage.sql plus the live
+Read-only. The facts are gathered first (`_gather`, queries in store/sql/triage.sql plus the live
 activity of `dialler.stats.campaign_show`, so "stalled" means the same everywhere); each row is
 then a pure function of them.
 """
@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from .campaigns.checks import StartFacts, start_problems, window_problems
 from .campaigns.repo import Campaign, bot_names, get_campaign
 from .config import Config
-from .db.queries import load
+from .store.queries import load
 from .domain.prompt import format_invalid, format_missing, missing_variables, placeholders
 from .domain.rules import COMPLETED, SYSTEM_DISPOSITIONS
 from .domain.window import Window, WindowError

@@ -12,7 +12,7 @@ import pytest
 from dialler.ami.calls import CallTracker
 from dialler.ami.client import AmiClient
 from dialler.config import Config, load_config
-from dialler.db.pool import connect
+from dialler.store.pool import connect
 
 from .lab_helpers import dialler
 

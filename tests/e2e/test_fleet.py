@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from dialler.config import load_config
-from dialler.db.pool import connect
+from dialler.store.pool import connect
 from dialler.fleet.greeting import HEARD_THRESHOLD, detect_greeting
 from dialler.lab.lab import DEFAULT_STATE_DIR
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from dialler.config import load_config
-from dialler.db.pool import connect
+from dialler.store.pool import connect
 
 from .campaigns import cli, create_campaign, running, show
 from .lab_helpers import lab_calls

@@ -18,7 +18,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from dialler.db.migrate import migrate
+from dialler.store.migrate import migrate
 from dialler.lab.postgres import PgCluster
 
 # The role tests connect as: the owner of every test database, not a superuser.

@@ -20,8 +20,8 @@ from aiohttp import web
 from dialler.api import operators
 from dialler.api.server import make_app, start
 from dialler.config import Config, parse_config
-from dialler.db.pool import create_pool
-from dialler.db.queries import load
+from dialler.store.pool import create_pool
+from dialler.store.queries import load
 from dialler.report import FIXED, write_report
 
 from .conftest import free_port

@@ -13,8 +13,8 @@ import pytest
 
 from dialler.api.server import make_app, start
 from dialler.config import parse_config
-from dialler.db.pool import create_pool
-from dialler.db.queries import load
+from dialler.store.pool import create_pool
+from dialler.store.queries import load
 
 from .conftest import free_port
 

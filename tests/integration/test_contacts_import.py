@@ -17,7 +17,7 @@ from dialler.contacts import importer
 from dialler.contacts.csvfile import CsvFileError
 from dialler.contacts.importer import import_contacts
 from dialler.contacts.single import add_contact, cancel_contact
-from dialler.db.pool import connect
+from dialler.store.pool import connect
 from dialler.errors import InvalidInput, OperationalError
 
 from .cli_helpers import run_cli, write_config

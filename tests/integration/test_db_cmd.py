@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dialler.db.migrate import available_migrations
+from dialler.store.migrate import available_migrations
 
 from .cli_helpers import run_cli, write_config
 

@@ -9,7 +9,7 @@ from importlib import resources
 import asyncpg
 import pytest
 
-from dialler.db.migrate import available_migrations, migrate
+from dialler.store.migrate import available_migrations, migrate
 from dialler.errors import OperationalError
 from dialler.lab.postgres import PgCluster
 
@@ -56,7 +56,7 @@ async def test_migrations_build_the_fresh_install_schema(pg_cluster: PgCluster,
                                                          new_empty_db: NewDb) -> None:
     migrated, fresh = await new_empty_db(), await new_empty_db()
     await migrate(migrated)
-    schema_sql = (resources.files("dialler.db") / "schema.sql").read_text(encoding="utf-8")
+    schema_sql = (resources.files("dialler.store") / "schema.sql").read_text(encoding="utf-8")
     conn = await asyncpg.connect(fresh)
     try:
         await conn.execute(schema_sql)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from dialler.db.pool import connect
+from dialler.store.pool import connect
 
 from .cli_helpers import run_cli, write_config
 

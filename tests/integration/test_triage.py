@@ -18,8 +18,8 @@ import pytest
 
 from dialler.campaigns.repo import sync_numbers
 from dialler.config import Config, parse_config
-from dialler.db.pool import connect
-from dialler.db.queries import load
+from dialler.store.pool import connect
+from dialler.store.queries import load
 from dialler.triage import Report, triage
 
 from .cli_helpers import run_cli, write_config

@@ -43,7 +43,7 @@ from ..contacts.suppressions import (
     list_suppressions,
     remove_suppression,
 )
-from ..db.queries import load
+from ..store.queries import load
 from ..errors import InvalidInput
 from ..report import write_report
 from ..stats import call_item, campaign_show, rfc3339

@@ -27,7 +27,7 @@ from aiohttp import web
 
 from ..config import Config
 from ..contacts.phone import InvalidNumber, normalise_phone
-from ..db.queries import load
+from ..store.queries import load
 from ..domain.prompt import render
 from ..engine.engine import TestCallRefused
 from ..errors import OperationalError

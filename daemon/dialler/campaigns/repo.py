@@ -5,7 +5,7 @@ of two operators racing, the second is told the state the first one left. Transi
 make a campaign dial (start, resume) run the start checks first, holding the campaign's row,
 and wake running daemons with ``NOTIFY dialler_wakeup`` (payload: the campaign id).
 
-Queries: ``dialler/db/sql/campaigns.sql`` (and ``prompts.sql`` for the prompt-variable
+Queries: ``dialler/store/sql/campaigns.sql`` (and ``prompts.sql`` for the prompt-variable
 warnings). Connections are asyncpg connections (`Any`).
 """
 
@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 import asyncpg
 
 from ..config import Config
-from ..db.queries import load
+from ..store.queries import load
 from ..domain.prompt import placeholders
 from ..domain.rules import RedialPolicy, RetryPolicy
 from ..domain.window import Window

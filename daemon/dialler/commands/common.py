@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from ..cli import config_path
 from ..config import Config, load_config
-from ..db.pool import connect
+from ..store.pool import connect
 
 T = TypeVar("T")
 

@@ -8,7 +8,7 @@ import sys
 
 from dialler.cli import config_path
 from dialler.config import load_config
-from dialler.db import migrate as migrations
+from dialler.store import migrate as migrations
 
 
 def migrate(args: argparse.Namespace) -> int:

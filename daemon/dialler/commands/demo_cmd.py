@@ -24,7 +24,7 @@ from ..campaigns import repo
 from ..campaigns.spec import parse_bot, parse_text
 from ..config import Config, load_config
 from ..contacts.importer import import_contacts
-from ..db.pool import connect
+from ..store.pool import connect
 from ..engine.daemon import run_daemon
 from ..lab.lab import Lab
 from ..report import write_report

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..campaigns.lookup import resolve_campaign
 from ..config import Config
-from ..db.queries import load
+from ..store.queries import load
 from ..stats import call_item, campaign_show
 from .common import with_db
 

@@ -34,7 +34,7 @@ from typing import IO, Any
 
 import asyncpg
 
-from ..db.queries import load
+from ..store.queries import load
 from ..domain.prompt import prompt_warnings
 from ..errors import InvalidInput, OperationalError
 from .csvfile import PHONE_COLUMN, ContactStream, ParsedRow, RowError, read_contacts

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..db.queries import load
+from ..store.queries import load
 from ..domain.prompt import prompt_warnings
 from ..errors import InvalidInput
 from .csvfile import MAX_FIELD_BYTES, PHONE_COLUMN

@@ -9,7 +9,7 @@ afterwards; the contacts it cancelled stay cancelled.
 Numbers are normalised to E.164 like every contact number (`phone.normalise_phone`, with the
 config's `contacts.default_region`), so `07700 900123` and `+447700900123` are one entry.
 
-Queries: ``dialler/db/sql/suppressions.sql``. Connections are asyncpg connections (`Any`).
+Queries: ``dialler/store/sql/suppressions.sql``. Connections are asyncpg connections (`Any`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..db.queries import load
+from ..store.queries import load
 from ..errors import InvalidInput
 from .phone import InvalidNumber, normalise_phone
 

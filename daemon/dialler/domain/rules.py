@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import MappingProxyType
 
-from dialler.domain.window import Window
+from .states import SYSTEM_DISPOSITIONS, ContactState, Disposition
+from .window import Window
 
 __all__ = [
     "COMPLETED",
@@ -39,11 +40,9 @@ __all__ = [
     "requeue",
 ]
 
-#: Dispositions the dialler itself produces; `retry.on_system` picks from these.
-SYSTEM_DISPOSITIONS = frozenset({"no_answer", "rejected", "RNR", "error", "timeout", "abandoned"})
 #: The bot's "conversation finished" disposition: neither a system nor a custom name, so no retry
 #: rule can match it (only the short-connect rule can re-dial such a call).
-COMPLETED = "completed"
+COMPLETED = Disposition.COMPLETED
 
 
 class NextAction(enum.StrEnum):
@@ -56,13 +55,13 @@ class NextAction(enum.StrEnum):
 
 
 #: The contact's state after each action.
-CONTACT_STATE: Mapping[NextAction, str] = MappingProxyType({
-    NextAction.RETRY: "retry_scheduled",
-    NextAction.CALLBACK: "callback_scheduled",
-    NextAction.CANCELLED: "cancelled",
-    NextAction.EXHAUSTED: "exhausted",
-    NextAction.DONE: "done",
-    NextAction.REQUEUE: "pending",
+CONTACT_STATE: Mapping[NextAction, ContactState] = MappingProxyType({
+    NextAction.RETRY: ContactState.RETRY_SCHEDULED,
+    NextAction.CALLBACK: ContactState.CALLBACK_SCHEDULED,
+    NextAction.CANCELLED: ContactState.CANCELLED,
+    NextAction.EXHAUSTED: ContactState.EXHAUSTED,
+    NextAction.DONE: ContactState.DONE,
+    NextAction.REQUEUE: ContactState.PENDING,
 })
 
 

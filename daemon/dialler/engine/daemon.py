@@ -23,8 +23,8 @@ from ..ami.calls import CallTracker
 from ..ami.client import AmiClient
 from ..campaigns import repo
 from ..config import Config
-from ..db.migrate import available_migrations
-from ..db.pool import create_pool
+from ..store.migrate import available_migrations
+from ..store.pool import create_pool
 from ..errors import OperationalError
 from ..fleet.attach import AttachServer
 from ..reload import reload_config

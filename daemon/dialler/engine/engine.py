@@ -23,7 +23,7 @@ from .. import metrics
 from ..ami.calls import CallResultLost, CallTracker, TrackedCall
 from ..ami.client import AmiUnavailable, OriginateRequest
 from ..config import Config
-from ..db.queries import load
+from ..store.queries import load
 from ..domain.outcomes import DialResult, Outcome
 from ..domain.rules import AttemptFacts, Decision, NextAction, decide, requeue
 from .campaigns import CampaignRules, rules_from_row

@@ -24,7 +24,7 @@ from panoramisk.fast_agi import Request
 
 from .. import metrics
 from ..config import Config
-from ..db.queries import load
+from ..store.queries import load
 
 log = logging.getLogger(__name__)
 F = load("fleet.sql")

@@ -110,7 +110,7 @@ class Lab:
         self._say(progress, "carrier")
         self._carrier_up()
         self._write_config()
-        from ..db.migrate import migrate
+        from ..store.migrate import migrate
         asyncio.run(migrate(self.pg.dsn(DB_NAME, DB_USER)))
         self._say(progress, "reference worker")
         self._worker_up()

@@ -1,36 +1,45 @@
-"""asyncpg connections for the daemon and the CLI."""
+"""asyncpg connections for the daemon and the CLI (the only place that opens them)."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import cast
 
 import asyncpg
 
 from ..errors import OperationalError
+from .conn import Connection, Pool
+
+#: Exceptions that mean "the database is not reachable right now" (connection refused or
+#: reset, server shutting down or starting): callers treat them as an outage, not as a bug.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
+    asyncpg.ConnectionDoesNotExistError, asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError)
 
 
-async def _init_connection(conn: Any) -> None:
+async def _init_connection(conn: asyncpg.Connection) -> None:
     # json/jsonb columns come back as Python objects and go in from them.
     for kind in ("json", "jsonb"):
         await conn.set_type_codec(kind, encoder=json.dumps, decoder=json.loads,
                                   schema="pg_catalog")
 
 
-async def create_pool(dsn: str, min_size: int = 1, max_size: int = 10) -> Any:
+async def create_pool(dsn: str, min_size: int = 1, max_size: int = 10) -> Pool:
     """A connection pool; `OperationalError` (exit 1) when the database cannot be reached."""
     try:
-        return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size,
+        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size,
                                          init=_init_connection, timeout=10)
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         raise OperationalError(f"cannot reach the database: {exc}") from None
+    return cast(Pool, pool)
 
 
-async def connect(dsn: str) -> Any:
+async def connect(dsn: str) -> Connection:
     """One connection (for CLI commands)."""
     try:
         conn = await asyncpg.connect(dsn, timeout=10)
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         raise OperationalError(f"cannot reach the database: {exc}") from None
     await _init_connection(conn)
-    return conn
+    return cast(Connection, conn)

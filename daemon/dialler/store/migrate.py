@@ -1,6 +1,6 @@
 """Forward-only schema migrations.
 
-The migrations are the `NNNN_name.sql` files packaged in `dialler/db/migrations`, applied in
+The migrations are the `NNNN_name.sql` files packaged in `dialler/store/migrations`, applied in
 version order, each in its own transaction, and recorded in `schema_migrations` with a checksum
 of the file. A run holds a PostgreSQL advisory lock from start to end, so two processes migrating
 the same database at once queue up: the second finds nothing left to do. An applied migration
@@ -63,7 +63,7 @@ def available_migrations() -> list[Migration]:
     Raises OperationalError for a misnamed `.sql` file or two files with one version: both are
     packaging mistakes that must not be skipped silently.
     """
-    folder = resources.files("dialler.db") / "migrations"
+    folder = resources.files("dialler.store") / "migrations"
     found: dict[str, Migration] = {}
     for entry in folder.iterdir():
         if not entry.name.endswith(".sql"):
