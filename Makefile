@@ -3,6 +3,6 @@
 bootstrap: ; ./scripts/bootstrap.sh
 test: ; ./scripts/test.sh
 demo: ; ./scripts/demo.sh
-lint: ; .venv/bin/ruff check daemon tests && .venv/bin/mypy
+lint: ; .venv/bin/ruff check daemon tests bench && .venv/bin/ruff format --check daemon tests bench && .venv/bin/mypy && .venv/bin/lint-imports
 lab-up: ; .venv/bin/dialler lab up
 lab-down: ; .venv/bin/dialler lab down

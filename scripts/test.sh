@@ -6,9 +6,12 @@ cd "$(dirname "$0")/.."
 ./scripts/bootstrap.sh
 
 echo "test: ruff" >&2
-.venv/bin/ruff check daemon tests
+.venv/bin/ruff check daemon tests bench
+.venv/bin/ruff format --check daemon tests bench
 echo "test: mypy" >&2
 .venv/bin/mypy
+echo "test: import contracts" >&2
+.venv/bin/lint-imports
 
 echo "test: lab up" >&2
 .venv/bin/dialler lab up >/dev/null

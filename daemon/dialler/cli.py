@@ -12,19 +12,14 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from .commands.paths import DEFAULT_CONFIG, config_path
 from .errors import DiallerError
 
-DEFAULT_CONFIG = "/etc/dialler/dialler.yaml"
+__all__ = ["DEFAULT_CONFIG", "build_parser", "config_path", "main"]
 
 # command path -> "module:function"; modules are imported lazily so that `dialler lab up`
 # does not pay for asyncpg and friends, and a broken optional part never breaks the rest.
 Handler = Callable[[argparse.Namespace], int]
-
-
-def config_path(args: argparse.Namespace) -> str:
-    """The config file to use: --config, then $DIALLER_CONFIG, then the default path."""
-    explicit: str | None = args.config
-    return explicit or os.environ.get("DIALLER_CONFIG") or DEFAULT_CONFIG
 
 
 def _add(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, target: str,
@@ -63,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name in ("status", "calls"):
             p.add_argument("--json", action="store_true", help="machine-readable output")
 
-    _add(top, "run", "dialler.commands.run_cmd:run",
+    _add(top, "run", "dialler.app:run",
          "run the daemon: dial running campaigns until stopped")
 
     bot = top.add_parser("bot", help="bots").add_subparsers(
@@ -156,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--from", dest="caller_id", metavar="NUMBER",
                       help="caller ID (default: the first enabled one of the config)")
 
-    _add(top, "demo", "dialler.commands.demo_cmd:demo",
+    _add(top, "demo", "dialler.demo:demo",
          "bring the lab up and show the dialler at work on it")
     return parser
 

@@ -112,10 +112,21 @@ class InvalidNumber(InvalidField):
 class StartChecksFailed(InvalidInput):
     """The campaign cannot start: the guide's checks found problems."""
 
-    def __init__(self, campaign: str, problems: Sequence[str]) -> None:
-        self.campaign = campaign
-        super().__init__(f"campaign {campaign!r} cannot start:\n  - " + "\n  - ".join(problems))
+    def __init__(self, campaign: str, problems: Sequence[str], verb: str = "start") -> None:
+        #: The campaign's name, and what it was refused (start, resume, take new settings).
+        self.campaign, self.verb = campaign, verb
+        super().__init__(f"campaign {campaign} cannot {verb}:\n  - " + "\n  - ".join(problems))
         self.problems = tuple(problems)
+
+
+class SettingsRefused(InvalidInput):
+    """The database refused the campaign's settings (a CHECK constraint)."""
+
+    def __init__(self, constraint: str | None) -> None:
+        #: The constraint that refused them, when PostgreSQL names it.
+        self.constraint = constraint
+        super().__init__(f"the database refused the campaign's settings "
+                         f"({constraint or 'a check constraint'})")
 
 
 # --- not found (exit 2, HTTP 404) ----------------------------------------------------------
@@ -159,10 +170,10 @@ class UnknownCall(NotFound):
 class UnknownNumber(NotFound):
     """The number is not a caller ID of the configured pool."""
 
-    def __init__(self, number: str) -> None:
+    def __init__(self, number: str, why: str = "it is not a caller ID of any configured "
+                 "carrier") -> None:
         self.number = number
-        super().__init__(f"{number} is not a caller ID of any configured carrier",
-                         field="number")
+        super().__init__(f"unknown number {number}: {why}", field="number")
 
 
 class ContactNotFound(NotFound):
@@ -279,6 +290,7 @@ ANSWERS: Mapping[type[DiallerError], Answer] = MappingProxyType({
     InvalidField: Answer(2, 422, "bad_field"),
     InvalidNumber: Answer(2, 422, "bad_field"),
     StartChecksFailed: Answer(2, 422, "start_checks_failed"),
+    SettingsRefused: Answer(2, 422, "settings_refused"),
     NotFound: Answer(2, 404, "not_found"),
     UnknownCampaign: Answer(2, 404, "not_found"),
     UnknownBot: Answer(2, 404, "not_found"),

@@ -16,15 +16,19 @@ Two kinds of instruments:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Protocol, TypeVar
+from uuid import UUID
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from .config import Config
-from .store.queries import load
+from .domain.states import CampaignState
 from .stats import IN_FLIGHT, STATES, campaign_show, window_open_at
+from .store import fleet
+from .store import metrics as store
+from .store.conn import Connection
 
 __all__ = [
     "AMI_CONNECTED",
@@ -49,9 +53,6 @@ __all__ = [
     "sip_code_label",
     "start_server",
 ]
-
-Q = load("metrics.sql")
-F = load("fleet.sql")
 
 REGISTRY = CollectorRegistry()
 
@@ -144,7 +145,7 @@ Labels = tuple[str, ...]
 _published: dict[Gauge, set[Labels]] = {}
 
 
-async def refresh(conn: Any, config: Config, now: datetime | None = None) -> None:
+async def refresh(conn: Connection, config: Config, now: datetime | None = None) -> None:
     """Re-read the database gauges of running and paused campaigns and of the fleet.
 
     One query per concern, in one read-only snapshot; the stall verdict is `campaign show`'s
@@ -152,49 +153,60 @@ async def refresh(conn: Any, config: Config, now: datetime | None = None) -> Non
     """
     now = now or datetime.now(UTC)
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        campaigns = await conn.fetch(Q["watched_campaigns"])
-        contacts = await conn.fetch(Q["contact_states"])
-        attempts = await conn.fetch(Q["open_attempts"])
-        capacity = await conn.fetchval(F["fleet_capacity"], config.fleet.heartbeat_timeout)
-        busy = await conn.fetchval(Q["fleet_busy"])
-        stalled = {row["id"]: (await campaign_show(conn, config, row["id"], now))["stalled"]
-                   for row in campaigns if row["state"] == "running"}
+        campaigns = await store.watched_campaigns(conn)
+        contacts = await store.contact_states(conn)
+        attempts = await store.open_attempts(conn)
+        capacity = await fleet.fleet_capacity(conn, config.fleet.heartbeat_timeout)
+        busy = await store.fleet_busy(conn)
+        stalled = {c.id: bool((await campaign_show(conn, config, c.id, now))["stalled"])
+                   for c in campaigns if c.state == CampaignState.RUNNING}
 
-    ids = [str(row["id"]) for row in campaigns]
-    _publish(CAMPAIGN_RUNNING, {(str(r["id"]),): float(r["state"] == "running")
-                                for r in campaigns})
-    _publish(CAMPAIGN_WINDOW_OPEN, {(str(r["id"]),): float(window_open_at(r, now))
-                                    for r in campaigns})
-    _publish(CAMPAIGN_STALLED, {(str(r["id"]),): float(stalled.get(r["id"], False))
-                                for r in campaigns})
-    _publish(CAMPAIGN_LAST_DIAL, {(str(r["id"]),): r["last_dial_at"].timestamp()
-                                  for r in campaigns if r["last_dial_at"] is not None})
-    _publish(CONTACTS, _per_state(ids, STATES, contacts, "n"))
-    _publish(CAMPAIGN_CONTACTS_DUE, _per_campaign(ids, contacts, "due"))
-    _publish(CALLS_IN_FLIGHT, _per_state(ids, IN_FLIGHT, attempts, "n"))
-    _publish(STUCK_ATTEMPTS, _per_campaign(ids, attempts, "stuck"))
+    ids = [str(c.id) for c in campaigns]
+    _publish(CAMPAIGN_RUNNING, {(str(c.id),): float(c.state == CampaignState.RUNNING)
+                                for c in campaigns})
+    _publish(CAMPAIGN_WINDOW_OPEN, {(str(c.id),): float(window_open_at(c, now))
+                                    for c in campaigns})
+    _publish(CAMPAIGN_STALLED, {(str(c.id),): float(stalled.get(c.id, False))
+                                for c in campaigns})
+    _publish(CAMPAIGN_LAST_DIAL, {(str(c.id),): c.last_dial_at.timestamp()
+                                  for c in campaigns if c.last_dial_at is not None})
+    _publish(CONTACTS, _per_state(ids, STATES, contacts, lambda r: r.n))
+    _publish(CAMPAIGN_CONTACTS_DUE, _per_campaign(ids, contacts, lambda r: r.due))
+    _publish(CALLS_IN_FLIGHT, _per_state(ids, IN_FLIGHT, attempts, lambda r: r.n))
+    _publish(STUCK_ATTEMPTS, _per_campaign(ids, attempts, lambda r: r.stuck))
     _publish(FLEET_SLOTS, {("total",): float(capacity), ("busy",): float(busy)})
 
 
-def _per_state(ids: Iterable[str], states: Iterable[str], rows: Iterable[Mapping[str, Any]],
-               column: str) -> dict[Labels, float]:
+class _Counted(Protocol):
+    @property
+    def campaign_id(self) -> UUID: ...
+
+    @property
+    def state(self) -> str: ...
+
+
+R = TypeVar("R", bound=_Counted)
+
+
+def _per_state(ids: Iterable[str], states: Iterable[str], rows: Iterable[R],
+               value: Callable[[R], int]) -> dict[Labels, float]:
     """Every (campaign, state) pair, zero unless a row counts it."""
     values: dict[Labels, float] = {(c, s): 0.0 for c in ids for s in states}
     for row in rows:
-        key = (str(row["campaign_id"]), row["state"])
+        key = (str(row.campaign_id), row.state)
         if key in values:
-            values[key] = float(row[column])
+            values[key] = float(value(row))
     return values
 
 
-def _per_campaign(ids: Iterable[str], rows: Iterable[Mapping[str, Any]],
-                  column: str) -> dict[Labels, float]:
-    """`column` summed over the rows of each campaign, zero for a campaign without rows."""
+def _per_campaign(ids: Iterable[str], rows: Iterable[R],
+                  value: Callable[[R], int]) -> dict[Labels, float]:
+    """A value summed over the rows of each campaign, zero for a campaign without rows."""
     values: dict[Labels, float] = {(c,): 0.0 for c in ids}
     for row in rows:
-        key = (str(row["campaign_id"]),)
+        key = (str(row.campaign_id),)
         if key in values:
-            values[key] += float(row[column])
+            values[key] += float(value(row))
     return values
 
 

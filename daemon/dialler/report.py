@@ -9,15 +9,16 @@ E.164 (`+` and digits) and stay as they are.
 from __future__ import annotations
 
 import csv
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import IO, Any
+from typing import IO
 from uuid import UUID
 
-from .store.queries import load
 from .stats import rfc3339
+from .store import Connection
+from .store import report as store
+from .store.report import FinalAttempt
 
-Q = load("report.sql")
 FIXED = ("campaign_id", "contact_id", "attempt_id", "attempt_number", "phone_number",
          "caller_id", "carrier", "dialled_at", "answered_at", "ended_at", "duration_seconds",
          "sip_code", "outcome", "disposition", "worker", "next_action", "next_at")
@@ -42,37 +43,44 @@ def _cell(value: object) -> str:
     return str(value)
 
 
-def _row(r: Mapping[str, Any], variables: list[str]) -> list[str]:
+def _row(r: FinalAttempt, variables: list[str]) -> list[str]:
     fixed: dict[str, object] = {
-        "campaign_id": r["campaign_id"], "contact_id": r["contact_id"],
-        "attempt_id": r["attempt_id"], "attempt_number": r["attempt_number"],
-        "phone_number": r["phone_number"], "caller_id": r["caller_id"],
-        "carrier": r["carrier"], "dialled_at": r["dialled_at"],
-        "answered_at": r["answered_at"], "ended_at": r["ended_at"],
-        "duration_seconds": f"{(r['duration_ms'] or 0) / 1000:g}",
-        "sip_code": r["sip_code"], "outcome": r["outcome"],
-        "disposition": r["disposition"], "worker": r["worker"],
-        "next_action": r["next_action"], "next_at": r["next_at"],
+        "campaign_id": r.campaign_id, "contact_id": r.contact_id,
+        "attempt_id": r.attempt_id, "attempt_number": r.attempt_number,
+        "phone_number": r.phone_number, "caller_id": r.caller_id,
+        "carrier": r.carrier, "dialled_at": r.dialled_at,
+        "answered_at": r.answered_at, "ended_at": r.ended_at,
+        "duration_seconds": f"{(r.duration_ms or 0) / 1000:g}",
+        "sip_code": r.sip_code, "outcome": r.outcome,
+        "disposition": r.disposition, "worker": r.worker,
+        "next_action": r.next_action, "next_at": r.next_at,
     }
     cells = [_cell(fixed[name]) if name in RAW else neutralise(_cell(fixed[name]))
              for name in FIXED]
-    values = r["variables"] or {}
+    values = r.variables or {}
     cells += [neutralise(_cell(values.get(name))) for name in variables]
     return cells
 
 
-async def write_report(conn: Any, campaign_id: UUID, out: IO[str]) -> int:
-    """Write the report of a campaign to `out`; returns the number of attempt rows."""
+async def write_report(conn: Connection, campaign_id: UUID, out: IO[str], *,
+                       on_progress: Callable[[], Awaitable[None]] | None = None) -> int:
+    """Write the report of a campaign to `out`; returns the number of attempt rows.
+
+    `on_progress`, when given, is awaited after each row is written (a streaming caller sends
+    what `out` holds so far, and a slow reader slows the cursor instead of filling memory).
+    """
     names: dict[str, None] = {}
     async with conn.transaction():
-        async for row in conn.cursor(Q["contact_variables"], campaign_id, prefetch=2000):
-            for key in row["variables"] or {}:
+        async for variables_of_contact in store.contact_variables(conn, campaign_id):
+            for key in variables_of_contact:
                 names.setdefault(key, None)
         variables = list(names)
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow([*FIXED, *variable_header(variables)])
         count = 0
-        async for row in conn.cursor(Q["final_attempts"], campaign_id, prefetch=2000):
+        async for row in store.final_attempts(conn, campaign_id):
             writer.writerow(_row(row, variables))
             count += 1
+            if on_progress is not None:
+                await on_progress()
     return count

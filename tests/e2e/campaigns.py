@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from .lab_helpers import dialler
+from .lab_helpers import assert_no_task_errors, dialler
 
 ALL_DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
@@ -115,6 +115,7 @@ class Daemon:
         self.config = config
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
+        self.drained = False
 
     def start(self) -> Daemon:
         with self.log.open("ab") as out:  # the child keeps its own copy of the descriptor
@@ -124,15 +125,23 @@ class Daemon:
         return self
 
     def stop(self, timeout: float = 30) -> int:
+        """SIGTERM (drain) and wait; SIGKILL after `timeout`. The exit status; `drained` says
+        whether this SIGTERM ended it (not an earlier exit, not the SIGKILL)."""
         assert self.proc is not None
+        self.drained = False
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout)
+                self.drained = True
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode
+
+    def check_log(self) -> None:
+        """The daemon's log shows no task that died unseen (lab_helpers.TASK_ERRORS)."""
+        assert_no_task_errors(self.log.read_text(errors="replace"), f"daemon log {self.log}")
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -145,11 +154,18 @@ class Daemon:
 
 @contextlib.contextmanager
 def running(config: Path, log: Path) -> Iterator[Daemon]:
+    """The daemon up for the block; then SIGTERM: a drained daemon exits 0, and its log shows
+    no task that died unseen (checked when the block itself passed)."""
     daemon = Daemon(config, log).start()
     try:
         yield daemon
-    finally:
+    except BaseException:
         daemon.stop()
+        raise
+    status = daemon.stop()
+    if daemon.drained:
+        assert status == 0, f"daemon exited {status} after SIGTERM: {daemon.log_tail()}"
+    daemon.check_log()
 
 
 def lab_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,7 @@ from dialler.ami.client import AmiClient
 from dialler.config import Config, load_config
 from dialler.store.pool import connect
 
-from .lab_helpers import dialler
+from .lab_helpers import assert_no_task_errors, dialler
 
 pytestmark = pytest.mark.e2e
 
@@ -64,3 +64,13 @@ def no_leftover_campaigns(request: pytest.FixtureRequest) -> None:
             await conn.close()
 
     asyncio.run(cancel_all())
+
+
+@pytest.fixture(autouse=True)
+def daemon_logs_clean(tmp_path: Path) -> Iterator[None]:
+    """Every daemon an e2e test runs logs to a `*.log` file under its tmp_path: after the test,
+    none may show a task that died unseen ("Task exception was never retrieved", "Task was
+    destroyed but it is pending") — whichever helper started the daemon."""
+    yield
+    for log in sorted(tmp_path.rglob("*.log")):
+        assert_no_task_errors(log.read_text(errors="replace"), f"daemon log {log}")

@@ -18,9 +18,9 @@ import pytest
 import yaml
 
 from dialler.config import load_config
-from dialler.store.pool import connect
 from dialler.fleet.greeting import HEARD_THRESHOLD, detect_greeting
 from dialler.lab.lab import DEFAULT_STATE_DIR
+from dialler.store.pool import connect
 
 from .campaigns import by_number, create_campaign, max_overlap, report, running, show, wait_for
 from .test_campaign_rules import free_port

@@ -18,8 +18,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from dialler.store.migrate import migrate
 from dialler.lab.postgres import PgCluster
+from dialler.store.migrate import migrate
 
 # The role tests connect as: the owner of every test database, not a superuser.
 DB_OWNER = "dialler"

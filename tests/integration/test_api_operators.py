@@ -17,12 +17,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from dialler.api import operators
+from dialler.api import limits
 from dialler.api.server import make_app, start
 from dialler.config import Config, parse_config
+from dialler.engine.engine import Engine
+from dialler.report import FIXED, write_report
 from dialler.store.pool import create_pool
 from dialler.store.queries import load
-from dialler.report import FIXED, write_report
 
 from .conftest import free_port
 
@@ -31,25 +32,51 @@ pytestmark = pytest.mark.integration
 TOKEN = "o" * 24
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 NUMBERS = ("+441632960001", "+441632960002")
-BOT = {"name": "renewals-bot", "prompt": "Hello {{CustomerName}}, about {{call.Plan}}",
-       "pipeline": {"stt": "deepgram"}}
-SHOW_KEYS = {"id", "name", "state", "activity", "stalled", "effective_concurrency",
-             "capped_by", "stats"}
-STATS_KEYS = {"pending", "dialing", "connected", "wrapping", "retry_scheduled",
-              "callback_scheduled", "done", "exhausted", "cancelled", "retries_left",
-              "answer_rate", "last_dial_at"}
+BOT = {
+    "name": "renewals-bot",
+    "prompt": "Hello {{CustomerName}}, about {{call.Plan}}",
+    "pipeline": {"stt": "deepgram"},
+}
+SHOW_KEYS = {
+    "id",
+    "name",
+    "state",
+    "activity",
+    "stalled",
+    "effective_concurrency",
+    "capped_by",
+    "stats",
+}
+STATS_KEYS = {
+    "pending",
+    "dialing",
+    "connected",
+    "wrapping",
+    "retry_scheduled",
+    "callback_scheduled",
+    "done",
+    "exhausted",
+    "cancelled",
+    "retries_left",
+    "answer_rate",
+    "last_dial_at",
+}
 
 
 def make_config(db_dsn: str, directory: Path) -> Config:
     tokens = directory / "tokens"
     tokens.write_text(f"# operators\n{TOKEN}\n")
-    return parse_config({
-        "database": {"dsn": db_dsn},
-        "asterisk": [{"name": "pbx", "ami": {"username": "u", "secret_env": "S"}}],
-        "carriers": [{"name": "lab"}],
-        "numbers": [{"number": number, "carrier": "lab"} for number in NUMBERS],
-        "api": {"tokens_file": str(tokens)},
-    }, "test", env={"S": "secret"})
+    return parse_config(
+        {
+            "database": {"dsn": db_dsn},
+            "asterisk": [{"name": "pbx", "ami": {"username": "u", "secret_env": "S"}}],
+            "carriers": [{"name": "lab"}],
+            "numbers": [{"number": number, "carrier": "lab"} for number in NUMBERS],
+            "api": {"tokens_file": str(tokens)},
+        },
+        "test",
+        env={"S": "secret"},
+    )
 
 
 @dataclass
@@ -72,12 +99,20 @@ class Api:
     config: Config
     http: aiohttp.ClientSession
 
-    async def call(self, method: str, path: str, *, json_body: Any = None,
-                   data: Any = None, headers: dict[str, str] | None = None,
-                   token: bool = True) -> Answer:
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        data: Any = None,
+        headers: dict[str, str] | None = None,
+        token: bool = True,
+    ) -> Answer:
         sent = {**(AUTH if token else {}), **(headers or {})}
-        async with self.http.request(method, f"{self.url}{path}", json=json_body, data=data,
-                                     headers=sent) as response:
+        async with self.http.request(
+            method, f"{self.url}{path}", json=json_body, data=data, headers=sent
+        ) as response:
             text = await response.text()
             body: Any = text
             if response.content_type == "application/json":
@@ -89,8 +124,9 @@ class Api:
         assert answer.status == status, (answer.status, answer.body)
         return answer.body
 
-    async def refused(self, method: str, path: str, status: int, field: str | None = None,
-                      **options: Any) -> dict[str, Any]:
+    async def refused(
+        self, method: str, path: str, status: int, field: str | None = None, **options: Any
+    ) -> dict[str, Any]:
         answer = await self.call(method, path, **options)
         assert answer.status == status, (answer.status, answer.body)
         error = answer.error
@@ -117,20 +153,18 @@ Readiness = Callable[[], Awaitable[dict[str, bool]]]
 
 
 @pytest.fixture
-async def serve(db_dsn: str, tmp_path: Path
-                ) -> AsyncIterator[Callable[..., Awaitable[Api]]]:
+async def serve(db_dsn: str, tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Api]]]:
     """Start a listener (with the given `make_app` options) around the test's database."""
     config = make_config(db_dsn, tmp_path)
     pool = await create_pool(db_dsn)
     http = aiohttp.ClientSession()
     runners: list[web.AppRunner] = []
 
-    async def on_result(*_args: Any) -> str:
-        return "final"
+    engine = Engine(config, pool, {}, "api-test")  # no AMI: results only, nothing dialled
 
     async def serve_app(readiness: Readiness | None = None) -> Api:
         port = free_port()
-        app = make_app(config, pool, on_result, readiness=readiness)
+        app = make_app(config, pool, engine.record_result, readiness=readiness)
         runners.append(await start(app, "127.0.0.1", port))
         return Api(f"http://127.0.0.1:{port}", pool, config, http)
 
@@ -148,12 +182,16 @@ async def api(serve: Callable[..., Awaitable[Api]]) -> Api:
 
 # --- probes, auth, errors --------------------------------------------------------------------
 
+
 async def test_probes_are_open_and_readyz_takes_the_callback(
-        serve: Callable[..., Awaitable[Api]]) -> None:
+    serve: Callable[..., Awaitable[Api]],
+) -> None:
     plain = await serve()
     assert await plain.ok("GET", "/healthz", token=False) == {"status": "ok"}
     assert await plain.ok("GET", "/readyz", token=False) == {
-        "ready": True, "checks": {"database": True}}
+        "ready": True,
+        "checks": {"database": True},
+    }
     assert (await plain.ok("GET", "/v1/openapi.json", token=False))["openapi"] == "3.1.0"
 
     async def ami_down() -> dict[str, bool]:
@@ -171,11 +209,16 @@ async def test_probes_are_open_and_readyz_takes_the_callback(
     assert answer.status == 503
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong-token-wrong-token"},
-                                     {"Authorization": TOKEN}])
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer wrong-token-wrong-token"}, {"Authorization": TOKEN}]
+)
 async def test_operator_routes_need_the_token(api: Api, headers: dict[str, str]) -> None:
-    for method, path in (("GET", "/v1/campaigns"), ("POST", "/v1/bots"),
-                         ("GET", "/v1/suppressions"), ("GET", "/v1/campaigns/x/report")):
+    for method, path in (
+        ("GET", "/v1/campaigns"),
+        ("POST", "/v1/bots"),
+        ("GET", "/v1/suppressions"),
+        ("GET", "/v1/campaigns/x/report"),
+    ):
         error = await api.refused(method, path, 401, token=False, headers=headers)
         assert error["code"] == "unauthorized"
 
@@ -185,13 +228,41 @@ async def test_unknown_route_and_method_answer_json(api: Api) -> None:
     assert (await api.refused("DELETE", "/v1/campaigns", 405))["code"] == "method_not_allowed"
 
 
+async def test_database_unavailable_answers_503(db_dsn: str, tmp_path: Path) -> None:
+    """A pool that cannot give a connection (closed here; the database down in production):
+    every route that needs it answers 503 `unavailable`, and /readyz says the database is
+    not ready."""
+    config = make_config(db_dsn, tmp_path)
+    pool = await create_pool(db_dsn)
+    await pool.close()
+    engine = Engine(config, pool, {}, "api-test")
+    port = free_port()
+    runner = await start(make_app(config, pool, engine.record_result), "127.0.0.1", port)
+    try:
+        async with aiohttp.ClientSession() as http:
+            api = Api(f"http://127.0.0.1:{port}", pool, config, http)
+            for method, path in (
+                ("GET", "/v1/campaigns"),
+                ("GET", "/v1/campaigns/x/calls"),
+                ("POST", f"/v1/calls/{uuid.uuid4()}/result"),
+            ):
+                error = await api.refused(method, path, 503, json_body={"disposition": "completed"})
+                assert error["code"] == "unavailable"
+            answer = await api.call("GET", "/readyz", token=False)
+            assert (answer.status, answer.body["checks"]) == (503, {"database": False})
+    finally:
+        await runner.cleanup()
+
+
 async def test_json_body_over_the_limit(api: Api) -> None:
-    error = await api.refused("POST", "/v1/bots", 413,
-                              json_body={"name": "b", "prompt": "x" * 70_000})
+    error = await api.refused(
+        "POST", "/v1/bots", 413, json_body={"name": "b", "prompt": "x" * 70_000}
+    )
     assert error["code"] == "too_large"
 
 
 # --- bots ------------------------------------------------------------------------------------
+
 
 async def test_bots(api: Api) -> None:
     bot_id = await api.bot()
@@ -204,42 +275,62 @@ async def test_bots(api: Api) -> None:
     assert error["code"] == "name_taken"
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"name": 5, "prompt": "p"}, "name"),
-    ({"name": "b", "prompt": "p", "pipelin": {}}, "pipelin"),
-    ({"name": "b"}, "prompt"),
-    ({"name": "b", "prompt": "p", "pipeline": "deepgram"}, "pipeline"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": 5, "prompt": "p"}, "name"),
+        ({"name": "b", "prompt": "p", "pipelin": {}}, "pipelin"),
+        ({"name": "b"}, "prompt"),
+        ({"name": "b", "prompt": "p", "pipeline": "deepgram"}, "pipeline"),
+    ],
+)
 async def test_bad_bot_names_the_field(api: Api, body: dict[str, Any], field: str) -> None:
     error = await api.refused("POST", "/v1/bots", 422, field, json_body=body)
     assert error["problems"]
 
 
-@pytest.mark.parametrize("data", [b"{not json", b"[1, 2]", b'{"name": "a", "name": "b"}',
-                                  b"\xff\xfe"])
+@pytest.mark.parametrize(
+    "data", [b"{not json", b"[1, 2]", b'{"name": "a", "name": "b"}', b"\xff\xfe"]
+)
 async def test_body_that_is_not_a_json_object(api: Api, data: bytes) -> None:
-    error = await api.refused("POST", "/v1/bots", 400, data=data,
-                              headers={"Content-Type": "application/json"})
+    error = await api.refused(
+        "POST", "/v1/bots", 400, data=data, headers={"Content-Type": "application/json"}
+    )
     assert error["code"] == "bad_json"
 
 
 # --- campaigns -------------------------------------------------------------------------------
 
+
 async def test_campaign_create_list_show(api: Api) -> None:
     await api.bot()
-    answer = await api.call("POST", "/v1/campaigns", json_body={
-        "name": "Renewals", "bot": BOT["name"], "numbers": list(NUMBERS),
-        "window": {"start": "08:00", "end": "20:00", "days": ["mon", "sat"]},
-        "ring_timeout": "25s", "retry": {"max_attempts": 3, "delay": 600,
-                                         "on_system": ["no_answer"]}})
+    answer = await api.call(
+        "POST",
+        "/v1/campaigns",
+        json_body={
+            "name": "Renewals",
+            "bot": BOT["name"],
+            "numbers": list(NUMBERS),
+            "window": {"start": "08:00", "end": "20:00", "days": ["mon", "sat"]},
+            "ring_timeout": "25s",
+            "retry": {"max_attempts": 3, "delay": 600, "on_system": ["no_answer"]},
+        },
+    )
     assert answer.status == 201, answer.body
     campaign_id = answer.body["id"]
     assert answer.headers["Location"] == f"/v1/campaigns/{campaign_id}"
     [listed] = await api.ok("GET", "/v1/campaigns")
     assert listed | {"created_at": None} == {
-        "id": campaign_id, "name": "Renewals", "state": "draft", "cancelled_at": None,
-        "bot": BOT["name"], "concurrency": 50, "always_on": False, "numbers": 2,
-        "created_at": None}
+        "id": campaign_id,
+        "name": "Renewals",
+        "state": "draft",
+        "cancelled_at": None,
+        "bot": BOT["name"],
+        "concurrency": 50,
+        "always_on": False,
+        "numbers": 2,
+        "created_at": None,
+    }
     by_id = await api.ok("GET", f"/v1/campaigns/{campaign_id}")
     by_name = await api.ok("GET", "/v1/campaigns/Renewals")
     assert by_id == by_name
@@ -255,18 +346,20 @@ async def test_campaign_names_in_paths_are_percent_encoded(api: Api) -> None:
     assert shown["id"] == campaign_id
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"name": "c", "concurrency": "10"}, "concurrency"),
-    ({"name": "c", "windw": {}}, "windw"),
-    ({"name": "c", "bot": "no-such-bot"}, "bot"),
-    ({"bot": "renewals-bot"}, "name"),
-    ({"name": "c", "numbers": ["+447700900001"]}, "numbers[0]"),
-    ({"name": "c", "retry": {"max_attempts": 0}}, "retry.max_attempts"),
-    ({"name": "c", "always_on": "yes"}, "always_on"),
-    ({"name": "c", "ring_timeout": "soon"}, "ring_timeout"),
-])
-async def test_bad_campaign_names_the_field(api: Api, body: dict[str, Any],
-                                            field: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": "c", "concurrency": "10"}, "concurrency"),
+        ({"name": "c", "windw": {}}, "windw"),
+        ({"name": "c", "bot": "no-such-bot"}, "bot"),
+        ({"bot": "renewals-bot"}, "name"),
+        ({"name": "c", "numbers": ["+447700900001"]}, "numbers[0]"),
+        ({"name": "c", "retry": {"max_attempts": 0}}, "retry.max_attempts"),
+        ({"name": "c", "always_on": "yes"}, "always_on"),
+        ({"name": "c", "ring_timeout": "soon"}, "ring_timeout"),
+    ],
+)
+async def test_bad_campaign_names_the_field(api: Api, body: dict[str, Any], field: str) -> None:
     await api.bot()
     error = await api.refused("POST", "/v1/campaigns", 422, field, json_body=body)
     assert error["code"] == "invalid_field"
@@ -274,21 +367,30 @@ async def test_bad_campaign_names_the_field(api: Api, body: dict[str, Any],
 
 
 async def test_every_problem_is_listed(api: Api) -> None:
-    error = await api.refused("POST", "/v1/campaigns", 422, json_body={
-        "name": "c", "concurrency": True, "retry": {"delay": "1x"}, "extra": 1})
+    error = await api.refused(
+        "POST",
+        "/v1/campaigns",
+        422,
+        json_body={"name": "c", "concurrency": True, "retry": {"delay": "1x"}, "extra": 1},
+    )
     fields = {problem.split(":")[0] for problem in error["problems"]}
     assert fields == {"concurrency", "retry.delay", "extra"}
 
 
 async def test_start_refusal_lists_every_problem(api: Api) -> None:
-    campaign_id = (await api.ok("POST", "/v1/campaigns", 201, json_body={
-        "name": "Empty", "concurrency": 0, "window": {"days": []}}))["id"]
+    campaign_id = (
+        await api.ok(
+            "POST",
+            "/v1/campaigns",
+            201,
+            json_body={"name": "Empty", "concurrency": 0, "window": {"days": []}},
+        )
+    )["id"]
     error = await api.refused("POST", f"/v1/campaigns/{campaign_id}/start", 422)
     assert error["code"] == "start_checks_failed"
     problems = error["problems"]
     assert len(problems) == 5, problems
-    for words in ("no bot", "number pool is empty", "concurrency", "window.days",
-                  "no contacts"):
+    for words in ("no bot", "number pool is empty", "concurrency", "window.days", "no contacts"):
         assert any(words in problem for problem in problems), (words, problems)
         assert words in error["message"]
 
@@ -299,11 +401,17 @@ async def test_lifecycle(api: Api) -> None:
     path = f"/v1/campaigns/{campaign_id}"
     error = await api.refused("POST", f"{path}/start", 422)
     assert any("no contacts" in problem for problem in error["problems"])
-    await api.ok("POST", f"{path}/contacts", 201, json_body={
-        "phone_number": "+447700900001", "metadata": {"CustomerName": "Ann", "Plan": "gold"}})
+    await api.ok(
+        "POST",
+        f"{path}/contacts",
+        201,
+        json_body={
+            "phone_number": "+447700900001",
+            "metadata": {"CustomerName": "Ann", "Plan": "gold"},
+        },
+    )
     started = await api.ok("POST", "/v1/campaigns/Renewals/start")
-    assert started == {"id": campaign_id, "name": "Renewals", "state": "running",
-                       "warnings": []}
+    assert started == {"id": campaign_id, "name": "Renewals", "state": "running", "warnings": []}
     error = await api.refused("POST", f"{path}/start", 409)
     assert error["code"] == "wrong_state"
     assert error["problems"] == [error["message"]]
@@ -311,18 +419,31 @@ async def test_lifecycle(api: Api) -> None:
     await api.refused("PUT", path, 409, json_body={"name": "Renewals"})
     assert (await api.ok("POST", f"{path}/pause"))["state"] == "paused"
     await api.refused("POST", f"{path}/pause", 409)
-    edited = await api.ok("PUT", path, json_body={
-        "name": "Renewals Nov", "bot": BOT["name"], "numbers": [NUMBERS[0]],
-        "concurrency": 5})
+    edited = await api.ok(
+        "PUT",
+        path,
+        json_body={
+            "name": "Renewals Nov",
+            "bot": BOT["name"],
+            "numbers": [NUMBERS[0]],
+            "concurrency": 5,
+        },
+    )
     assert edited == {"id": campaign_id, "name": "Renewals Nov", "warnings": []}
     error = await api.refused("PUT", path, 422, json_body={"name": "Renewals Nov"})
     assert error["code"] == "start_checks_failed"  # paused: must stay startable
-    await api.refused("PUT", path, 422, "concurrency",
-                      json_body={"name": "Renewals Nov", "concurrency": 1.5})
+    await api.refused(
+        "PUT", path, 422, "concurrency", json_body={"name": "Renewals Nov", "concurrency": 1.5}
+    )
     assert (await api.ok("POST", f"{path}/resume"))["state"] == "running"
     cancelled = await api.ok("POST", f"{path}/cancel")
-    assert cancelled == {"id": campaign_id, "name": "Renewals Nov", "state": "completed",
-                         "contacts_cancelled": 1, "in_flight": 0}
+    assert cancelled == {
+        "id": campaign_id,
+        "name": "Renewals Nov",
+        "state": "completed",
+        "contacts_cancelled": 1,
+        "in_flight": 0,
+    }
     await api.refused("POST", f"{path}/cancel", 409)
     await api.refused("POST", f"{path}/resume", 409)
 
@@ -331,19 +452,31 @@ async def test_edit_a_draft_and_name_clash(api: Api) -> None:
     await api.bot()
     first = await api.campaign("First")
     await api.campaign("Second")
-    await api.refused("PUT", f"/v1/campaigns/{first}", 409, "name",
-                      json_body={"name": "Second"})
+    await api.refused("PUT", f"/v1/campaigns/{first}", 409, "name", json_body={"name": "Second"})
     edited = await api.ok("PUT", "/v1/campaigns/First", json_body={"name": "Renamed"})
     assert edited["name"] == "Renamed"
-    [row] = await api.fetch("SELECT bot_id, concurrency FROM campaigns WHERE id = $1",
-                            uuid.UUID(first))
+    [row] = await api.fetch(
+        "SELECT bot_id, concurrency FROM campaigns WHERE id = $1", uuid.UUID(first)
+    )
     assert row["bot_id"] is None  # a full replacement: absent fields take their defaults
 
 
-@pytest.mark.parametrize(("method", "suffix"), [
-    ("GET", ""), ("PUT", ""), ("POST", "/start"), ("POST", "/pause"), ("POST", "/resume"),
-    ("POST", "/cancel"), ("POST", "/contacts"), ("POST", "/contacts/cancel"),
-    ("POST", "/contacts/import"), ("GET", "/calls"), ("GET", "/report")])
+@pytest.mark.parametrize(
+    ("method", "suffix"),
+    [
+        ("GET", ""),
+        ("PUT", ""),
+        ("POST", "/start"),
+        ("POST", "/pause"),
+        ("POST", "/resume"),
+        ("POST", "/cancel"),
+        ("POST", "/contacts"),
+        ("POST", "/contacts/cancel"),
+        ("POST", "/contacts/import"),
+        ("GET", "/calls"),
+        ("GET", "/report"),
+    ],
+)
 async def test_unknown_campaign(api: Api, method: str, suffix: str) -> None:
     options: dict[str, Any] = {"json_body": {"name": "x"}}
     if suffix.startswith("/contacts"):
@@ -351,67 +484,99 @@ async def test_unknown_campaign(api: Api, method: str, suffix: str) -> None:
     if suffix.endswith("import"):
         options = {"data": b"phone_number\n", "headers": {"Content-Type": "text/csv"}}
     for ref in ("nobody", str(uuid.uuid4())):
-        error = await api.refused(method, f"/v1/campaigns/{ref}{suffix}", 404, "campaign",
-                                  **options)
+        error = await api.refused(
+            method, f"/v1/campaigns/{ref}{suffix}", 404, "campaign", **options
+        )
         assert error["code"] == "not_found"
 
 
 # --- contacts --------------------------------------------------------------------------------
 
+
 def csv_body(*lines: str) -> dict[str, Any]:
-    return {"data": ("\n".join(lines) + "\n").encode(),
-            "headers": {"Content-Type": "text/csv"}}
+    return {"data": ("\n".join(lines) + "\n").encode(), "headers": {"Content-Type": "text/csv"}}
 
 
 async def test_import(api: Api) -> None:
     await api.bot()
     campaign_id = await api.campaign()
     await api.ok("POST", "/v1/suppressions", 201, json_body={"phone_number": "+447700900005"})
-    summary = await api.ok("POST", "/v1/campaigns/Renewals/contacts/import", **csv_body(
-        "phone_number,CustomerName,Plan",
-        "07700 900001,Ann,gold",
-        "not a number,Bob,silver",
-        "+447700900001,Cy,gold",
-        "+447700900002,Di",
-        "+447700900005,Ed,gold"))
+    summary = await api.ok(
+        "POST",
+        "/v1/campaigns/Renewals/contacts/import",
+        **csv_body(
+            "phone_number,CustomerName,Plan",
+            "07700 900001,Ann,gold",
+            "not a number,Bob,silver",
+            "+447700900001,Cy,gold",
+            "+447700900002,Di",
+            "+447700900005,Ed,gold",
+        ),
+    )
     assert summary == {
-        "campaign_id": campaign_id, "campaign": "Renewals", "imported": 2, "rejected": 3,
-        "duplicates_in_campaign": 0, "suppressed": 1, "warnings": [],
+        "campaign_id": campaign_id,
+        "campaign": "Renewals",
+        "imported": 2,
+        "rejected": 3,
+        "duplicates_in_campaign": 0,
+        "suppressed": 1,
+        "warnings": [],
         "rejected_rows": [
             {"line": 3, "reason": "invalid phone number 'not a number': not a phone number"},
             {"line": 4, "reason": "duplicate: +447700900001 is already on line 2"},
-            {"line": 5, "reason": "expected 3 fields (as in the header), got 2"}],
-        "rejected_rows_omitted": 0}
-    rows = await api.fetch("SELECT phone_number, state, variables FROM contacts "
-                           "WHERE campaign_id = $1 ORDER BY line_number", uuid.UUID(campaign_id))
+            {"line": 5, "reason": "expected 3 fields (as in the header), got 2"},
+        ],
+        "rejected_rows_omitted": 0,
+    }
+    rows = await api.fetch(
+        "SELECT phone_number, state, variables FROM contacts "
+        "WHERE campaign_id = $1 ORDER BY line_number",
+        uuid.UUID(campaign_id),
+    )
     assert [(r["phone_number"], r["state"]) for r in rows] == [
-        ("+447700900001", "pending"), ("+447700900005", "cancelled")]
+        ("+447700900001", "pending"),
+        ("+447700900005", "cancelled"),
+    ]
     assert rows[0]["variables"] == {"CustomerName": "Ann", "Plan": "gold"}
 
 
 async def test_import_lists_the_first_rejected_rows_only(
-        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(operators, "REJECTED_ROWS_SHOWN", 2)
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(limits, "REJECTED_ROWS_SHOWN", 2)
     await api.campaign("Plain", bot=None)
-    summary = await api.ok("POST", "/v1/campaigns/Plain/contacts/import", **csv_body(
-        "phone_number", "x1", "+447700900001", "x2", "x3", "+447700900001"))
+    summary = await api.ok(
+        "POST",
+        "/v1/campaigns/Plain/contacts/import",
+        **csv_body("phone_number", "x1", "+447700900001", "x2", "x3", "+447700900001"),
+    )
     assert summary["imported"] == 1
     assert summary["rejected"] == 4
     assert [row["line"] for row in summary["rejected_rows"]] == [2, 4]
     assert summary["rejected_rows_omitted"] == 2
 
 
-@pytest.mark.parametrize(("lines", "words", "line"), [
-    (("phone,Name", "+447700900001,Ann"), "no 'phone_number' column", 1),
-    ((), "the file is empty", None),
-    (("phone_number", "+447700900001", "caf\udce9"), "not UTF-8", 3),
-])
-async def test_import_file_problem(api: Api, lines: tuple[str, ...], words: str,
-                                   line: int | None) -> None:
+@pytest.mark.parametrize(
+    ("lines", "words", "line"),
+    [
+        (("phone,Name", "+447700900001,Ann"), "no 'phone_number' column", 1),
+        ((), "the file is empty", None),
+        (("phone_number", "+447700900001", "caf\udce9"), "not UTF-8", 3),
+    ],
+)
+async def test_import_file_problem(
+    api: Api, lines: tuple[str, ...], words: str, line: int | None
+) -> None:
     campaign_id = await api.campaign("Plain", bot=None, numbers=[])
     data = "\n".join(lines).encode("utf-8", "surrogateescape")
-    error = await api.refused("POST", f"/v1/campaigns/{campaign_id}/contacts/import", 422,
-                              "body", data=data, headers={"Content-Type": "text/csv"})
+    error = await api.refused(
+        "POST",
+        f"/v1/campaigns/{campaign_id}/contacts/import",
+        422,
+        "body",
+        data=data,
+        headers={"Content-Type": "text/csv"},
+    )
     assert error["code"] == "bad_csv"
     assert words in error["message"]
     assert error["message"].startswith("body")
@@ -422,24 +587,33 @@ async def test_import_file_problem(api: Api, lines: tuple[str, ...], words: str,
 async def test_import_refusals(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     campaign_id = await api.campaign("Plain", bot=None, numbers=[])
     path = f"/v1/campaigns/{campaign_id}/contacts/import"
-    error = await api.refused("POST", path, 415, "Content-Type", data=b"phone_number\n",
-                              headers={"Content-Type": "application/json"})
+    error = await api.refused(
+        "POST",
+        path,
+        415,
+        "Content-Type",
+        data=b"phone_number\n",
+        headers={"Content-Type": "application/json"},
+    )
     assert error["code"] == "unsupported_media_type"
-    monkeypatch.setattr(operators, "MAX_UPLOAD_BYTES", 100)
+    monkeypatch.setattr(limits, "MAX_UPLOAD_BYTES", 100)
     big = ("phone_number\n" + "+447700900001\n" * 20).encode()
-    error = await api.refused("POST", path, 413, "body", data=big,
-                              headers={"Content-Type": "text/csv"})
+    error = await api.refused(
+        "POST", path, 413, "body", data=big, headers={"Content-Type": "text/csv"}
+    )
     assert error["code"] == "too_large"
 
     async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: caught while streaming
         for _ in range(20):
             yield b"+447700900001\n"
 
-    await api.refused("POST", path, 413, "body", data=chunks(),
-                      headers={"Content-Type": "text/csv"})
-    monkeypatch.setattr(operators, "MAX_UPLOAD_BYTES", 512)
+    await api.refused(
+        "POST", path, 413, "body", data=chunks(), headers={"Content-Type": "text/csv"}
+    )
+    monkeypatch.setattr(limits, "MAX_UPLOAD_BYTES", 512)
     await api.ok("POST", f"/v1/campaigns/{campaign_id}/cancel")
     error = await api.refused("POST", path, 409, **csv_body("phone_number", "+447700900001"))
+    assert error["code"] == "wrong_state"
     assert "cancelled" in error["message"]
 
 
@@ -455,44 +629,67 @@ async def test_trigger_adds_a_contact_and_wakes_the_daemons(api: Api) -> None:
     async with api.pool.acquire() as listener:
         await listener.add_listener("dialler_wakeup", wake)
         try:
-            added = await api.ok("POST", "/v1/campaigns/Always/contacts", 201, json_body={
-                "phone_number": "07700 900123", "metadata": {"CustomerName": "Ann"}})
+            added = await api.ok(
+                "POST",
+                "/v1/campaigns/Always/contacts",
+                201,
+                json_body={"phone_number": "07700 900123", "metadata": {"CustomerName": "Ann"}},
+            )
             assert await asyncio.wait_for(woken.get(), 5) == campaign_id
         finally:
             await listener.remove_listener("dialler_wakeup", wake)
     assert added["phone_number"] == "+447700900123"
     assert (added["state"], added["suppressed"]) == ("pending", False)
     assert added["warnings"] == [
-        "prompt variable {{call.Plan}} is not among this contact's variables"]
+        "prompt variable {{call.Plan}} is not among this contact's variables"
+    ]
     [row] = await api.fetch("SELECT id, state, variables FROM contacts")
     assert (str(row["id"]), row["state"]) == (added["id"], "pending")
     assert row["variables"] == {"CustomerName": "Ann"}
-    error = await api.refused("POST", f"/v1/campaigns/{campaign_id}/contacts", 409,
-                              "phone_number", json_body={"phone_number": "+447700900123"})
+    error = await api.refused(
+        "POST",
+        f"/v1/campaigns/{campaign_id}/contacts",
+        409,
+        "phone_number",
+        json_body={"phone_number": "+447700900123"},
+    )
     assert error["code"] == "duplicate"
 
 
-@pytest.mark.parametrize(("body", "status", "field"), [
-    ({"phone_number": "+447700900001", "metadata": ["a"]}, 422, "metadata"),
-    ({"phone_number": "+447700900001", "metadata": {"Plan": 3}}, 422, "metadata.Plan"),
-    ({"phone_number": "+447700900001", "metadata": {"phone_number": "x"}}, 422, "metadata"),
-    ({"phone_number": "+447700900001", "variables": {}}, 422, "variables"),
-    ({"metadata": {}}, 422, "phone_number"),
-    ({"phone_number": 447700900001}, 422, "phone_number"),
-    ({"phone_number": "12"}, 422, "phone_number"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"phone_number": "+447700900001", "metadata": ["a"]}, 422, "metadata"),
+        ({"phone_number": "+447700900001", "metadata": {"Plan": 3}}, 422, "metadata.Plan"),
+        (
+            {"phone_number": "+447700900001", "metadata": {"phone_number": "x"}},
+            422,
+            "metadata.phone_number",
+        ),
+        ({"phone_number": "+447700900001", "variables": {}}, 422, "variables"),
+        ({"metadata": {}}, 422, "phone_number"),
+        ({"phone_number": 447700900001}, 422, "phone_number"),
+        ({"phone_number": "12"}, 422, "phone_number"),
+    ],
+)
 async def test_bad_trigger(api: Api, body: dict[str, Any], status: int, field: str) -> None:
     campaign_id = await api.campaign("Plain", bot=None, numbers=[])
-    await api.refused("POST", f"/v1/campaigns/{campaign_id}/contacts", status, field,
-                      json_body=body)
+    await api.refused(
+        "POST", f"/v1/campaigns/{campaign_id}/contacts", status, field, json_body=body
+    )
     assert await api.fetch("SELECT 1 FROM contacts") == []
 
 
 async def test_trigger_refused_for_a_cancelled_campaign(api: Api) -> None:
     campaign_id = await api.campaign("Plain", bot=None, numbers=[])
     await api.ok("POST", f"/v1/campaigns/{campaign_id}/cancel")
-    error = await api.refused("POST", f"/v1/campaigns/{campaign_id}/contacts", 409,
-                              json_body={"phone_number": "+447700900001"})
+    error = await api.refused(
+        "POST",
+        f"/v1/campaigns/{campaign_id}/contacts",
+        409,
+        json_body={"phone_number": "+447700900001"},
+    )
+    assert error["code"] == "wrong_state"
     assert "cancelled" in error["message"]
 
 
@@ -500,31 +697,66 @@ async def test_cancel_contact(api: Api) -> None:
     campaign_id = await api.campaign("Plain", bot=None, numbers=[])
     path = f"/v1/campaigns/{campaign_id}/contacts"
     added = await api.ok("POST", path, 201, json_body={"phone_number": "+447700900001"})
-    cancelled = await api.ok("POST", f"{path}/cancel",
-                             json_body={"phone_number": "07700 900001"})
-    assert cancelled == {"id": added["id"], "phone_number": "+447700900001",
-                         "state": "cancelled", "already_final": False}
+    cancelled = await api.ok("POST", f"{path}/cancel", json_body={"phone_number": "07700 900001"})
+    assert cancelled == {
+        "id": added["id"],
+        "phone_number": "+447700900001",
+        "state": "cancelled",
+        "already_final": False,
+    }
     again = await api.ok("POST", f"{path}/cancel", json_body={"phone_number": "+447700900001"})
     assert again["already_final"] is True
-    await api.refused("POST", f"{path}/cancel", 404, "phone_number",
-                      json_body={"phone_number": "+447700900002"})
-    await api.refused("POST", f"{path}/cancel", 422, "phone_number",
-                      json_body={"phone_number": "nope"})
+    error = await api.refused(
+        "POST", f"{path}/cancel", 404, "phone_number", json_body={"phone_number": "+447700900002"}
+    )
+    assert error["code"] == "not_found"
+    await api.refused(
+        "POST", f"{path}/cancel", 422, "phone_number", json_body={"phone_number": "nope"}
+    )
     await api.refused("POST", f"{path}/cancel", 422, "phone", json_body={"phone": "x"})
     await api.ok("POST", path, 201, json_body={"phone_number": "+447700900003"})
-    await api.pool.execute("UPDATE contacts SET state = 'dialing', next_due_at = NULL "
-                           "WHERE phone_number = '+447700900003'")
-    error = await api.refused("POST", f"{path}/cancel", 409, "phone_number",
-                              json_body={"phone_number": "+447700900003"})
+    await api.pool.execute(
+        "UPDATE contacts SET state = 'dialing', next_due_at = NULL "
+        "WHERE phone_number = '+447700900003'"
+    )
+    error = await api.refused(
+        "POST", f"{path}/cancel", 409, "phone_number", json_body={"phone_number": "+447700900003"}
+    )
+    assert error["code"] == "in_call"
     assert "in a call" in error["message"]
+
+
+async def test_cancel_contact_that_keeps_changing_state_says_try_again(api: Api) -> None:
+    """The race `contacts.single.cancel_contact` retries once: the contact is not waiting when
+    the cancelling UPDATE runs, and waiting again when it is read back (a call ending at that
+    moment). A trigger that skips the UPDATE sets that state up for good: after its retry the
+    service gives up with `TryAgain`, answered 503 `try_again` with `Retry-After`."""
+    campaign_id = await api.campaign("Plain", bot=None, numbers=[])
+    path = f"/v1/campaigns/{campaign_id}/contacts"
+    await api.ok("POST", path, 201, json_body={"phone_number": "+447700900001"})
+    async with api.pool.acquire() as conn:
+        await conn.execute("""
+            CREATE FUNCTION test_skip_cancel() RETURNS trigger LANGUAGE plpgsql AS
+            $$ BEGIN RETURN NULL; END $$;
+            CREATE TRIGGER test_skip_cancel BEFORE UPDATE ON contacts FOR EACH ROW
+            WHEN (NEW.state = 'cancelled') EXECUTE FUNCTION test_skip_cancel();""")
+    answer = await api.call("POST", f"{path}/cancel", json_body={"phone_number": "+447700900001"})
+    assert answer.status == 503, answer.body
+    assert answer.error["code"] == "try_again"
+    assert answer.headers["Retry-After"] == "1"
+    assert "again" in answer.error["message"]
+    [row] = await api.fetch("SELECT state FROM contacts")
+    assert row["state"] == "pending"
 
 
 # --- calls and report ------------------------------------------------------------------------
 
+
 async def add_final_attempts(api: Api, campaign_id: str, count: int) -> None:
     """`count` contacts with one final attempt each."""
     async with api.pool.acquire() as conn:
-        await conn.execute("""
+        await conn.execute(
+            """
             WITH ct AS (
                 INSERT INTO contacts (campaign_id, phone_number, variables, state,
                                       attempts_used, next_due_at, line_number)
@@ -540,24 +772,50 @@ async def add_final_attempts(api: Api, campaign_id: str, count: int) -> None:
             SELECT gen_random_uuid(), ct.id, $1, 1, 'd', now(), '+441632960001', 'lab',
                    'final', now(), now(), now(), 12500, 200, 'answered', 'completed',
                    'done', now()
-            FROM ct""", uuid.UUID(campaign_id), count)
+            FROM ct""",
+            uuid.UUID(campaign_id),
+            count,
+        )
 
 
 async def test_calls(api: Api) -> None:
     await api.bot()
     campaign_id = await api.campaign(retry={"max_attempts": 3})
-    await api.ok("POST", f"/v1/campaigns/{campaign_id}/contacts", 201,
-                 json_body={"phone_number": "+447700900001"})
+    await api.ok(
+        "POST",
+        f"/v1/campaigns/{campaign_id}/contacts",
+        201,
+        json_body={"phone_number": "+447700900001"},
+    )
     await add_final_attempts(api, campaign_id, 2)
     calls = await api.ok("GET", "/v1/campaigns/Renewals/calls")
-    assert [(c["phone_number"], c["state"], c["attempts"], c["last_outcome"],
-             c["last_sip_code"], c["last_disposition"], c["next_action"]) for c in calls] == [
+    assert [
+        (
+            c["phone_number"],
+            c["state"],
+            c["attempts"],
+            c["last_outcome"],
+            c["last_sip_code"],
+            c["last_disposition"],
+            c["next_action"],
+        )
+        for c in calls
+    ] == [
         ("+447700910001", "done", "1/3", "answered", 200, "completed", "done"),
         ("+447700910002", "done", "1/3", "answered", 200, "completed", "done"),
-        ("+447700900001", "pending", "0/3", None, None, None, None)]
-    assert set(calls[0]) == {"contact_id", "phone_number", "state", "attempts",
-                             "last_outcome", "last_sip_code", "last_disposition",
-                             "next_action", "next_due_at"}
+        ("+447700900001", "pending", "0/3", None, None, None, None),
+    ]
+    assert set(calls[0]) == {
+        "contact_id",
+        "phone_number",
+        "state",
+        "attempts",
+        "last_outcome",
+        "last_sip_code",
+        "last_disposition",
+        "next_action",
+        "next_due_at",
+    }
     assert calls[2]["next_due_at"].endswith("Z")
     assert await api.ok("GET", f"/v1/campaigns/{await api.campaign('Empty')}/calls") == []
 
@@ -594,75 +852,115 @@ async def test_report_is_the_attempt_report_csv(api: Api, count: int) -> None:
 
 # --- suppressions ----------------------------------------------------------------------------
 
+
 async def test_suppression_cancels_waiting_contacts_and_blocks_claims(api: Api) -> None:
     first = await api.campaign("First", bot=None, numbers=[])
     second = await api.campaign("Second", bot=None, numbers=[])
     for campaign_id in (first, second):
         for number in ("+447700900123", "+447700900124"):
-            await api.ok("POST", f"/v1/campaigns/{campaign_id}/contacts", 201,
-                         json_body={"phone_number": number})
+            await api.ok(
+                "POST",
+                f"/v1/campaigns/{campaign_id}/contacts",
+                201,
+                json_body={"phone_number": number},
+            )
     async with api.pool.acquire() as conn:  # one of them in a call: it is left to finish
-        await conn.execute("UPDATE contacts SET state = 'dialing', next_due_at = NULL "
-                           "WHERE campaign_id = $1 AND phone_number = '+447700900123'",
-                           uuid.UUID(second))
-    added = await api.ok("POST", "/v1/suppressions", 201, json_body={
-        "phone_number": "07700 900123", "reason": "asked not to be called"})
+        await conn.execute(
+            "UPDATE contacts SET state = 'dialing', next_due_at = NULL "
+            "WHERE campaign_id = $1 AND phone_number = '+447700900123'",
+            uuid.UUID(second),
+        )
+    added = await api.ok(
+        "POST",
+        "/v1/suppressions",
+        201,
+        json_body={"phone_number": "07700 900123", "reason": "asked not to be called"},
+    )
     assert added["phone_number"] == "+447700900123"
     assert (added["new"], added["contacts_cancelled"]) == (True, 1)
     assert added["reason"] == "asked not to be called"
-    states = {(str(r["campaign_id"]), r["phone_number"]): r["state"] for r in await api.fetch(
-        "SELECT campaign_id, phone_number, state FROM contacts")}
-    assert states == {(first, "+447700900123"): "cancelled",
-                      (first, "+447700900124"): "pending",
-                      (second, "+447700900123"): "dialing",
-                      (second, "+447700900124"): "pending"}
+    states = {
+        (str(r["campaign_id"]), r["phone_number"]): r["state"]
+        for r in await api.fetch("SELECT campaign_id, phone_number, state FROM contacts")
+    }
+    assert states == {
+        (first, "+447700900123"): "cancelled",
+        (first, "+447700900124"): "pending",
+        (second, "+447700900123"): "dialing",
+        (second, "+447700900124"): "pending",
+    }
     # The call ends and a retry becomes due: the claim never takes the number again.
-    await api.pool.execute("UPDATE contacts SET state = 'retry_scheduled', "
-                           "next_due_at = now() - interval '1 s' "
-                           "WHERE phone_number = '+447700900123' AND campaign_id = $1",
-                           uuid.UUID(second))
-    claimed = await api.fetch(load("engine.sql")["claim_contacts"], uuid.UUID(second), 10,
-                              "test-daemon", 60.0, [NUMBERS[0]], ["lab"], "pbx")
+    await api.pool.execute(
+        "UPDATE contacts SET state = 'retry_scheduled', "
+        "next_due_at = now() - interval '1 s' "
+        "WHERE phone_number = '+447700900123' AND campaign_id = $1",
+        uuid.UUID(second),
+    )
+    claimed = await api.fetch(
+        load("engine.sql")["claim_contacts"],
+        uuid.UUID(second),
+        10,
+        "test-daemon",
+        60.0,
+        [NUMBERS[0]],
+        ["lab"],
+        "pbx",
+    )
     assert [row["phone_number"] for row in claimed] == ["+447700900124"]
 
-    again = await api.ok("POST", "/v1/suppressions", 200,
-                         json_body={"phone_number": "+447700900123"})
+    again = await api.ok(
+        "POST", "/v1/suppressions", 200, json_body={"phone_number": "+447700900123"}
+    )
     assert (again["new"], again["reason"]) == (False, "asked not to be called")
     assert await api.ok("GET", "/v1/suppressions") == [
-        {"phone_number": "+447700900123", "reason": "asked not to be called",
-         "added_at": added["added_at"]}]
+        {
+            "phone_number": "+447700900123",
+            "reason": "asked not to be called",
+            "added_at": added["added_at"],
+        }
+    ]
     await api.ok("DELETE", "/v1/suppressions/%2B447700900123", 204)
-    await api.refused("DELETE", "/v1/suppressions/+447700900123", 404, "phone_number")
+    error = await api.refused("DELETE", "/v1/suppressions/+447700900123", 404, "phone_number")
+    assert error["code"] == "not_found"
     assert await api.ok("GET", "/v1/suppressions") == []
 
 
 async def test_trigger_of_a_suppressed_number(api: Api) -> None:
     campaign_id = await api.campaign("Plain", bot=None, numbers=[])
     await api.ok("POST", "/v1/suppressions", 201, json_body={"phone_number": "+447700900123"})
-    added = await api.ok("POST", f"/v1/campaigns/{campaign_id}/contacts", 201,
-                         json_body={"phone_number": "+447700900123"})
+    added = await api.ok(
+        "POST",
+        f"/v1/campaigns/{campaign_id}/contacts",
+        201,
+        json_body={"phone_number": "+447700900123"},
+    )
     assert (added["state"], added["suppressed"]) == ("cancelled", True)
     await api.ok("DELETE", "/v1/suppressions/+447700900123", 204)
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"phone_number": "not a number"}, "phone_number"),
-    ({"phone_number": "+447700900123", "reason": 5}, "reason"),
-    ({"phone_number": "+447700900123", "reason": "x" * 1001}, "reason"),
-    ({"phone_number": "+447700900123", "reason": "two\nlines"}, "reason"),
-    ({"phone_number": "+447700900123", "why": "x"}, "why"),
-    ({}, "phone_number"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"phone_number": "not a number"}, "phone_number"),
+        ({"phone_number": "+447700900123", "reason": 5}, "reason"),
+        ({"phone_number": "+447700900123", "reason": "x" * 1001}, "reason"),
+        ({"phone_number": "+447700900123", "reason": "two\nlines"}, "reason"),
+        ({"phone_number": "+447700900123", "why": "x"}, "why"),
+        ({}, "phone_number"),
+    ],
+)
 async def test_bad_suppression(api: Api, body: dict[str, Any], field: str) -> None:
     await api.refused("POST", "/v1/suppressions", 422, field, json_body=body)
     assert await api.ok("GET", "/v1/suppressions") == []
 
 
 async def test_unsuppress_a_bad_number(api: Api) -> None:
-    await api.refused("DELETE", "/v1/suppressions/abc", 422, "phone_number")
+    error = await api.refused("DELETE", "/v1/suppressions/abc", 422, "phone_number")
+    assert error["code"] == "bad_field"
 
 
 # --- the OpenAPI document --------------------------------------------------------------------
+
 
 def _resolve(document: dict[str, Any], ref: str) -> Any:
     assert ref.startswith("#/"), ref
@@ -682,19 +980,25 @@ def _refs(node: Any) -> list[str]:
 
 
 async def test_openapi_documents_every_route(db_dsn: str, tmp_path: Path) -> None:
-    async def on_result(*_args: Any) -> str:
-        return "final"
+    async def on_result(*_args: Any) -> Any:
+        raise AssertionError("not called")
 
     async def test_call(*_args: Any) -> Any:
         raise AssertionError("not called")
 
-    app = make_app(make_config(db_dsn, tmp_path), None, on_result, test_call)
+    pool: Any = None  # the document needs no database
+    app = make_app(make_config(db_dsn, tmp_path), pool, on_result, test_call)
     document = await (await _get_document(app)).json()
-    registered = {(route.method, route.resource.canonical)
-                  for route in app.router.routes()
-                  if route.method != "HEAD" and route.resource is not None}
-    documented = {(method.upper(), path) for path, operations in document["paths"].items()
-                  for method in operations}
+    registered = {
+        (route.method, route.resource.canonical)
+        for route in app.router.routes()
+        if route.method != "HEAD" and route.resource is not None
+    }
+    documented = {
+        (method.upper(), path)
+        for path, operations in document["paths"].items()
+        for method in operations
+    }
     assert registered - documented == set(), "routes missing from the OpenAPI document"
     assert documented - registered == set(), "documented routes the app does not have"
     for ref in _refs(document):
@@ -703,8 +1007,9 @@ async def test_openapi_documents_every_route(db_dsn: str, tmp_path: Path) -> Non
         names = {part[1:-1] for part in path.split("/") if part.startswith("{")}
         for operation in operations.values():
             assert operation["responses"], path
-            params = {_resolve(document, p["$ref"])["name"]
-                      for p in operation.get("parameters", [])}
+            params = {
+                _resolve(document, p["$ref"])["name"] for p in operation.get("parameters", [])
+            }
             assert params == names, (path, params)
 
 

@@ -13,12 +13,23 @@ from typing import Any
 
 import pytest
 
+from dialler.campaigns.lookup import resolve_campaign
 from dialler.contacts import importer
-from dialler.contacts.csvfile import CsvFileError
-from dialler.contacts.importer import import_contacts
+from dialler.contacts.importer import check_accepts_contacts, import_contacts
 from dialler.contacts.single import add_contact, cancel_contact
+from dialler.errors import (
+    ContactBusy,
+    ContactNotFound,
+    CsvFileError,
+    DuplicateContact,
+    InvalidField,
+    InvalidNumber,
+    OperationalError,
+    TryAgain,
+    UnknownCampaign,
+    WrongState,
+)
 from dialler.store.pool import connect
-from dialler.errors import InvalidInput, OperationalError
 
 from .cli_helpers import run_cli, write_config
 
@@ -258,7 +269,7 @@ async def test_cancelled_during_the_import(conn: Any, campaign: uuid.UUID, tmp_p
     of its contacts: the campaign row is not locked until the end, so the cancel goes
     through, and the import sees it before committing."""
     source = write_csv(tmp_path / "c.csv", "phone_number", "+447700900001")
-    with pytest.raises(InvalidInput, match="cancelled"):
+    with pytest.raises(WrongState, match="cancelled"):
         await import_contacts(CancelDuringCopy(conn, db_dsn), campaign, source, "GB")
     assert await conn.fetchval("SELECT count(*) FROM contacts") == 0
 
@@ -287,10 +298,26 @@ async def test_refused_for_completed_or_cancelled_campaigns(
         conn: Any, tmp_path: Path, state: str, cancelled: bool, word: str) -> None:
     campaign_id = await make_campaign(conn, "Old", state=state, cancelled=cancelled)
     source = write_csv(tmp_path / "c.csv", "phone_number", "+447700900001")
-    with pytest.raises(InvalidInput, match=rf"'Old' .*{word}"):
+    with pytest.raises(WrongState, match=rf"'Old' .*{word}") as refused:
         await import_contacts(conn, campaign_id, source, "GB")
-    with pytest.raises(InvalidInput, match=word):
+    assert refused.value.state == state
+    with pytest.raises(WrongState, match=word):
         await add_contact(conn, campaign_id, "+447700900001", {}, "GB")
+    with pytest.raises(WrongState, match=word):
+        await check_accepts_contacts(conn, campaign_id)
+
+
+async def test_unknown_campaigns_are_refused_by_type(conn: Any, campaign: uuid.UUID) -> None:
+    assert await resolve_campaign(conn, "Renewals") == campaign
+    assert await resolve_campaign(conn, str(campaign)) == campaign
+    with pytest.raises(UnknownCampaign) as by_name:
+        await resolve_campaign(conn, "Nope")
+    assert by_name.value.ref == "Nope"
+    with pytest.raises(UnknownCampaign):
+        await resolve_campaign(conn, str(uuid.uuid4()))
+    assert await check_accepts_contacts(conn, campaign) == "Renewals"
+    with pytest.raises(UnknownCampaign):
+        await check_accepts_contacts(conn, uuid.uuid4())
 
 
 async def test_add_to_a_running_always_on_campaign(conn: Any) -> None:
@@ -301,12 +328,16 @@ async def test_add_to_a_running_always_on_campaign(conn: Any) -> None:
                               " FROM contacts WHERE id = $1", added.id)
     assert (row["phone_number"], row["v"], row["state"], row["line_number"]) == (
         "+447700900123", '{"b": "2", "a": "1"}', "pending", None)
-    with pytest.raises(InvalidInput, match=r"\+447700900123 is already in campaign 'Inbound'"):
+    with pytest.raises(DuplicateContact,
+                       match=r"\+447700900123 is already in campaign 'Inbound'") as duplicate:
         await add_contact(conn, campaign_id, "+447700900123", {}, "GB")
-    with pytest.raises(InvalidInput, match="too short"):
+    assert (duplicate.value.contact_id, duplicate.value.state) == (added.id, "pending")
+    with pytest.raises(InvalidNumber, match="too short") as bad_number:
         await add_contact(conn, campaign_id, "123", {}, "GB")
-    with pytest.raises(InvalidInput, match="variables: 'phone_number'"):
+    assert bad_number.value.field == "phone_number"
+    with pytest.raises(InvalidField, match="variables: 'phone_number'") as bad_variable:
         await add_contact(conn, campaign_id, "+447700900124", {"phone_number": "x"}, "GB")
+    assert bad_variable.value.field == "metadata.phone_number"
 
 
 async def test_cancel_semantics(conn: Any, campaign: uuid.UUID) -> None:
@@ -321,12 +352,30 @@ async def test_cancel_semantics(conn: Any, campaign: uuid.UUID) -> None:
     busy = await add_contact(conn, campaign, "+447700900002", {}, "GB")
     await conn.execute("UPDATE contacts SET state = 'connected', lease_owner = 'd1',"
                        " lease_expires_at = now() + interval '1 minute' WHERE id = $1", busy.id)
-    with pytest.raises(InvalidInput, match="in a call now"):
+    with pytest.raises(ContactBusy, match="in a call now") as in_call:
         await cancel_contact(conn, campaign, "+447700900002", "GB")
+    assert (in_call.value.contact_id, in_call.value.state) == (busy.id, "connected")
     assert await conn.fetchval("SELECT state FROM contacts WHERE id = $1", busy.id) == (
         "connected")
-    with pytest.raises(InvalidInput, match="no such contact"):
+    with pytest.raises(ContactNotFound, match="no such contact"):
         await cancel_contact(conn, campaign, "+447700900099", "GB")
+
+
+async def test_cancel_of_a_contact_that_keeps_changing_says_try_again(
+        conn: Any, campaign: uuid.UUID) -> None:
+    waiting = await add_contact(conn, campaign, "+447700900001", {}, "GB")
+    # Every UPDATE of the contact is skipped, so it is found waiting after each cancel, as if
+    # a call had just ended and rescheduled it each time.
+    await conn.execute("""
+        CREATE FUNCTION test_skip_update() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RETURN NULL; END $$;
+        CREATE TRIGGER test_skip BEFORE UPDATE ON contacts
+            FOR EACH ROW EXECUTE FUNCTION test_skip_update();
+    """)
+    with pytest.raises(TryAgain, match="run the command again"):
+        await cancel_contact(conn, campaign, "+447700900001", "GB")
+    assert await conn.fetchval("SELECT state FROM contacts WHERE id = $1", waiting.id) == (
+        "pending")
 
 
 # --- the CLI ---------------------------------------------------------------------------------

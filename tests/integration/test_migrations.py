@@ -9,9 +9,9 @@ from importlib import resources
 import asyncpg
 import pytest
 
-from dialler.store.migrate import available_migrations, migrate
 from dialler.errors import OperationalError
 from dialler.lab.postgres import PgCluster
+from dialler.store.migrate import available_migrations, migrate
 
 pytestmark = pytest.mark.integration
 

@@ -70,12 +70,13 @@ class FakeDaemon:
         return [r for r in self.requests if r.method == method and r.path.endswith(suffix)]
 
     @web.middleware
-    async def record(self, request: web.Request,
-                     handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                     ) -> web.StreamResponse:
+    async def record(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         body = await request.json() if request.can_read_body else None
-        self.requests.append(Seen(request.method, request.path,
-                                  request.headers.get("Authorization"), body))
+        self.requests.append(
+            Seen(request.method, request.path, request.headers.get("Authorization"), body)
+        )
         if request.headers.get("Authorization") != f"Bearer {TOKEN}":
             return web.json_response({"error": {"message": "bad token"}}, status=401)
         return await handler(request)
@@ -92,11 +93,17 @@ class FakeDaemon:
 
     async def context(self, request: web.Request) -> web.Response:
         attempt_id = request.match_info["attempt_id"]
-        return web.json_response({
-            "attempt_id": attempt_id, "campaign_id": str(uuid.uuid4()),
-            "bot": {"name": "renewals-bot", "prompt": "Hello {{Name}}", "pipeline": {}},
-            "caller_id": "+441632960001", "variables": {"Name": "Ada"},
-            "prompt": "Hello Ada", "unresolved": []})
+        return web.json_response(
+            {
+                "attempt_id": attempt_id,
+                "campaign_id": str(uuid.uuid4()),
+                "bot": {"name": "renewals-bot", "prompt": "Hello {{Name}}", "pipeline": {}},
+                "caller_id": "+441632960001",
+                "variables": {"Name": "Ada"},
+                "prompt": "Hello Ada",
+                "unresolved": [],
+            }
+        )
 
     async def result(self, request: web.Request) -> web.Response:
         self.results[request.match_info["attempt_id"]] = await request.json()
@@ -137,8 +144,9 @@ class Call:
         return [f.payload for f in self.frames if f.kind is Kind.AUDIO]
 
 
-async def asterisk(port: int, call_id: uuid.UUID, *, reply: str = "echo",
-                   hang_up_after: float | None = None) -> Call:
+async def asterisk(
+    port: int, call_id: uuid.UUID, *, reply: str = "echo", hang_up_after: float | None = None
+) -> Call:
     """Connect like AudioSocket(): send the UUID, then answer every audio frame with the same
     audio (`echo`, as the lab carrier's RTP echo does) or with silence."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -147,8 +155,11 @@ async def asterisk(port: int, call_id: uuid.UUID, *, reply: str = "echo",
     writer.write(uuid_frame(call_id))
     try:
         while True:
-            timeout = None if hang_up_after is None else \
-                max(0.0, started + hang_up_after - time.monotonic())
+            timeout = (
+                None
+                if hang_up_after is None
+                else max(0.0, started + hang_up_after - time.monotonic())
+            )
             try:
                 frame = await asyncio.wait_for(read_frame(reader), timeout)
             except TimeoutError:
@@ -173,9 +184,18 @@ async def asterisk(port: int, call_id: uuid.UUID, *, reply: str = "echo",
 
 def settings(daemon_url: str, **overrides: Any) -> WorkerSettings:
     values: dict[str, Any] = dict(
-        name="ref-test", host="127.0.0.1", port=0, capacity=2, daemon_url=daemon_url,
-        token=TOKEN, talk_time=TALK, heartbeat_interval=0.2, retry_initial=0.05,
-        retry_max=0.3, result_attempts=3)
+        name="ref-test",
+        host="127.0.0.1",
+        port=0,
+        capacity=2,
+        daemon_url=daemon_url,
+        token=TOKEN,
+        talk_time=TALK,
+        heartbeat_interval=0.2,
+        retry_initial=0.05,
+        retry_max=0.3,
+        result_attempts=3,
+    )
     values.update(overrides)
     return WorkerSettings(**values)
 
@@ -197,9 +217,11 @@ async def daemon() -> AsyncIterator[FakeDaemon]:
 
 @pytest.fixture
 async def worker(daemon: FakeDaemon, tmp_path: Path) -> AsyncIterator[ReferenceWorker]:
-    async with ReferenceWorker(settings(daemon.url, callback_in=3600.0,
-                                        disposition="call_me_later",
-                                        record_dir=tmp_path / "rec")) as running:
+    async with ReferenceWorker(
+        settings(
+            daemon.url, callback_in=3600.0, disposition="call_me_later", record_dir=tmp_path / "rec"
+        )
+    ) as running:
         yield running
 
 
@@ -209,8 +231,9 @@ async def test_echoed_call(daemon: FakeDaemon, worker: ReferenceWorker, tmp_path
     await eventually(lambda: worker.calls_handled == 1)
 
     # Registered once with its bound address, then heart-beats; every request has the token.
-    assert daemon.workers == {"ref-test": {"name": "ref-test", "host": "127.0.0.1",
-                                           "port": worker.port, "capacity": 2}}
+    assert daemon.workers == {
+        "ref-test": {"name": "ref-test", "host": "127.0.0.1", "port": worker.port, "capacity": 2}
+    }
     assert worker.registered and worker.heartbeats >= 3
     assert len(daemon.seen("POST", "/heartbeat")) >= 3
     assert {r.authorization for r in daemon.requests} == {f"Bearer {TOKEN}"}
@@ -223,8 +246,7 @@ async def test_echoed_call(daemon: FakeDaemon, worker: ReferenceWorker, tmp_path
     assert len(frames) == pytest.approx(TALK * 50, abs=3)
     assert frames[:75] == greeting_frames()
     assert all(f == bytes(FRAME_BYTES) for f in frames[75:])
-    audio_times = [t for f, t in zip(call.frames, call.times, strict=True)
-                   if f.kind is Kind.AUDIO]
+    audio_times = [t for f, t in zip(call.frames, call.times, strict=True) if f.kind is Kind.AUDIO]
     rate = (len(audio_times) - 1) / (audio_times[-1] - audio_times[0])
     assert 45 < rate < 55
 
@@ -242,18 +264,26 @@ async def test_echoed_call(daemon: FakeDaemon, worker: ReferenceWorker, tmp_path
     assert abs(callback_at - (datetime.now(UTC) + timedelta(hours=1))) < timedelta(seconds=30)
     assert result["callback_at"].endswith("Z")
     assert f"greeting score {stats.greeting_score:.2f}" in result["notes"]
-    assert f"frames sent {stats.frames_sent}" in result["notes"]
+    assert result["audio"] == {
+        "frames_sent": stats.frames_sent,
+        "frames_received": stats.frames_received,
+    }
+    assert "frames" not in result["notes"]  # numbers travel in `audio`, not in the text
     assert stats.result_posted
 
     assert stats.record_path == tmp_path / "rec" / f"{call_id}.wav"
     with wave.open(str(stats.record_path), "rb") as recorded:
-        assert (recorded.getnchannels(), recorded.getsampwidth(), recorded.getframerate()) \
-            == (1, 2, 8000)
+        assert (recorded.getnchannels(), recorded.getsampwidth(), recorded.getframerate()) == (
+            1,
+            2,
+            8000,
+        )
         assert recorded.getnframes() == stats.frames_received * FRAME_BYTES // 2
 
 
-async def test_silence_instead_of_echo_scores_low(daemon: FakeDaemon,
-                                                  worker: ReferenceWorker) -> None:
+async def test_silence_instead_of_echo_scores_low(
+    daemon: FakeDaemon, worker: ReferenceWorker
+) -> None:
     call_id = uuid.uuid4()
     call = await asterisk(worker.port, call_id, reply="silence")
     await eventually(lambda: worker.calls_handled == 1)
@@ -335,8 +365,9 @@ async def test_daemon_down_at_start(tmp_path: Path) -> None:
             await daemon.stop()
 
 
-async def test_wrong_token_is_logged_not_fatal(daemon: FakeDaemon,
-                                               caplog: pytest.LogCaptureFixture) -> None:
+async def test_wrong_token_is_logged_not_fatal(
+    daemon: FakeDaemon, caplog: pytest.LogCaptureFixture
+) -> None:
     async with ReferenceWorker(settings(daemon.url, token="wrong-token-0123456789")) as worker:
         await eventually(lambda: len(daemon.seen("POST", "/v1/workers")) >= 2)
         assert not worker.registered
@@ -347,6 +378,7 @@ async def test_wrong_token_is_logged_not_fatal(daemon: FakeDaemon,
 
 # --- `dialler worker` ----------------------------------------------------------------------
 
+
 def parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     add_arguments(parser)
@@ -355,38 +387,67 @@ def parse(*argv: str) -> argparse.Namespace:
 
 def test_command_defaults() -> None:
     built = settings_from_args(parse())
-    assert (built.name, built.host, built.port, built.capacity) == \
-        ("ref-worker", "127.0.0.1", 57000, 10)
-    assert (built.daemon_url, built.token, built.talk_time, built.disposition) == \
-        ("http://127.0.0.1:8080", None, 3.0, "completed")
+    assert (built.name, built.host, built.port, built.capacity) == (
+        "ref-worker",
+        "127.0.0.1",
+        57000,
+        10,
+    )
+    assert (built.daemon_url, built.token, built.talk_time, built.disposition) == (
+        "http://127.0.0.1:8080",
+        None,
+        3.0,
+        "completed",
+    )
     assert (built.callback_in, built.record_dir, built.heartbeat_interval) == (None, None, 5.0)
 
 
 def test_command_options(tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text(f"# the worker's token\n{TOKEN}\n")
-    built = settings_from_args(parse(
-        "--name", "w1", "--listen", "[::1]:0", "--capacity", "3", "--daemon",
-        "http://10.0.0.1:9000/", "--token-file", str(token_file), "--talk", "1m30s",
-        "--disposition", "RNR", "--callback-in", "1h", "--record-dir", str(tmp_path)))
+    built = settings_from_args(
+        parse(
+            "--name",
+            "w1",
+            "--listen",
+            "[::1]:0",
+            "--capacity",
+            "3",
+            "--daemon",
+            "http://10.0.0.1:9000/",
+            "--token-file",
+            str(token_file),
+            "--talk",
+            "1m30s",
+            "--disposition",
+            "RNR",
+            "--callback-in",
+            "1h",
+            "--record-dir",
+            str(tmp_path),
+        )
+    )
     assert (built.name, built.host, built.port, built.capacity) == ("w1", "::1", 0, 3)
     assert (built.daemon_url, built.token) == ("http://10.0.0.1:9000", TOKEN)
     assert (built.talk_time, built.disposition, built.callback_in) == (90.0, "RNR", 3600.0)
     assert built.record_dir == tmp_path
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (("--listen", "57000"), "--listen: expected HOST:PORT"),
-    (("--listen", "127.0.0.1:70000"), "--listen: expected HOST:PORT"),
-    (("--listen", "0.0.0.0:57000"), "set --advertise"),
-    (("--capacity", "0"), "--capacity: must be at least 1"),
-    (("--talk", "3"), "--talk: missing unit"),
-    (("--talk", "0s"), "--talk: must be greater than 0"),
-    (("--callback-in", "soon"), "--callback-in"),
-    (("--daemon", "127.0.0.1:8080"), "--daemon: expected an http"),
-    (("--token-file", "/nonexistent/token"), "--token-file: cannot read /nonexistent/token"),
-    (("--name", "a b"), "--name"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("--listen", "57000"), "--listen: expected HOST:PORT"),
+        (("--listen", "127.0.0.1:70000"), "--listen: expected HOST:PORT"),
+        (("--listen", "0.0.0.0:57000"), "set --advertise"),
+        (("--capacity", "0"), "--capacity: must be at least 1"),
+        (("--talk", "3"), "--talk: missing unit"),
+        (("--talk", "0s"), "--talk: must be greater than 0"),
+        (("--callback-in", "soon"), "--callback-in"),
+        (("--daemon", "127.0.0.1:8080"), "--daemon: expected an http"),
+        (("--token-file", "/nonexistent/token"), "--token-file: cannot read /nonexistent/token"),
+        (("--name", "a b"), "--name"),
+    ],
+)
 def test_command_refuses_bad_options(argv: tuple[str, ...], message: str) -> None:
     with pytest.raises(InvalidInput, match=message.replace("[", r"\[")) as info:
         settings_from_args(parse(*argv))
@@ -397,15 +458,31 @@ async def test_command_runs_until_sigterm(daemon: FakeDaemon, tmp_path: Path) ->
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN)
     port = free_port()
-    script = ("import argparse, sys\n"
-              "from dialler.commands.worker_cmd import add_arguments, worker\n"
-              "parser = argparse.ArgumentParser()\nadd_arguments(parser)\n"
-              "sys.exit(worker(parser.parse_args(sys.argv[1:])))\n")
+    script = (
+        "import argparse, sys\n"
+        "from dialler.commands.worker_cmd import add_arguments, worker\n"
+        "parser = argparse.ArgumentParser()\nadd_arguments(parser)\n"
+        "sys.exit(worker(parser.parse_args(sys.argv[1:])))\n"
+    )
     env = {k: v for k, v in os.environ.items() if k != "DIALLER_CONFIG"}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", script, "--listen", f"127.0.0.1:{port}", "--daemon", daemon.url,
-        "--token-file", str(token_file), "--heartbeat", "100ms", "--name", "cli-worker",
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-c",
+        script,
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--daemon",
+        daemon.url,
+        "--token-file",
+        str(token_file),
+        "--heartbeat",
+        "100ms",
+        "--name",
+        "cli-worker",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         await eventually(lambda: len(daemon.seen("POST", "/cli-worker/heartbeat")) >= 1)
         assert daemon.workers["cli-worker"]["port"] == port

@@ -38,15 +38,25 @@ def phone(i: int) -> str:
 
 
 def make_config(dsn: str, workers: Sequence[tuple[str, int]]) -> Config:
-    return parse_config({
-        "database": {"dsn": dsn},
-        "asterisk": [{"name": "pbx", "ami": {"username": "u", "secret_env": "S"}}],
-        "carriers": [{"name": "lab", "max_channels": 30}, {"name": "backup"}],
-        "numbers": [{"number": LAB_NUMBER, "carrier": "lab"},
-                    {"number": BACKUP_NUMBER, "carrier": "backup"}],
-        "fleet": {"workers": [{"name": name, "port": 57000 + i, "capacity": capacity}
-                              for i, (name, capacity) in enumerate(workers)]},
-    }, "test", env={"S": "secret"})
+    return parse_config(
+        {
+            "database": {"dsn": dsn},
+            "asterisk": [{"name": "pbx", "ami": {"username": "u", "secret_env": "S"}}],
+            "carriers": [{"name": "lab", "max_channels": 30}, {"name": "backup"}],
+            "numbers": [
+                {"number": LAB_NUMBER, "carrier": "lab"},
+                {"number": BACKUP_NUMBER, "carrier": "backup"},
+            ],
+            "fleet": {
+                "workers": [
+                    {"name": name, "port": 57000 + i, "capacity": capacity}
+                    for i, (name, capacity) in enumerate(workers)
+                ]
+            },
+        },
+        "test",
+        env={"S": "secret"},
+    )
 
 
 def closed_window(now: datetime) -> tuple[str, str]:
@@ -64,35 +74,44 @@ class Lab:
     dsn: str
     config: Config
 
-    async def configure(self, workers: Sequence[tuple[str, int]] = (("w1", 3), ("w2", 2))
-                        ) -> None:
+    async def configure(self, workers: Sequence[tuple[str, int]] = (("w1", 3), ("w2", 2))) -> None:
         """The config, its caller IDs and static workers in the database (as at daemon
         start)."""
         self.config = make_config(self.dsn, workers)
         await sync_numbers(self.conn, self.config)
         for worker in self.config.fleet.workers:
-            await self.conn.execute(F["upsert_config_worker"], worker.name, worker.host,
-                                    worker.port, worker.capacity)
+            await self.conn.execute(
+                F["upsert_config_worker"], worker.name, worker.host, worker.port, worker.capacity
+            )
 
     async def triage(self, campaign_id: uuid.UUID) -> Report:
         return await triage(self.conn, self.config, campaign_id)
 
     async def daemon(self) -> None:
-        await self.conn.execute(
-            "INSERT INTO daemons (id, hostname, pid) VALUES ('d1', 'host', 1)")
+        await self.conn.execute("INSERT INTO daemons (id, hostname, pid) VALUES ('d1', 'host', 1)")
 
-    async def bot(self, name: str = "renewals-bot",
-                  prompt: str = "Hello {{Name}}, about your plan.") -> str:
+    async def bot(
+        self, name: str = "renewals-bot", prompt: str = "Hello {{Name}}, about your plan."
+    ) -> str:
         await self.conn.execute("INSERT INTO bots (name, prompt) VALUES ($1, $2)", name, prompt)
         return name
 
-    async def campaign(self, *, bot: str | None = "renewals-bot", state: str = "running",
-                       concurrency: int = 5, numbers: Sequence[str] = (LAB_NUMBER,),
-                       window: tuple[str, str] = ALWAYS, on_system: Sequence[str] = (),
-                       max_attempts: int = 1, last_dial_ago: float | None = 5.0,
-                       name: str = "Renewals") -> uuid.UUID:
-        last_dial = (None if last_dial_ago is None
-                     else datetime.now(UTC) - timedelta(seconds=last_dial_ago))
+    async def campaign(
+        self,
+        *,
+        bot: str | None = "renewals-bot",
+        state: str = "running",
+        concurrency: int = 5,
+        numbers: Sequence[str] = (LAB_NUMBER,),
+        window: tuple[str, str] = ALWAYS,
+        on_system: Sequence[str] = (),
+        max_attempts: int = 1,
+        last_dial_ago: float | None = 5.0,
+        name: str = "Renewals",
+    ) -> uuid.UUID:
+        last_dial = (
+            None if last_dial_ago is None else datetime.now(UTC) - timedelta(seconds=last_dial_ago)
+        )
         campaign_id: uuid.UUID = await self.conn.fetchval(
             "INSERT INTO campaigns (name, bot_id, state, concurrency, window_start, window_end,"
             " window_days, timezone, retry_max_attempts, retry_delay_ms, retry_on_system,"
@@ -100,31 +119,64 @@ class Lab:
             " VALUES ($1, (SELECT id FROM bots WHERE name = $2), $3, $4, $5, $6, $7, 'UTC', $8,"
             " 1800000, $9, CASE WHEN $3 <> 'draft' THEN now() - interval '1 hour' END, $10)"
             " RETURNING id",
-            name, bot, state, concurrency, window[0], window[1], ALL_DAYS, max_attempts,
-            list(on_system), last_dial)
+            name,
+            bot,
+            state,
+            concurrency,
+            window[0],
+            window[1],
+            ALL_DAYS,
+            max_attempts,
+            list(on_system),
+            last_dial,
+        )
         await self.conn.execute(
             "INSERT INTO campaign_numbers (campaign_id, number) SELECT $1, unnest($2::text[])",
-            campaign_id, list(numbers))
+            campaign_id,
+            list(numbers),
+        )
         return campaign_id
 
-    async def contact(self, campaign_id: uuid.UUID, i: int, *, state: str = "pending",
-                      variables: dict[str, str] | None = None, due_in: float = -60.0,
-                      attempts_used: int = 0) -> uuid.UUID:
+    async def contact(
+        self,
+        campaign_id: uuid.UUID,
+        i: int,
+        *,
+        state: str = "pending",
+        variables: dict[str, str] | None = None,
+        due_in: float = -60.0,
+        attempts_used: int = 0,
+    ) -> uuid.UUID:
         waiting = state in ("pending", "retry_scheduled", "callback_scheduled")
         contact_id: uuid.UUID = await self.conn.fetchval(
             "INSERT INTO contacts (campaign_id, phone_number, variables, state, next_due_at,"
             " attempts_used) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-            campaign_id, phone(i), variables if variables is not None else {"Name": "Ann"},
-            state, datetime.now(UTC) + timedelta(seconds=due_in) if waiting else None,
-            attempts_used)
+            campaign_id,
+            phone(i),
+            variables if variables is not None else {"Name": "Ann"},
+            state,
+            datetime.now(UTC) + timedelta(seconds=due_in) if waiting else None,
+            attempts_used,
+        )
         return contact_id
 
-    async def attempt(self, campaign_id: uuid.UUID, contact_id: uuid.UUID, *, number: int = 1,
-                      state: str = "final", outcome: str | None = "answered",
-                      sip_code: int | None = 200, disposition: str | None = "completed",
-                      next_action: str | None = "done", carrier: str = "lab",
-                      caller_id: str = LAB_NUMBER, ago: float = 120.0,
-                      deadline_in: float = 60.0, next_at: datetime | None = None) -> uuid.UUID:
+    async def attempt(
+        self,
+        campaign_id: uuid.UUID,
+        contact_id: uuid.UUID,
+        *,
+        number: int = 1,
+        state: str = "final",
+        outcome: str | None = "answered",
+        sip_code: int | None = 200,
+        disposition: str | None = "completed",
+        next_action: str | None = "done",
+        carrier: str = "lab",
+        caller_id: str = LAB_NUMBER,
+        ago: float = 120.0,
+        deadline_in: float = 60.0,
+        next_at: datetime | None = None,
+    ) -> uuid.UUID:
         attempt_id = uuid.uuid4()
         now = datetime.now(UTC)
         dialled = now - timedelta(seconds=ago)
@@ -135,12 +187,23 @@ class Lab:
             " disposition, next_action, next_at, finalised_at)"
             " VALUES ($1, $2, $3, $4, 'd1', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,"
             " $16)",
-            attempt_id, contact_id, campaign_id, number, state, caller_id, carrier, dialled,
+            attempt_id,
+            contact_id,
+            campaign_id,
+            number,
+            state,
+            caller_id,
+            carrier,
+            dialled,
             dialled + timedelta(seconds=20) if final else None,
-            now + timedelta(seconds=deadline_in), sip_code if final else None,
-            outcome if final else None, disposition if final else None,
-            next_action if final else None, next_at,
-            dialled + timedelta(seconds=21) if final else None)
+            now + timedelta(seconds=deadline_in),
+            sip_code if final else None,
+            outcome if final else None,
+            disposition if final else None,
+            next_action if final else None,
+            next_at,
+            dialled + timedelta(seconds=21) if final else None,
+        )
         return attempt_id
 
     async def done_call(self, campaign_id: uuid.UUID, i: int, **attempt: Any) -> uuid.UUID:
@@ -166,6 +229,7 @@ def check(report: Report, symptom: str, name: str) -> Any:
 
 # --- a healthy campaign ----------------------------------------------------------------------
 
+
 async def test_a_healthy_running_campaign_has_nothing_to_escalate(lab: Lab) -> None:
     await lab.daemon()
     await lab.bot()
@@ -174,11 +238,18 @@ async def test_a_healthy_running_campaign_has_nothing_to_escalate(lab: Lab) -> N
         await lab.contact(campaign_id, i)
     for i in range(5, 9):
         await lab.done_call(campaign_id, i, ago=60.0 + i)
-    waiting = await lab.contact(campaign_id, 9, state="retry_scheduled", due_in=1200,
-                                attempts_used=1)
-    await lab.attempt(campaign_id, waiting, outcome="no_answer", sip_code=None,
-                      disposition="no_answer", next_action="retry",
-                      next_at=datetime.now(UTC) + timedelta(seconds=1200))
+    waiting = await lab.contact(
+        campaign_id, 9, state="retry_scheduled", due_in=1200, attempts_used=1
+    )
+    await lab.attempt(
+        campaign_id,
+        waiting,
+        outcome="no_answer",
+        sip_code=None,
+        disposition="no_answer",
+        next_action="retry",
+        next_at=datetime.now(UTC) + timedelta(seconds=1200),
+    )
     live = await lab.contact(campaign_id, 10, state="dialing")
     await lab.attempt(campaign_id, live, state="dialing", ago=2.0)
 
@@ -187,7 +258,7 @@ async def test_a_healthy_running_campaign_has_nothing_to_escalate(lab: Lab) -> N
     assert report.escalate is False
     assert [s.key for s in report.symptoms if s.escalate] == []
     applying = {s.key for s in report.symptoms if s.applies}
-    assert applying == {"report_missing"}   # one live call: let it finish
+    assert applying == {"report_missing"}  # one live call: let it finish
     assert check(report, "report_missing", "attempts_in_progress").ok is False
     assert check(report, "no_calls", "window_open").ok
     assert check(report, "bot_silent", "fleet_capacity").ok
@@ -196,6 +267,7 @@ async def test_a_healthy_running_campaign_has_nothing_to_escalate(lab: Lab) -> N
 
 
 # --- Campaign will not start -----------------------------------------------------------------
+
 
 async def test_a_draft_without_a_bot_is_named_and_fixable(lab: Lab) -> None:
     await lab.bot()
@@ -236,11 +308,11 @@ async def test_an_empty_or_disabled_number_pool_is_named(lab: Lab) -> None:
 
 # --- Running but no calls go out -------------------------------------------------------------
 
+
 async def test_running_outside_the_window_is_not_a_stall(lab: Lab) -> None:
     await lab.daemon()
     await lab.bot()
-    campaign_id = await lab.campaign(window=closed_window(datetime.now(UTC)),
-                                     last_dial_ago=3600)
+    campaign_id = await lab.campaign(window=closed_window(datetime.now(UTC)), last_dial_ago=3600)
     for i in range(3):
         await lab.contact(campaign_id, i)
 
@@ -276,6 +348,7 @@ async def test_a_stall_inside_the_window_escalates(lab: Lab) -> None:
 
 # --- Calls answer but the bot never speaks ---------------------------------------------------
 
+
 async def test_a_fleet_smaller_than_concurrency_is_named(lab: Lab) -> None:
     await lab.configure(workers=[("w1", 1), ("w2", 1)])
     await lab.daemon()
@@ -298,13 +371,15 @@ async def test_abandoned_calls_with_room_and_a_passing_test_call_escalate(lab: L
     await lab.daemon()
     await lab.bot()
     campaign_id = await lab.campaign()
-    abandoned = [await lab.done_call(campaign_id, i, disposition="abandoned", ago=100 - i)
-                 for i in range(3)]
+    abandoned = [
+        await lab.done_call(campaign_id, i, disposition="abandoned", ago=100 - i) for i in range(3)
+    ]
     test_campaign = await lab.campaign(name="test-call: renewals-bot", state="paused")
     contact = await lab.contact(test_campaign, 99, state="done")
     await lab.attempt(test_campaign, contact)
-    await lab.conn.execute("UPDATE attempts SET worker = 'w1' WHERE campaign_id = $1",
-                           test_campaign)
+    await lab.conn.execute(
+        "UPDATE attempts SET worker = 'w1' WHERE campaign_id = $1", test_campaign
+    )
 
     report = await lab.triage(campaign_id)
 
@@ -317,8 +392,10 @@ async def test_abandoned_calls_with_room_and_a_passing_test_call_escalate(lab: L
 
 # --- Bot says the wrong customer details -----------------------------------------------------
 
+
 async def test_a_prompt_variable_missing_from_the_contacts_is_named_with_a_suggestion(
-        lab: Lab) -> None:
+    lab: Lab,
+) -> None:
     await lab.daemon()
     await lab.bot(prompt="Hello {{CustomerName}}, your {{call.Plan}} plan.")
     campaign_id = await lab.campaign()
@@ -331,8 +408,10 @@ async def test_a_prompt_variable_missing_from_the_contacts_is_named_with_a_sugge
     assert symptom.applies and symptom.escalate is False
     variables = check(report, "wrong_details", "prompt_variables")
     assert variables.ok is False
-    assert variables.observed == ("prompt variable {{CustomerName}} is not a variable of any "
-                                  "contact (did you mean 'CUSTOMERNAME'?)")
+    assert variables.observed == (
+        "prompt variable {{CustomerName}} is not a variable of any "
+        "contact (did you mean 'CUSTOMERNAME'?)"
+    )
     values = check(report, "wrong_details", "contact_values")
     assert values.ok is False and "1 of 2 contacts without a value for 'Plan'" in values.observed
     assert any("'CUSTOMERNAME'" in item and "'CustomerName'" in item for item in symptom.fix)
@@ -340,18 +419,27 @@ async def test_a_prompt_variable_missing_from_the_contacts_is_named_with_a_sugge
 
 # --- Retries are not happening ---------------------------------------------------------------
 
-async def test_a_contact_not_retried_because_its_outcome_is_not_in_the_rules(
-        lab: Lab) -> None:
+
+async def test_a_contact_not_retried_because_its_outcome_is_not_in_the_rules(lab: Lab) -> None:
     await lab.daemon()
     await lab.bot()
     campaign_id = await lab.campaign(on_system=["no_answer"], max_attempts=3)
-    rejected = await lab.done_call(campaign_id, 1, outcome="rejected", sip_code=486,
-                                   disposition="rejected")
+    rejected = await lab.done_call(
+        campaign_id, 1, outcome="rejected", sip_code=486, disposition="rejected"
+    )
     due = datetime.now(UTC) + timedelta(minutes=25)
-    waiting = await lab.contact(campaign_id, 2, state="retry_scheduled", due_in=25 * 60,
-                                attempts_used=1)
-    await lab.attempt(campaign_id, waiting, outcome="no_answer", sip_code=None,
-                      disposition="no_answer", next_action="retry", next_at=due)
+    waiting = await lab.contact(
+        campaign_id, 2, state="retry_scheduled", due_in=25 * 60, attempts_used=1
+    )
+    await lab.attempt(
+        campaign_id,
+        waiting,
+        outcome="no_answer",
+        sip_code=None,
+        disposition="no_answer",
+        next_action="retry",
+        next_at=due,
+    )
 
     report = await lab.triage(campaign_id)
 
@@ -359,8 +447,9 @@ async def test_a_contact_not_retried_because_its_outcome_is_not_in_the_rules(
     assert symptom.applies and symptom.escalate is False
     rules = check(report, "retries", "retry_rules")
     assert rules.ok is False
-    assert rules.observed == ("1 contact ended done after 'rejected', which is not in "
-                              "retry.on_system")
+    assert rules.observed == (
+        "1 contact ended done after 'rejected', which is not in retry.on_system"
+    )
     assert any(item.startswith("add 'rejected' to retry.on_system") for item in symptom.fix)
     delay = check(report, "retries", "retry_delay")
     assert delay.ok is False
@@ -372,11 +461,19 @@ async def test_an_eligible_retry_never_dialled_with_a_free_slot_escalates(lab: L
     await lab.daemon()
     await lab.bot()
     campaign_id = await lab.campaign(on_system=["no_answer"], max_attempts=3)
-    overdue = await lab.contact(campaign_id, 1, state="retry_scheduled", due_in=-600,
-                                attempts_used=1)
-    last = await lab.attempt(campaign_id, overdue, outcome="no_answer", sip_code=None,
-                             disposition="no_answer", next_action="retry", ago=2400,
-                             next_at=datetime.now(UTC) - timedelta(seconds=600))
+    overdue = await lab.contact(
+        campaign_id, 1, state="retry_scheduled", due_in=-600, attempts_used=1
+    )
+    last = await lab.attempt(
+        campaign_id,
+        overdue,
+        outcome="no_answer",
+        sip_code=None,
+        disposition="no_answer",
+        next_action="retry",
+        ago=2400,
+        next_at=datetime.now(UTC) - timedelta(seconds=600),
+    )
 
     report = await lab.triage(campaign_id)
 
@@ -389,13 +486,13 @@ async def test_an_eligible_retry_never_dialled_with_a_free_slot_escalates(lab: L
 
 # --- Contacts stuck in a working state -------------------------------------------------------
 
+
 async def test_an_in_flight_attempt_long_past_its_deadline_escalates(lab: Lab) -> None:
     await lab.daemon()
     await lab.bot()
     campaign_id = await lab.campaign()
     contact = await lab.contact(campaign_id, 1, state="dialing")
-    stuck = await lab.attempt(campaign_id, contact, state="dialing", ago=900,
-                              deadline_in=-840)
+    stuck = await lab.attempt(campaign_id, contact, state="dialing", ago=900, deadline_in=-840)
 
     report = await lab.triage(campaign_id)
 
@@ -412,15 +509,19 @@ async def test_an_in_flight_attempt_long_past_its_deadline_escalates(lab: Lab) -
 
 # --- Many no-answer or rejected --------------------------------------------------------------
 
+
 async def test_a_sip_503_pattern_escalates_and_names_the_carrier(lab: Lab) -> None:
     await lab.daemon()
     await lab.bot()
     campaign_id = await lab.campaign(numbers=(LAB_NUMBER, BACKUP_NUMBER))
-    attempts = [await lab.done_call(campaign_id, i, outcome="rejected", sip_code=503,
-                                    disposition="rejected", ago=300 - i) for i in range(8)]
+    attempts = [
+        await lab.done_call(
+            campaign_id, i, outcome="rejected", sip_code=503, disposition="rejected", ago=300 - i
+        )
+        for i in range(8)
+    ]
     for i in range(8, 10):
-        await lab.done_call(campaign_id, i, carrier="backup", caller_id=BACKUP_NUMBER,
-                            ago=400 - i)
+        await lab.done_call(campaign_id, i, carrier="backup", caller_id=BACKUP_NUMBER, ago=400 - i)
 
     report = await lab.triage(campaign_id)
 
@@ -440,6 +541,7 @@ async def test_a_sip_503_pattern_escalates_and_names_the_carrier(lab: Lab) -> No
 
 # --- the command line ------------------------------------------------------------------------
 
+
 @pytest.fixture
 async def db(db_dsn: str) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(db_dsn)
@@ -449,29 +551,45 @@ async def db(db_dsn: str) -> AsyncIterator[asyncpg.Connection]:
         await conn.close()
 
 
-async def test_the_cli_prints_the_report_and_never_a_phone_number(
-        lab: Lab, tmp_path: Path) -> None:
-    config = write_config(tmp_path, lab.dsn,
-                          numbers=f"  - {{number: '{LAB_NUMBER}', carrier: lab}}\n")
+async def test_the_cli_prints_the_report_and_never_a_phone_number(lab: Lab, tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path, lab.dsn, numbers=f"  - {{number: '{LAB_NUMBER}', carrier: lab}}\n"
+    )
     await lab.daemon()
     await lab.bot()
     campaign_id = await lab.campaign()
     for i in range(4):
-        await lab.done_call(campaign_id, i, outcome="rejected", sip_code=503,
-                            disposition="rejected", ago=100 - i)
+        await lab.done_call(
+            campaign_id, i, outcome="rejected", sip_code=503, disposition="rejected", ago=100 - i
+        )
 
-    code, out, err = await run_cli("--config", str(config), "triage", str(campaign_id),
-                                   "--json")
+    code, out, err = await run_cli("--config", str(config), "triage", str(campaign_id), "--json")
     assert code == 0, err
     data = json.loads(out)
     assert set(data) == {"campaign_id", "name", "state", "escalate", "symptoms", "summary"}
     assert data["campaign_id"] == str(campaign_id) and data["escalate"] is True
     assert [s["key"] for s in data["symptoms"]] == [
-        "will_not_start", "no_calls", "no_answer", "bot_silent", "wrong_details", "retries",
-        "stuck", "report_missing"]
+        "will_not_start",
+        "no_calls",
+        "no_answer",
+        "bot_silent",
+        "wrong_details",
+        "retries",
+        "stuck",
+        "report_missing",
+    ]
     for symptom in data["symptoms"]:
-        assert set(symptom) == {"key", "title", "applies", "checks", "fix", "escalate",
-                                "escalate_when", "reason", "call"}
+        assert set(symptom) == {
+            "key",
+            "title",
+            "applies",
+            "checks",
+            "fix",
+            "escalate",
+            "escalate_when",
+            "reason",
+            "call",
+        }
         for item in symptom["checks"]:
             assert set(item) == {"name", "ok", "observed"}
     summary = data["summary"]
@@ -494,8 +612,7 @@ async def test_the_cli_prints_the_report_and_never_a_phone_number(
 
 async def test_the_cli_refuses_an_unknown_campaign(lab: Lab, tmp_path: Path) -> None:
     config = write_config(tmp_path, lab.dsn)
-    code, out, err = await run_cli("--config", str(config), "triage", str(uuid.uuid4()),
-                                   "--json")
+    code, out, err = await run_cli("--config", str(config), "triage", str(uuid.uuid4()), "--json")
     assert code == 2
     assert out == ""
     assert "unknown campaign" in err

@@ -17,9 +17,13 @@ from dialler.campaigns.spec import (
     parse_campaign,
     parse_text,
     read_document,
+    system_dispositions,
 )
+from dialler.campaigns.spec import SpecError as SpecErrorHere
 from dialler.domain.rules import RedialPolicy, RetryPolicy
-from dialler.errors import InvalidInput
+from dialler.domain.states import SYSTEM_DISPOSITIONS
+from dialler.errors import InvalidInput, answer_for
+from dialler.errors import SpecError as TheSpecError
 
 NUMBERS = ("+441632960001", "+441632960002", "+441632960003")
 
@@ -28,30 +32,44 @@ def doc(text: str, source: str = "c.yaml") -> Document:
     return parse_text(textwrap.dedent(text), source)
 
 
-def campaign(text: str, *, bots: tuple[str, ...] | None = ("renewals-bot",),
-             numbers: tuple[str, ...] | None = NUMBERS) -> CampaignSpec:
+def campaign(
+    text: str,
+    *,
+    bots: tuple[str, ...] | None = ("renewals-bot",),
+    numbers: tuple[str, ...] | None = NUMBERS,
+) -> CampaignSpec:
     return parse_campaign(doc(text), bots=bots, numbers=numbers)
 
 
 def campaign_problems(text: str, **kwargs: tuple[str, ...] | None) -> list[str]:
     with pytest.raises(SpecError) as info:
         campaign(text, **kwargs)
-    return info.value.problems
+    return list(info.value.problems)
 
 
 # --- campaigns: valid files ------------------------------------------------------------------
 
+
 def test_minimal_campaign_gets_the_contract_defaults() -> None:
     spec = campaign("name: Renewals November\n")
     assert spec == CampaignSpec(
-        name="Renewals November", bot=None, numbers=(), concurrency=50,
-        window_start="09:00", window_end="18:00",
-        window_days=("mon", "tue", "wed", "thu", "fri"), timezone="UTC", always_on=False,
+        name="Renewals November",
+        bot=None,
+        numbers=(),
+        concurrency=50,
+        window_start="09:00",
+        window_end="18:00",
+        window_days=("mon", "tue", "wed", "thu", "fri"),
+        timezone="UTC",
+        always_on=False,
         ring_timeout=30.0,
-        retry=RetryPolicy(max_attempts=1, delay=1800.0, on_system=frozenset(),
-                          on_custom=frozenset()),
-        redial=RedialPolicy(stop_after_connect_longer_than=None,
-                            redial_after_connect_shorter_than=None))
+        retry=RetryPolicy(
+            max_attempts=1, delay=1800.0, on_system=frozenset(), on_custom=frozenset()
+        ),
+        redial=RedialPolicy(
+            stop_after_connect_longer_than=None, redial_after_connect_shorter_than=None
+        ),
+    )
 
 
 def test_every_key_is_read() -> None:
@@ -80,11 +98,15 @@ def test_every_key_is_read() -> None:
     assert spec.timezone == "Europe/London"
     assert spec.always_on is True
     assert spec.ring_timeout == 45.0
-    assert spec.retry == RetryPolicy(max_attempts=3, delay=5400.0,
-                                     on_system=frozenset({"no_answer", "rejected", "abandoned"}),
-                                     on_custom=frozenset({"call_me_later"}))
-    assert spec.redial == RedialPolicy(stop_after_connect_longer_than=20.0,
-                                       redial_after_connect_shorter_than=0.5)
+    assert spec.retry == RetryPolicy(
+        max_attempts=3,
+        delay=5400.0,
+        on_system=frozenset({"no_answer", "rejected", "abandoned"}),
+        on_custom=frozenset({"call_me_later"}),
+    )
+    assert spec.redial == RedialPolicy(
+        stop_after_connect_longer_than=20.0, redial_after_connect_shorter_than=0.5
+    )
 
 
 def test_blank_values_take_their_defaults() -> None:
@@ -122,7 +144,11 @@ def test_a_draft_keeps_an_invalid_window_and_a_low_concurrency_for_the_start_che
         """)
     assert spec.concurrency == 0
     assert (spec.window_start, spec.window_end, spec.window_days, spec.timezone) == (
-        "9am", "07:00", (), "Mars/Olympus")
+        "9am",
+        "07:00",
+        (),
+        "Mars/Olympus",
+    )
 
 
 def test_json_is_read_too_even_indented_with_tabs() -> None:
@@ -137,6 +163,7 @@ def test_references_are_not_checked_without_the_lists() -> None:
 
 
 # --- campaigns: problems ---------------------------------------------------------------------
+
 
 def test_wrong_types_name_the_key_path_and_line() -> None:
     problems = campaign_problems("""\
@@ -156,11 +183,14 @@ def test_wrong_types_name_the_key_path_and_line() -> None:
 
 def test_concurrency_must_be_an_integer_not_a_bool_or_float() -> None:
     assert campaign_problems("name: x\nconcurrency: true\n") == [
-        "c.yaml:2: concurrency: expected an integer, got bool true"]
+        "c.yaml:2: concurrency: expected an integer, got bool true"
+    ]
     assert campaign_problems("name: x\nconcurrency: 2.5\n") == [
-        "c.yaml:2: concurrency: expected an integer, got float 2.5"]
+        "c.yaml:2: concurrency: expected an integer, got float 2.5"
+    ]
     assert campaign_problems("name: x\nconcurrency: 3000000000\n") == [
-        "c.yaml:2: concurrency: 3000000000 is too large (at most 2147483647)"]
+        "c.yaml:2: concurrency: 3000000000 is too large (at most 2147483647)"
+    ]
 
 
 def test_unknown_keys_are_errors_at_every_level() -> None:
@@ -183,8 +213,10 @@ def test_name_is_required_and_must_not_look_like_an_id() -> None:
     assert campaign_problems("bot: renewals-bot\n") == ["c.yaml: name: missing required key"]
     assert campaign_problems("name: ''\n") == ["c.yaml:1: name: must not be empty"]
     problems = campaign_problems("name: 0b6f5d3e-8a4f-4c33-9b7e-2f1c7a9d2e10\n")
-    assert problems == ["c.yaml:1: name: '0b6f5d3e-8a4f-4c33-9b7e-2f1c7a9d2e10' looks like an "
-                        "id; commands would read it as one"]
+    assert problems == [
+        "c.yaml:1: name: '0b6f5d3e-8a4f-4c33-9b7e-2f1c7a9d2e10' looks like an "
+        "id; commands would read it as one"
+    ]
 
 
 def test_every_problem_is_reported_in_file_order() -> None:
@@ -249,16 +281,19 @@ def test_durations_are_checked() -> None:
 
 def test_a_ring_timeout_below_a_millisecond_is_zero() -> None:
     assert campaign_problems("name: x\nring_timeout: 0.1ms\n") == [
-        "c.yaml:2: ring_timeout: must be greater than 0, got '0.1ms'"]
+        "c.yaml:2: ring_timeout: must be greater than 0, got '0.1ms'"
+    ]
 
 
 def test_bot_must_exist() -> None:
     assert campaign_problems("name: x\nbot: ghost\n") == [
         "c.yaml:2: bot: no bot named 'ghost' (known: renewals-bot; create one with "
-        "`dialler bot create FILE`)"]
+        "`dialler bot create FILE`)"
+    ]
     assert campaign_problems("name: x\nbot: ghost\n", bots=()) == [
         "c.yaml:2: bot: no bot named 'ghost' (known: none yet; create one with "
-        "`dialler bot create FILE`)"]
+        "`dialler bot create FILE`)"
+    ]
 
 
 def test_numbers_must_be_configured_quoted_and_listed_once() -> None:
@@ -272,8 +307,7 @@ def test_numbers_must_be_configured_quoted_and_listed_once() -> None:
           - "+441632960001"
         """)
     assert problems == [
-        "c.yaml:4: numbers[1]: expected a string, got int 441632960002 (put the value in "
-        "quotes)",
+        "c.yaml:4: numbers[1]: expected a string, got int 441632960002 (put the value in quotes)",
         "c.yaml:5: numbers[2]: +441632960099 is not a configured number (configured: "
         "+441632960001, +441632960002, +441632960003)",
         "c.yaml:6: numbers[3]: '07700900123' is not an E.164 number ('+', then the country "
@@ -284,7 +318,8 @@ def test_numbers_must_be_configured_quoted_and_listed_once() -> None:
 
 def test_a_document_that_is_not_a_mapping() -> None:
     assert campaign_problems("- name: x\n") == [
-        "c.yaml: expected a mapping of keys to values, got list"]
+        "c.yaml: expected a mapping of keys to values, got list"
+    ]
 
 
 def test_the_error_message_lists_every_problem_on_its_own_line() -> None:
@@ -295,13 +330,15 @@ def test_the_error_message_lists_every_problem_on_its_own_line() -> None:
     assert str(info.value) == (
         "c.yaml: 2 problems:\n"
         "  - c.yaml:2: concurrency: expected an integer, got str 'a'\n"
-        "  - c.yaml:3: always_on: expected true or false, got int 1")
+        "  - c.yaml:3: always_on: expected true or false, got int 1"
+    )
     with pytest.raises(SpecError) as info:
         campaign("name: x\nconcurrency: a\n")
     assert str(info.value) == "c.yaml:2: concurrency: expected an integer, got str 'a'"
 
 
 # --- reading files ---------------------------------------------------------------------------
+
 
 def test_read_document_reports_file_problems(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match=r"missing\.yaml: file not found"):
@@ -319,8 +356,11 @@ def test_read_document_reports_file_problems(tmp_path: Path) -> None:
 def test_yaml_errors_have_a_line(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("name: x\nname: y\n", encoding="utf-8")
-    with pytest.raises(SpecError, match=r"line 2, column 1: invalid YAML: found duplicate "
-                                        r"key 'name'"):
+    with pytest.raises(
+        SpecError,
+        match=r"line 2, column 1: invalid YAML: found duplicate "
+        r"key 'name'",
+    ):
         read_document(str(path))
     path.write_text("name: [x\n", encoding="utf-8")
     with pytest.raises(SpecError, match=r"c\.yaml: line \d+, column \d+: invalid YAML"):
@@ -336,34 +376,115 @@ def test_read_document_accepts_a_bom_and_json(tmp_path: Path) -> None:
 
 # --- bots ------------------------------------------------------------------------------------
 
+
 def test_bot_file() -> None:
-    bot = parse_bot(doc("""\
+    bot = parse_bot(
+        doc(
+            """\
         name: renewals-bot
         prompt: "Hello {{CustomerName}}, about your {{call.Plan}} plan."
         pipeline: {stt: deepgram, llm: gpt-4o, tts: eleven, options: {speed: 1.1, voices: [a]}}
-        """, "bot.yaml"))
+        """,
+            "bot.yaml",
+        )
+    )
     assert bot == BotSpec(
-        name="renewals-bot", prompt="Hello {{CustomerName}}, about your {{call.Plan}} plan.",
-        pipeline={"stt": "deepgram", "llm": "gpt-4o", "tts": "eleven",
-                  "options": {"speed": 1.1, "voices": ["a"]}})
+        name="renewals-bot",
+        prompt="Hello {{CustomerName}}, about your {{call.Plan}} plan.",
+        pipeline={
+            "stt": "deepgram",
+            "llm": "gpt-4o",
+            "tts": "eleven",
+            "options": {"speed": 1.1, "voices": ["a"]},
+        },
+    )
     assert parse_bot(doc("name: b\nprompt: hi\n")).pipeline == {}
 
 
 def test_bot_problems() -> None:
     with pytest.raises(SpecError) as info:
-        parse_bot(doc("""\
+        parse_bot(
+            doc(
+                """\
             name: 5
             pipeline:
               stt: deepgram
               when: 2024-01-01
               rate: .nan
             voice: x
-            """, "bot.yaml"))
-    assert info.value.problems == [
+            """,
+                "bot.yaml",
+            )
+        )
+    assert list(info.value.problems) == [
         "bot.yaml: prompt: missing required key",
         "bot.yaml:1: name: expected a string, got int 5",
         "bot.yaml:4: pipeline.when: expected JSON data (a string, number, boolean, null, list "
         "or mapping), got date",
         "bot.yaml:5: pipeline.rate: nan is not a JSON number",
         "bot.yaml:6: voice: unknown key",
+    ]
+
+
+# --- errors: fields, request bodies ----------------------------------------------------------
+
+
+def test_spec_error_is_the_one_in_errors() -> None:
+    assert SpecErrorHere is TheSpecError
+    assert answer_for(TheSpecError(["x"], "c.yaml")).exit_code == 2
+
+
+def test_the_error_carries_the_key_paths_in_the_order_of_the_problems() -> None:
+    with pytest.raises(SpecError) as info:
+        campaign("retry: {delay: 1x}\nconcurrency: a\n")
+    assert info.value.fields == ("name", "retry.delay", "concurrency")
+    assert info.value.field == "name"
+    assert [problem.split(": ")[1] for problem in info.value.problems] == list(info.value.fields)
+
+
+def test_a_request_body_names_fields_without_a_file_or_line() -> None:
+    body = Document.request_body(
+        {"name": "c", "concurrency": True, "retry": {"delay": "1x"}, "extra": 1}, "upload"
+    )
+    with pytest.raises(SpecError) as info:
+        parse_campaign(body, bots=(), numbers=())
+    assert list(info.value.problems) == [
+        "extra: unknown key (did you mean 'retry'?)",
+        "concurrency: expected an integer, got bool true",
+        "retry.delay: unknown unit 'x' (use ms, s, m, h, d) in duration '1x'",
+    ]
+    assert info.value.fields == ("extra", "concurrency", "retry.delay")
+    assert info.value.source == "upload"
+    assert str(info.value).startswith("upload: 3 problems:\n  - extra: unknown key ")
+    with pytest.raises(SpecError) as info:
+        parse_bot(Document.request_body(["x"]))
+    assert list(info.value.problems) == ["expected a mapping of keys to values, got list"]
+    assert info.value.fields == ("",)
+
+
+def test_system_dispositions_in_the_contract_order() -> None:
+    assert system_dispositions() == (
+        "no_answer",
+        "rejected",
+        "RNR",
+        "error",
+        "timeout",
+        "abandoned",
+    )
+    assert set(system_dispositions()) == SYSTEM_DISPOSITIONS
+    assert all(type(name) is str for name in system_dispositions())
+
+
+def test_numbers_follow_the_one_e164_rule() -> None:
+    # E.164 as domain.numbers defines it (and the database checks it): '+', no leading 0,
+    # 2 to 15 digits.
+    spec = campaign("name: x\nnumbers: ['+4412', '+123456789012345']\n", numbers=None)
+    assert spec.numbers == ("+4412", "+123456789012345")
+    assert campaign_problems(
+        "name: x\nnumbers: ['+0441632960001', '+1234567890123456']\n", numbers=None
+    ) == [
+        "c.yaml:2: numbers[0]: '+0441632960001' is not an E.164 number ('+', then the country "
+        "code and number)",
+        "c.yaml:2: numbers[1]: '+1234567890123456' is not an E.164 number ('+', then the "
+        "country code and number)",
     ]

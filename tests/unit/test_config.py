@@ -28,8 +28,9 @@ def minimal() -> dict[str, Any]:
     """The smallest valid config (as parsed YAML), with the secret from the environment."""
     return {
         "database": {"dsn": "postgresql://dialler@127.0.0.1:5432/dialler"},
-        "asterisk": [{"name": "pbx1",
-                      "ami": {"username": "dialler", "secret_env": "DIALLER_AMI_SECRET"}}],
+        "asterisk": [
+            {"name": "pbx1", "ami": {"username": "dialler", "secret_env": "DIALLER_AMI_SECRET"}}
+        ],
         "carriers": [{"name": "lab"}],
         "numbers": [{"number": "+441632960001", "carrier": "lab"}],
     }
@@ -39,7 +40,7 @@ def problems(data: object, env: dict[str, str] | None = None) -> list[str]:
     with pytest.raises(ConfigError) as info:
         parse_config(data, "test.yaml", ENV if env is None else env)
     assert info.value.source == "test.yaml"
-    return info.value.problems
+    return list(info.value.problems)
 
 
 def ami(data: dict[str, Any]) -> dict[str, Any]:
@@ -48,6 +49,7 @@ def ami(data: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- valid files ------------------------------------------------------------------------------
+
 
 def test_minimal_config_gets_the_documented_defaults() -> None:
     config = parse_config(minimal(), "test.yaml", ENV)
@@ -87,8 +89,9 @@ def test_example_file_is_valid() -> None:
 
 def test_carrier_lookup() -> None:
     data = minimal()
-    data["carriers"].append({"name": "other", "endpoint": "trunk-2", "max_channels": 5,
-                             "calls_per_second": 0.5})
+    data["carriers"].append(
+        {"name": "other", "endpoint": "trunk-2", "max_channels": 5, "calls_per_second": 0.5}
+    )
     config = parse_config(data, "test.yaml", ENV)
     assert config.carrier("other") == CarrierConfig("other", "trunk-2", 5, 0.5)
     with pytest.raises(KeyError):
@@ -103,14 +106,14 @@ def test_config_is_immutable() -> None:
 
 # --- unknown keys and wrong types -------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("where", "expected"),
     [
         (lambda d: d["database"].update(dsnn="x"), "database.dsnn: unknown key"),
         (lambda d: d.update(extra=1), "extra: unknown key"),
         (lambda d: ami(d).update(secret="x"), "asterisk[0].ami.secret: unknown key"),
-        (lambda d: d["carriers"][0].update(max_chanels=3),
-         "carriers[0].max_chanels: unknown key"),
+        (lambda d: d["carriers"][0].update(max_chanels=3), "carriers[0].max_chanels: unknown key"),
         (lambda d: d.update(listeners={"ftp": {}}), "listeners.ftp: unknown key"),
     ],
 )
@@ -129,20 +132,32 @@ def test_unknown_key_suggests_the_close_one() -> None:
 @pytest.mark.parametrize(
     ("where", "expected"),
     [
-        (lambda d: d["carriers"][0].update(max_channels="ten"),
-         "carriers[0].max_channels: expected an integer, got str 'ten'"),
-        (lambda d: d["carriers"][0].update(max_channels=True),
-         "carriers[0].max_channels: expected an integer, got bool true"),
-        (lambda d: d["database"].update(pool_min=2.5),
-         "database.pool_min: expected an integer, got float 2.5"),
-        (lambda d: d["carriers"][0].update(calls_per_second="fast"),
-         "carriers[0].calls_per_second: expected a number, got str 'fast'"),
-        (lambda d: d["numbers"][0].update(enabled="yes"),
-         "numbers[0].enabled: expected true or false, got str 'yes'"),
+        (
+            lambda d: d["carriers"][0].update(max_channels="ten"),
+            "carriers[0].max_channels: expected an integer, got str 'ten'",
+        ),
+        (
+            lambda d: d["carriers"][0].update(max_channels=True),
+            "carriers[0].max_channels: expected an integer, got bool true",
+        ),
+        (
+            lambda d: d["database"].update(pool_min=2.5),
+            "database.pool_min: expected an integer, got float 2.5",
+        ),
+        (
+            lambda d: d["carriers"][0].update(calls_per_second="fast"),
+            "carriers[0].calls_per_second: expected a number, got str 'fast'",
+        ),
+        (
+            lambda d: d["numbers"][0].update(enabled="yes"),
+            "numbers[0].enabled: expected true or false, got str 'yes'",
+        ),
         (lambda d: d.update(database=["x"]), "database: expected a mapping, got list"),
         (lambda d: d.update(carriers={"name": "lab"}), "carriers: expected a list, got mapping"),
-        (lambda d: ami(d).update(ping_interval=True),
-         "asterisk[0].ami.ping_interval: expected a duration"),
+        (
+            lambda d: ami(d).update(ping_interval=True),
+            "asterisk[0].ami.ping_interval: expected a duration",
+        ),
         (lambda d: d.update(logging={"level": "verbose"}), "logging.level: unknown value"),
     ],
 )
@@ -158,28 +173,50 @@ def test_wrong_types_are_errors(where: Any, expected: str) -> None:
     [
         (lambda d: d["database"].pop("dsn"), "database.dsn: missing required key"),
         (lambda d: d["database"].update(dsn="mysql://x"), "database.dsn: must be a URL"),
-        (lambda d: d["database"].update(pool_min=5, pool_max=3),
-         "database.pool_max: 3 is less than database.pool_min (5)"),
+        (
+            lambda d: d["database"].update(pool_min=5, pool_max=3),
+            "database.pool_max: 3 is less than database.pool_min (5)",
+        ),
         (lambda d: d["database"].update(pool_min=0), "database.pool_min: 0 is out of range"),
         (lambda d: d.pop("asterisk"), "asterisk: at least one entry is required"),
         (lambda d: d.update(carriers=[]), "carriers: at least one entry is required"),
         (lambda d: ami(d).pop("username"), "asterisk[0].ami.username: missing required key"),
         (lambda d: ami(d).update(port=70000), "asterisk[0].ami.port: 70000 is out of range"),
-        (lambda d: ami(d).update(ping_timeout="0s"),
-         "asterisk[0].ami.ping_timeout: must be greater than 0"),
-        (lambda d: ami(d).update(reconnect_delay="2 seconds"),
-         "asterisk[0].ami.reconnect_delay: missing unit"),
-        (lambda d: d["carriers"][0].update(calls_per_second=0),
-         "carriers[0].calls_per_second: 0 is out of range"),
+        (
+            lambda d: ami(d).update(ping_timeout="0s"),
+            "asterisk[0].ami.ping_timeout: must be greater than 0",
+        ),
+        (
+            lambda d: ami(d).update(reconnect_delay="2 seconds"),
+            "asterisk[0].ami.reconnect_delay: missing unit",
+        ),
+        (
+            lambda d: d["carriers"][0].update(calls_per_second=0),
+            "carriers[0].calls_per_second: 0 is out of range",
+        ),
         (lambda d: d["carriers"][0].update(endpoint="a&b"), "carriers[0].endpoint: 'a&b'"),
-        (lambda d: d["numbers"][0].update(number="441632960001"),
-         "numbers[0].number: '441632960001' is not valid: expected E.164"),
-        (lambda d: d["numbers"][0].update(number="+4412"), "numbers[0].number: '+4412'"),
+        (
+            lambda d: d["numbers"][0].update(number="441632960001"),
+            "numbers[0].number: '441632960001' is not valid: expected E.164",
+        ),
+        (
+            lambda d: d["numbers"][0].update(number="+0441632960001"),
+            "numbers[0].number: '+0441632960001' is not valid: expected E.164: '+', a country code "
+            "not starting with 0, at most 15 digits",
+        ),
+        (
+            lambda d: d["numbers"][0].update(number="+4416329600012345"),
+            "numbers[0].number: '+4416329600012345' is not valid",
+        ),
         (lambda d: d.update(contacts={"default_region": "gb"}), "contacts.default_region"),
-        (lambda d: d.update(contacts={"default_region": "XX"}),
-         "contacts.default_region: unknown region 'XX'"),
-        (lambda d: d.update(scheduler={"poll_interval": -1}),
-         "scheduler.poll_interval: duration must not be negative"),
+        (
+            lambda d: d.update(contacts={"default_region": "XX"}),
+            "contacts.default_region: unknown region 'XX'",
+        ),
+        (
+            lambda d: d.update(scheduler={"poll_interval": -1}),
+            "scheduler.poll_interval: duration must not be negative",
+        ),
         (lambda d: d.update(logging={"format": "xml"}), "logging.format: unknown value 'xml'"),
         (lambda d: d["asterisk"].append(None), "asterisk[1]: empty entry"),
     ],
@@ -200,7 +237,11 @@ def test_all_problems_are_reported_at_once() -> None:
     found = problems(data)
     assert len(found) == 4
     assert [p.split(":")[0] for p in found] == [
-        "database.dsnn", "carriers[0].max_channels", "numbers[0].carrier", "logging.level"]
+        "database.dsnn",
+        "carriers[0].max_channels",
+        "numbers[0].carrier",
+        "logging.level",
+    ]
 
 
 def test_non_mapping_document() -> None:
@@ -208,6 +249,7 @@ def test_non_mapping_document() -> None:
 
 
 # --- the AMI secret ---------------------------------------------------------------------------
+
 
 def test_missing_secret_neither_file_nor_env() -> None:
     data = minimal()
@@ -227,14 +269,14 @@ def test_both_secret_file_and_env_is_an_error(tmp_path: Path) -> None:
 
 def test_secret_env_unset() -> None:
     found = problems(minimal(), env={})
-    assert found == ["asterisk[0].ami.secret_env: environment variable DIALLER_AMI_SECRET "
-                     "is not set"]
+    assert found == [
+        "asterisk[0].ami.secret_env: environment variable DIALLER_AMI_SECRET is not set"
+    ]
 
 
 def test_secret_env_empty() -> None:
     found = problems(minimal(), env={"DIALLER_AMI_SECRET": ""})
-    assert found == ["asterisk[0].ami.secret_env: environment variable DIALLER_AMI_SECRET "
-                     "is empty"]
+    assert found == ["asterisk[0].ami.secret_env: environment variable DIALLER_AMI_SECRET is empty"]
 
 
 def test_secret_env_defaults_to_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -260,13 +302,15 @@ def test_secret_file_empty(tmp_path: Path) -> None:
     secret_file = tmp_path / "secret"
     secret_file.write_text("\n")
     assert problems(_with_secret_file(str(secret_file))) == [
-        f"asterisk[0].ami.secret_file: file {secret_file} is empty"]
+        f"asterisk[0].ami.secret_file: file {secret_file} is empty"
+    ]
 
 
 def test_secret_file_missing(tmp_path: Path) -> None:
     missing = tmp_path / "nope"
     assert problems(_with_secret_file(str(missing))) == [
-        f"asterisk[0].ami.secret_file: file {missing} does not exist"]
+        f"asterisk[0].ami.secret_file: file {missing} does not exist"
+    ]
 
 
 def test_secret_file_directory(tmp_path: Path) -> None:
@@ -280,8 +324,9 @@ def test_secret_file_unreadable(tmp_path: Path) -> None:
     secret_file.write_text(SECRET)
     secret_file.chmod(0)
     found = problems(_with_secret_file(str(secret_file)))
-    assert found == [f"asterisk[0].ami.secret_file: file {secret_file} is not readable by "
-                     "this user"]
+    assert found == [
+        f"asterisk[0].ami.secret_file: file {secret_file} is not readable by this user"
+    ]
 
 
 def test_relative_secret_file_is_relative_to_the_config_file(tmp_path: Path) -> None:
@@ -331,10 +376,13 @@ def test_dsn_is_not_shown(tmp_path: Path) -> None:
 
 # --- cross references and uniqueness ----------------------------------------------------------
 
+
 def test_number_with_unknown_carrier() -> None:
     data = minimal()
-    data["numbers"] += [{"number": "+441632960002", "carrier": "lab"},
-                        {"number": "+441632960003", "carrier": "foo"}]
+    data["numbers"] += [
+        {"number": "+441632960002", "carrier": "lab"},
+        {"number": "+441632960003", "carrier": "foo"},
+    ]
     assert problems(data) == ["numbers[2].carrier: unknown carrier 'foo' (known: lab)"]
 
 
@@ -342,6 +390,18 @@ def test_number_without_carrier() -> None:
     data = minimal()
     del data["numbers"][0]["carrier"]
     assert problems(data) == ["numbers[0].carrier: missing required key"]
+
+
+def test_caller_ids_follow_the_one_e164_rule() -> None:
+    # E.164 as domain.numbers defines it (and the database checks it): '+', no leading 0,
+    # 2 to 15 digits.
+    data = minimal()
+    data["numbers"] = [
+        {"number": "+4412", "carrier": "lab"},
+        {"number": "+123456789012345", "carrier": "lab"},
+    ]
+    config = parse_config(data, "test.yaml", ENV)
+    assert [n.number for n in config.numbers] == ["+4412", "+123456789012345"]
 
 
 def test_numbers_may_be_empty() -> None:
@@ -366,18 +426,22 @@ def test_duplicate_names() -> None:
 
 # --- listeners --------------------------------------------------------------------------------
 
+
 def test_non_loopback_listener_refused_without_opt_in() -> None:
     data = minimal()
     data["listeners"] = {"http": {"host": "0.0.0.0"}}
     assert problems(data) == [
         "listeners.http.host: 0.0.0.0 is not a loopback address; set "
-        "listeners.http.allow_non_loopback: true to expose it"]
+        "listeners.http.allow_non_loopback: true to expose it"
+    ]
 
 
 def test_non_loopback_listener_accepted_with_opt_in() -> None:
     data = minimal()
-    data["listeners"] = {"http": {"host": "0.0.0.0", "allow_non_loopback": True},
-                         "metrics": {"host": "10.1.2.3", "allow_non_loopback": True}}
+    data["listeners"] = {
+        "http": {"host": "0.0.0.0", "allow_non_loopback": True},
+        "metrics": {"host": "10.1.2.3", "allow_non_loopback": True},
+    }
     config = parse_config(data, "test.yaml", ENV)
     assert config.listeners.http == ListenerConfig("0.0.0.0", 8080, True)
     assert config.listeners.metrics.host == "10.1.2.3"
@@ -393,63 +457,73 @@ def test_loopback_hosts(host: str) -> None:
 def test_listener_ports_must_be_distinct() -> None:
     data = minimal()
     data["listeners"] = {"metrics": {"port": 8080}}
-    assert problems(data) == ["listeners.metrics.port: 8080 is already used by "
-                              "listeners.http.port"]
+    assert problems(data) == ["listeners.metrics.port: 8080 is already used by listeners.http.port"]
 
 
 # --- files ------------------------------------------------------------------------------------
 
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(str(tmp_path / "nope.yaml"))
-    assert info.value.problems == ["file not found"]
+    assert list(info.value.problems) == ["file not found"]
 
 
-def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
+def file_problems(tmp_path: Path, text: str) -> list[str]:
+    """The problems `load_config` finds in a file holding `text`."""
     path = tmp_path / "dialler.yaml"
-    path.write_text("database:\n  dsn: x\n pool_min: [\n")
-    with pytest.raises(ConfigError) as info:
-        load_config(str(path), ENV)
-    assert len(info.value.problems) == 1
-    assert info.value.problems[0].startswith("line 3, column 2: invalid YAML")
-
-
-def test_duplicate_yaml_key_is_an_error(tmp_path: Path) -> None:
-    path = tmp_path / "dialler.yaml"
-    path.write_text("database:\n  dsn: x\n  dsn: y\n")
-    with pytest.raises(ConfigError) as info:
-        load_config(str(path), ENV)
-    assert info.value.problems == [
-        "line 3, column 3: invalid YAML: found duplicate key 'dsn' "
-        "(while reading a mapping on line 2)"]
-
-
-def test_unquoted_e164_number_gets_a_hint(tmp_path: Path) -> None:
-    path = tmp_path / "dialler.yaml"
-    text = yaml.safe_dump(minimal()).replace("'+441632960001'", "+441632960001")
     path.write_text(text)
     with pytest.raises(ConfigError) as info:
         load_config(str(path), ENV)
-    assert info.value.problems == [
-        "numbers[0].number: expected a string, got int 441632960001 (put the value in quotes)"]
+    return list(info.value.problems)
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
+    found = file_problems(tmp_path, "database:\n  dsn: x\n pool_min: [\n")
+    assert len(found) == 1
+    assert found[0].startswith("line 3, column 2: invalid YAML")
+
+
+def test_duplicate_yaml_key_is_an_error(tmp_path: Path) -> None:
+    assert file_problems(tmp_path, "database:\n  dsn: x\n  dsn: y\n") == [
+        "line 3, column 3: invalid YAML: found duplicate key 'dsn' "
+        "(while reading a mapping on line 2)"
+    ]
+
+
+def test_times_are_not_base_60_numbers(tmp_path: Path) -> None:
+    # YAML 1.1 reads an unquoted 1:30 as 90; the one reader keeps it text (and refuses it).
+    text = yaml.safe_dump(minimal()) + "scheduler:\n  stall_after: 1:30\n"
+    assert file_problems(tmp_path, text) == [
+        "scheduler.stall_after: unknown unit ':' (use ms, s, m, h, d) in duration '1:30'"
+    ]
+
+
+def test_unquoted_e164_number_gets_a_hint(tmp_path: Path) -> None:
+    text = yaml.safe_dump(minimal()).replace("'+441632960001'", "+441632960001")
+    assert file_problems(tmp_path, text) == [
+        "numbers[0].number: expected a string, got int 441632960001 (put the value in quotes)"
+    ]
 
 
 def test_empty_file_lists_the_required_keys(tmp_path: Path) -> None:
-    path = tmp_path / "dialler.yaml"
-    path.write_text("")
-    with pytest.raises(ConfigError) as info:
-        load_config(str(path), ENV)
-    assert info.value.problems == ["database.dsn: missing required key",
-                                   "asterisk: at least one entry is required",
-                                   "carriers: at least one entry is required"]
+    assert file_problems(tmp_path, "") == [
+        "database.dsn: missing required key",
+        "asterisk: at least one entry is required",
+        "carriers: at least one entry is required",
+    ]
 
 
 # --- the CLI ----------------------------------------------------------------------------------
 
+
 def _check(path: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "dialler.cli", "config", "check", str(path)],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
         env={**os.environ, **(env or {})},
     )
 

@@ -241,6 +241,20 @@ def test_bad_quoting_is_a_row_error_with_the_raw_text(tmp_path: Path) -> None:
     assert "unclosed quote" in errors[1].reason
 
 
+def test_a_field_over_the_csv_modules_limit_is_a_row_error_and_the_rest_imports(
+    tmp_path: Path,
+) -> None:
+    # A quoted field of 17 MiB: the csv module gives up on it (its limit is 16 MiB); that row
+    # is rejected with a reason, and the rows around it are read.
+    huge = "x" * (17 * 1024 * 1024)
+    rows, errors = read(tmp_path, f'phone_number,Name\n+447700900001,Ann\n+447700900002,"{huge}"'
+                                  '\n+447700900003,Bob\n')
+    assert [row.phone for row in rows] == ["+447700900001", "+447700900003"]
+    assert len(errors) == 1
+    assert errors[0].line == 3
+    assert "over 65536 bytes" in errors[0].reason
+
+
 def test_errors_go_to_the_callback_when_given(tmp_path: Path) -> None:
     path = tmp_path / "c.csv"
     path.write_text("phone_number\nbad\n+447700900001\n")

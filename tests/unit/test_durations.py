@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dialler.durations import format_duration, parse_duration
+from dialler.durations import DurationError, format_duration, parse_duration
 
 
 @pytest.mark.parametrize(
@@ -53,6 +53,16 @@ def test_parse_refuses_with_key_and_reason(value: object, reason: str) -> None:
     message = str(info.value)
     assert message.startswith("scheduler.stall_after: ")
     assert reason in message
+
+
+def test_the_error_carries_the_key_and_the_reason_apart() -> None:
+    with pytest.raises(DurationError) as info:
+        parse_duration(True, "ring_timeout")
+    assert (info.value.key, info.value.reason) == (
+        "ring_timeout",
+        "expected a duration such as 90 or '1h30m', got bool true",
+    )
+    assert str(info.value) == f"ring_timeout: {info.value.reason}"
 
 
 def test_parse_refuses_an_absurdly_large_value() -> None:

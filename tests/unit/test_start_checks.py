@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from dialler.campaigns.checks import StartFacts, refusal, start_problems, start_warnings
+from dialler.campaigns.checks import StartFacts, checks_failed, start_problems, start_warnings
 from dialler.campaigns.spec import CampaignSpec
 from dialler.domain.rules import RedialPolicy
 
@@ -103,9 +103,11 @@ def test_every_problem_at_once_in_the_guides_order() -> None:
         "window.start", "window.days", "no contacts"]
 
 
-def test_refusal_puts_each_problem_on_its_own_line() -> None:
-    assert refusal("Renewals", "start", ["a", "b"]) == (
-        "campaign Renewals cannot start:\n  - a\n  - b")
+def test_refusal_is_typed_and_puts_each_problem_on_its_own_line() -> None:
+    refused = checks_failed("Renewals", "resume", ["a", "b"])
+    assert refused.problems == ("a", "b")
+    assert (refused.campaign, refused.verb) == ("Renewals", "resume")
+    assert str(refused) == "campaign Renewals cannot resume:\n  - a\n  - b"
 
 
 def test_overlapping_redial_rules_warn_that_the_stop_rule_wins() -> None:

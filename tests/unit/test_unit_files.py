@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from dialler.engine.daemon import DRAIN_TIMEOUT
+from dialler.app import DRAIN_TIMEOUT
 
 UNITS = Path(__file__).resolve().parents[2] / "systemd"
 INSTALLED = "/opt/dialler/.venv/bin/dialler"

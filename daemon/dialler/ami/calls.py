@@ -18,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..domain.outcomes import (
     DialResult,
@@ -80,10 +81,6 @@ class CallTracker:
         ami.add_listener(self.on_event)
         ami.on_up(self._on_reconnect)
 
-    @property
-    def in_flight(self) -> int:
-        return len(self.calls)
-
     async def dial(self, request: OriginateRequest) -> TrackedCall:
         """Originate and track the call; its `result` resolves to a `DialResult`, or to
         `CallResultLost` when the AMI link dropped and the call's end was missed.
@@ -105,9 +102,7 @@ class CallTracker:
                                           reason=str(exc)))
         except AmiDisconnected:
             call.stage("originate-unacknowledged", self.clock())
-            task = loop.create_task(self._reconcile_when_ready(), name="ami-reconcile-unacked")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._reconcile_when_ready(), "ami-reconcile-unacked")
         except BaseException:
             self.calls.pop(request.attempt_id, None)
             raise
@@ -225,9 +220,19 @@ class CallTracker:
     # -- reconnect -------------------------------------------------------------------------
     def _on_reconnect(self) -> None:
         if self.calls:
-            task = asyncio.get_running_loop().create_task(self.reconcile(), name="ami-reconcile")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self.reconcile(), "ami-reconcile")
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run `work` in a task kept until it ends; a failure is logged, never left unseen."""
+        async def logged() -> None:
+            try:
+                await work
+            except Exception:
+                log.exception("ami reconciliation failed", extra={"asterisk": self.ami.name})
+
+        task = asyncio.get_running_loop().create_task(logged(), name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def reconcile(self) -> None:
         """After a reconnect: calls whose channel is gone and whose end we missed are lost.

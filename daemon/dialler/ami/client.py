@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -78,7 +79,6 @@ class AmiClient:
         self.name = config.name
         self._listeners: list[EventListener] = []
         self._on_up: list[Callable[[], None]] = []
-        self._on_down: list[Callable[[], None]] = []
         self._ready = asyncio.Event()
         self._pending: set[asyncio.Future[Any]] = set()
         self._watchdog: asyncio.Task[None] | None = None
@@ -120,6 +120,8 @@ class AmiClient:
         self._closing = True
         if self._watchdog is not None:
             self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
         # Stop panoramisk's automatic reconnect before closing the transport.
         self._manager.connection_lost = lambda _exc: None
         if self._manager.protocol is not None:
@@ -137,9 +139,6 @@ class AmiClient:
 
     def on_up(self, callback: Callable[[], None]) -> None:
         self._on_up.append(callback)
-
-    def on_down(self, callback: Callable[[], None]) -> None:
-        self._on_down.append(callback)
 
     # -- actions ---------------------------------------------------------------------------
     async def send(self, action: dict[str, str], timeout: float = 10.0,
@@ -213,8 +212,6 @@ class AmiClient:
         self._fail_pending(AmiDisconnected(f"AMI {self.name}: connection lost"))
         if not self._closing:
             log.warning("ami disconnected", extra={"asterisk": self.name})
-        for callback in self._on_down:
-            callback()
 
     def _fail_pending(self, exc: Exception) -> None:
         for future in list(self._pending):
@@ -240,18 +237,24 @@ class AmiClient:
             transport.abort()
 
     async def _watch(self) -> None:
-        ami = self.config.ami
         while True:
-            await asyncio.sleep(min(ami.ping_interval, ami.connect_timeout))
-            if self.ready:
-                try:
-                    await self.send({"Action": "Ping"}, timeout=ami.ping_timeout)
-                except AmiDisconnected as exc:
-                    if self.ready:
-                        self._abort(str(exc))
-                except AmiUnavailable:
-                    pass
-            elif self._connected_at is not None and \
-                    time.monotonic() - self._connected_at > ami.connect_timeout:
-                self._connected_at = None
-                self._abort(f"no login within {ami.connect_timeout:g}s")
+            await asyncio.sleep(min(self.config.ami.ping_interval, self.config.ami.connect_timeout))
+            try:
+                await self._check_alive()
+            except Exception:  # the watchdog must outlive any one failed check
+                log.exception("ami liveness check failed", extra={"asterisk": self.name})
+
+    async def _check_alive(self) -> None:
+        ami = self.config.ami
+        if self.ready:
+            try:
+                await self.send({"Action": "Ping"}, timeout=ami.ping_timeout)
+            except AmiDisconnected as exc:
+                if self.ready:
+                    self._abort(str(exc))
+            except AmiUnavailable:
+                pass
+        elif self._connected_at is not None and \
+                time.monotonic() - self._connected_at > ami.connect_timeout:
+            self._connected_at = None
+            self._abort(f"no login within {ami.connect_timeout:g}s")

@@ -1,15 +1,16 @@
 """The operator API (docs/api.md): bots, campaigns, contacts, the call list, the attempt report
 and the do-not-call list over HTTP, in the CLI's vocabulary and JSON.
 
-Each handler is an adapter: it reads the request, calls the function the matching CLI command
+Each handler is an adapter: it reads the request, calls the service the matching CLI command
 calls (`campaigns.repo`, `contacts.importer` / `single` / `suppressions`, `stats`, `report`)
-and turns the result, or the refusal, into JSON. Status codes: 404 unknown campaign (by id or
-name) or contact; 409 the state does not allow it (or the name is taken); 422 invalid input or
-failed start checks, naming the field, with every problem in `problems`.
+and turns the result into JSON. Refusals are the services' typed errors, left to propagate:
+the middleware (`answers`) answers each from the one table, `errors.ANSWERS` — 404 unknown
+campaign or contact, 409 the state does not allow it (or the name is taken), 422 invalid input
+or failed start checks, naming the field, with every problem in `problems`.
 
 Big things stream: the CSV upload goes to a temporary file as it arrives (capped at
-`MAX_UPLOAD_BYTES`), the call list and the report are written to the client as the database
-cursor yields them.
+`limits.MAX_UPLOAD_BYTES`), the call list and the report are written to the client as the
+database cursor yields them.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import json
 import logging
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,24 +31,23 @@ from aiohttp import web
 
 from ..campaigns import repo
 from ..campaigns.lookup import resolve_campaign
-from ..campaigns.spec import Document, SpecError, parse_bot
+from ..campaigns.spec import Document, parse_bot
 from ..config import Config
-from ..contacts.csvfile import CsvFileError
-from ..contacts.importer import ImportSummary, check_campaign_accepts_contacts, import_contacts
-from ..contacts.phone import InvalidNumber, normalise_phone
+from ..contacts.importer import ImportSummary, check_accepts_contacts, import_contacts
 from ..contacts.single import add_contact, cancel_contact
 from ..contacts.suppressions import (
-    NotSuppressed,
     Suppression,
     add_suppression,
     list_suppressions,
     remove_suppression,
 )
-from ..store.queries import load
-from ..errors import InvalidInput
+from ..errors import CsvFileError, InvalidField
 from ..report import write_report
-from ..stats import call_item, campaign_show, rfc3339
-from .server import (
+from ..stats import call_items, campaign_show, rfc3339
+from ..store import Connection
+from ..store import campaigns as campaigns_store
+from . import limits
+from .http import (
     POOL,
     ApiError,
     StreamAborted,
@@ -58,24 +58,16 @@ from .server import (
     string_field,
 )
 
-__all__ = ["MAX_UPLOAD_BYTES", "REJECTED_ROWS_SHOWN", "add_routes"]
+__all__ = ["add_routes"]
 
 log = logging.getLogger(__name__)
 
-#: Largest contacts CSV accepted by the upload (413 beyond); not a config setting.
-MAX_UPLOAD_BYTES = 512 * 1024 * 1024
-#: Rejected rows listed in an import's answer; the rest are only counted.
-REJECTED_ROWS_SHOWN = 1000
-# Streamed answers go out in pieces of about this size.
-_WRITE_BYTES = 64 * 1024
-
-_CAMPAIGNS = load("campaigns.sql")
-_CONTACTS = load("contacts.sql")
-_STATS = load("stats.sql")
+#: What an uploaded CSV is called in messages (`body:3: ...`) and the field it is.
+UPLOAD = "body"
 
 
 def add_routes(router: web.UrlDispatcher) -> None:
-    """Register every operator route (`make_app` calls this)."""
+    """Register every operator route (`server.make_app` calls this)."""
     router.add_post("/v1/bots", create_bot)
     router.add_get("/v1/bots", list_bots)
     router.add_post("/v1/campaigns", create_campaign)
@@ -98,59 +90,16 @@ def add_routes(router: web.UrlDispatcher) -> None:
 
 # --- reading requests ------------------------------------------------------------------------
 
-class _BodyError(SpecError):
-    """A bot or campaign body with problems; `fields` are their key paths, in order."""
 
-    def __init__(self, problems: list[tuple[str, str]]) -> None:
-        self.fields = [path for path, _ in problems]
-        super().__init__([f"{path}: {message}" if path else message
-                          for path, message in problems], "body")
+def _body(data: dict[str, Any]) -> Document:
+    """A JSON body read as a bot or campaign file: the same checks; a refusal is a
+    `SpecError` whose problems are ``<key path>: <what is wrong>``, its `fields` the paths."""
+    return Document.request_body(data, UPLOAD)
 
 
-class _Body(Document):
-    """A JSON body read as a bot or campaign file: the same checks, problems by field."""
-
-    def error(self, problems: list[tuple[str, str]]) -> SpecError:
-        return _BodyError(problems)
-
-
-def _invalid_body(exc: SpecError) -> ApiError:
-    fields = exc.fields if isinstance(exc, _BodyError) else []
-    return ApiError(422, "invalid_field", str(exc), fields[0] if fields else None,
-                    problems=exc.problems)
-
-
-async def _campaign_id(request: web.Request, conn: Any) -> uuid.UUID:
-    """The campaign named in the path (its id or its name); 404 if there is none."""
-    try:
-        return await resolve_campaign(conn, request.match_info["campaign"])
-    except InvalidInput as exc:
-        raise ApiError(404, "not_found", str(exc), "campaign") from None
-
-
-def _check_number(phone: str, config: Config) -> None:
-    """422 naming `phone_number` when the number cannot be normalised (the functions called
-    next normalise it again, and would refuse it without saying which field)."""
-    try:
-        normalise_phone(phone, config.contacts.default_region)
-    except InvalidNumber as exc:
-        raise ApiError(422, "bad_field", str(exc), "phone_number") from None
-
-
-def _refused(exc: InvalidInput) -> ApiError:
-    """A refused lifecycle change or edit (`campaigns.repo`) as an answer.
-
-    The repo refuses with `InvalidInput` alone; its message is either the start checks'
-    problems, one per line after ``"\\n  - "`` (`checks.refusal`) → 422 with those problems, or
-    one sentence on why the campaign's state does not allow it → 409.
-    """
-    message = str(exc)
-    _, *problems = message.split("\n  - ")
-    if problems:
-        return ApiError(422, "start_checks_failed", message, problems=problems)
-    if message.startswith("unknown campaign"):  # deleted since it was resolved
-        return ApiError(404, "not_found", message, "campaign")
-    return ApiError(409, "wrong_state", message, problems=[message])
+async def _campaign_id(request: web.Request, conn: Connection) -> uuid.UUID:
+    """The campaign named in the path (its id or its name); `UnknownCampaign` (404) if none."""
+    return await resolve_campaign(conn, request.match_info["campaign"])
 
 
 def _json(data: object, status: int = 200) -> web.Response:
@@ -159,17 +108,12 @@ def _json(data: object, status: int = 200) -> web.Response:
 
 # --- bots ------------------------------------------------------------------------------------
 
+
 async def create_bot(request: web.Request) -> web.Response:
     """`POST /v1/bots`: the bot file's fields; 201 `{"id"}`."""
-    try:
-        spec = parse_bot(_Body("body", await json_body(request)))
-    except SpecError as exc:
-        raise _invalid_body(exc) from None
+    spec = parse_bot(_body(await json_body(request)))
     async with request.app[POOL].acquire() as conn:
-        try:
-            bot_id = await repo.create_bot(conn, spec)
-        except repo.NameTaken as exc:
-            raise ApiError(409, "name_taken", str(exc), "name") from None
+        bot_id = await repo.create_bot(conn, spec)
     log.info("bot created", extra={"bot": spec.name})
     return _json({"id": str(bot_id)}, 201)
 
@@ -178,37 +122,54 @@ async def list_bots(request: web.Request) -> web.Response:
     """`GET /v1/bots`."""
     async with request.app[POOL].acquire() as conn:
         bots = await repo.list_bots(conn)
-    return _json([{"id": str(bot.id), "name": bot.name, "campaigns": bot.campaigns,
-                   "created_at": rfc3339(bot.created_at)} for bot in bots])
+    return _json(
+        [
+            {
+                "id": str(bot.id),
+                "name": bot.name,
+                "campaigns": bot.campaigns,
+                "created_at": rfc3339(bot.created_at),
+            }
+            for bot in bots
+        ]
+    )
 
 
 # --- campaigns -------------------------------------------------------------------------------
 
+
 async def create_campaign(request: web.Request) -> web.Response:
     """`POST /v1/campaigns`: the campaign file's fields; a draft, 201 `{"id"}`."""
-    body = _Body("body", await json_body(request))
+    body = _body(await json_body(request))
     async with request.app[POOL].acquire() as conn:
-        try:
-            spec = await repo.read_campaign_spec(conn, current_config(request), body)
-            campaign_id = await repo.create_campaign(conn, spec)
-        except SpecError as exc:
-            raise _invalid_body(exc) from None
-        except repo.NameTaken as exc:
-            raise ApiError(409, "name_taken", str(exc), "name") from None
+        spec = await repo.read_campaign_spec(conn, current_config(request), body)
+        campaign_id = await repo.create_campaign(conn, spec)
     log.info("campaign created", extra={"campaign_id": str(campaign_id)})
-    return web.json_response({"id": str(campaign_id)}, status=201,
-                             headers={"Location": f"/v1/campaigns/{campaign_id}"})
+    return web.json_response(
+        {"id": str(campaign_id)}, status=201, headers={"Location": f"/v1/campaigns/{campaign_id}"}
+    )
 
 
 async def list_campaigns(request: web.Request) -> web.Response:
     """`GET /v1/campaigns`."""
     async with request.app[POOL].acquire() as conn:
         campaigns = await repo.list_campaigns(conn)
-    return _json([{
-        "id": str(c.id), "name": c.name, "state": c.state,
-        "cancelled_at": rfc3339(c.cancelled_at), "bot": c.bot_name,
-        "concurrency": c.concurrency, "always_on": c.always_on, "numbers": c.numbers,
-        "created_at": rfc3339(c.created_at)} for c in campaigns])
+    return _json(
+        [
+            {
+                "id": str(c.id),
+                "name": c.name,
+                "state": c.state,
+                "cancelled_at": rfc3339(c.cancelled_at),
+                "bot": c.bot_name,
+                "concurrency": c.concurrency,
+                "always_on": c.always_on,
+                "numbers": c.numbers,
+                "created_at": rfc3339(c.created_at),
+            }
+            for c in campaigns
+        ]
+    )
 
 
 async def show_campaign(request: web.Request) -> web.Response:
@@ -220,36 +181,28 @@ async def show_campaign(request: web.Request) -> web.Response:
 
 async def edit_campaign(request: web.Request) -> web.Response:
     """`PUT /v1/campaigns/{campaign}`: replace every setting of a draft or paused campaign."""
-    body = _Body("body", await json_body(request))
+    body = _body(await json_body(request))
     async with request.app[POOL].acquire() as conn:
         campaign_id = await _campaign_id(request, conn)
-        try:
-            spec = await repo.read_campaign_spec(conn, current_config(request), body)
-            changed = await repo.edit_campaign(conn, campaign_id, spec)
-        except SpecError as exc:
-            raise _invalid_body(exc) from None
-        except repo.NameTaken as exc:
-            raise ApiError(409, "name_taken", str(exc), "name") from None
-        except InvalidInput as exc:
-            raise _refused(exc) from None
+        spec = await repo.read_campaign_spec(conn, current_config(request), body)
+        changed = await repo.edit_campaign(conn, campaign_id, spec)
     log.info("campaign edited", extra={"campaign_id": str(campaign_id)})
     return _json({"id": str(campaign_id), "name": changed.name, "warnings": changed.warnings})
 
 
-_Transition = Callable[[Any, Config, uuid.UUID], Awaitable[repo.Changed]]
+_Transition = Callable[[Connection, Config, uuid.UUID], Awaitable[repo.Changed]]
 
 
-async def _transition(request: web.Request, change: _Transition, verb: str,
-                      state: str) -> web.Response:
+async def _transition(
+    request: web.Request, change: _Transition, verb: str, state: str
+) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         campaign_id = await _campaign_id(request, conn)
-        try:
-            changed = await change(conn, current_config(request), campaign_id)
-        except InvalidInput as exc:
-            raise _refused(exc) from None
+        changed = await change(conn, current_config(request), campaign_id)
     log.info("campaign %s", verb, extra={"campaign_id": str(campaign_id)})
-    return _json({"id": str(campaign_id), "name": changed.name, "state": state,
-                  "warnings": changed.warnings})
+    return _json(
+        {"id": str(campaign_id), "name": changed.name, "state": state, "warnings": changed.warnings}
+    )
 
 
 async def start_campaign(request: web.Request) -> web.Response:
@@ -264,7 +217,8 @@ async def resume_campaign(request: web.Request) -> web.Response:
 
 async def pause_campaign(request: web.Request) -> web.Response:
     """`POST .../pause`: running → paused; live calls finish."""
-    async def pause(conn: Any, _config: Config, campaign_id: uuid.UUID) -> repo.Changed:
+
+    async def pause(conn: Connection, _config: Config, campaign_id: uuid.UUID) -> repo.Changed:
         return await repo.pause_campaign(conn, campaign_id)
 
     return await _transition(request, pause, "paused", "paused")
@@ -274,186 +228,198 @@ async def cancel_campaign(request: web.Request) -> web.Response:
     """`POST .../cancel`: no new dials, waiting contacts cancelled."""
     async with request.app[POOL].acquire() as conn:
         campaign_id = await _campaign_id(request, conn)
-        try:
-            result = await repo.cancel_campaign(conn, campaign_id)
-        except InvalidInput as exc:
-            raise _refused(exc) from None
+        result = await repo.cancel_campaign(conn, campaign_id)
     log.info("campaign cancelled", extra={"campaign_id": str(campaign_id)})
-    return _json({"id": str(campaign_id), "name": result.name, "state": result.state,
-                  "contacts_cancelled": result.contacts_cancelled,
-                  "in_flight": result.in_flight})
+    return _json(
+        {
+            "id": str(campaign_id),
+            "name": result.name,
+            "state": result.state,
+            "contacts_cancelled": result.contacts_cancelled,
+            "in_flight": result.in_flight,
+        }
+    )
 
 
 # --- contacts --------------------------------------------------------------------------------
 
+
 def _too_large() -> ApiError:
-    return ApiError(413, "too_large", f"the CSV is over {MAX_UPLOAD_BYTES} bytes; split it "
-                    "and import the parts", "body")
+    return ApiError(
+        413,
+        "too_large",
+        f"the CSV is over {limits.MAX_UPLOAD_BYTES} bytes; split it and import the parts",
+        UPLOAD,
+    )
 
 
 async def import_csv(request: web.Request) -> web.Response:
     """`POST .../contacts/import`: the CSV file as a `text/csv` body; the import summary with
-    the first `REJECTED_ROWS_SHOWN` rejected rows."""
+    the first `limits.REJECTED_ROWS_SHOWN` rejected rows."""
     if request.content_type != "text/csv":
-        raise ApiError(415, "unsupported_media_type", "send the contacts CSV as the body, "
-                       "with Content-Type: text/csv", "Content-Type")
-    if request.content_length is not None and request.content_length > MAX_UPLOAD_BYTES:
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "send the contacts CSV as the body, with Content-Type: text/csv",
+            "Content-Type",
+        )
+    if request.content_length is not None and request.content_length > limits.MAX_UPLOAD_BYTES:
         raise _too_large()  # before a byte of it is read
-    config: Config = current_config(request)
+    config = current_config(request)
     pool = request.app[POOL]
     async with pool.acquire() as conn:  # refuse before the upload, not after it
         campaign_id = await _campaign_id(request, conn)
-        try:
-            check_campaign_accepts_contacts(
-                await conn.fetchrow(_CONTACTS["campaign_for_contacts"], campaign_id),
-                str(campaign_id))
-        except InvalidInput as exc:
-            raise ApiError(409, "wrong_state", str(exc)) from None
+        await check_accepts_contacts(conn, campaign_id)
     with tempfile.TemporaryDirectory(prefix="dialler-import-") as directory:
         path = Path(directory) / "contacts.csv"
         await _receive(request, path)  # no connection held while a slow client uploads
         async with pool.acquire() as conn:
             try:
-                summary = await import_contacts(conn, campaign_id, path,
-                                                config.contacts.default_region,
-                                                Path(directory) / "errors.csv")
+                summary = await import_contacts(
+                    conn,
+                    campaign_id,
+                    path,
+                    config.contacts.default_region,
+                    Path(directory) / "errors.csv",
+                )
             except CsvFileError as exc:
-                where = "body" if exc.line is None else f"body:{exc.line}"
-                raise ApiError(422, "bad_csv", f"{where}: {exc.problem}", "body",
-                               line=exc.line) from None
-            except InvalidInput as exc:  # cancelled or completed meanwhile
-                raise ApiError(409, "wrong_state", str(exc)) from None
+                raise _upload_problem(exc) from None
             if summary.imported:
-                await conn.execute(_CAMPAIGNS["wake_daemons"], str(campaign_id))
+                await campaigns_store.wake_daemons(conn, campaign_id)
         shown = await asyncio.to_thread(_rejected_rows, summary.errors_path)
-    log.info("contacts imported", extra={"campaign_id": str(campaign_id),
-                                         "imported": summary.imported,
-                                         "rejected": summary.rejected})
+    log.info(
+        "contacts imported",
+        extra={
+            "campaign_id": str(campaign_id),
+            "imported": summary.imported,
+            "rejected": summary.rejected,
+        },
+    )
     return _json(_import_answer(campaign_id, summary, shown))
 
 
+def _upload_problem(exc: CsvFileError) -> CsvFileError:
+    """The same problem, located in the request body rather than in the temporary file the
+    body was saved to (`body:3: ...`, `field: body`)."""
+    located = CsvFileError(UPLOAD, exc.problem, exc.line)
+    located.field = UPLOAD
+    return located
+
+
 async def _receive(request: web.Request, path: Path) -> None:
-    """The body into `path` as it arrives; 413 once it passes `MAX_UPLOAD_BYTES`."""
+    """The body into `path` as it arrives; 413 once it passes `limits.MAX_UPLOAD_BYTES`."""
     size = 0
     with path.open("wb") as out:
-        async for chunk in request.content.iter_chunked(_WRITE_BYTES):
+        async for chunk in request.content.iter_chunked(limits.WRITE_BYTES):
             size += len(chunk)
-            if size > MAX_UPLOAD_BYTES:
+            if size > limits.MAX_UPLOAD_BYTES:
                 raise _too_large()
             await asyncio.to_thread(out.write, chunk)
 
 
 def _rejected_rows(errors_path: Path | None) -> list[dict[str, object]]:
-    """The first `REJECTED_ROWS_SHOWN` rows of the import's errors file: line and reason."""
+    """The first `limits.REJECTED_ROWS_SHOWN` rows of the import's errors file."""
     if errors_path is None:
         return []
     with errors_path.open(encoding="utf-8", newline="") as handle:
-        rows = itertools.islice(csv.reader(handle), 1, REJECTED_ROWS_SHOWN + 1)
+        rows = itertools.islice(csv.reader(handle), 1, limits.REJECTED_ROWS_SHOWN + 1)
         return [{"line": int(row[0]), "reason": row[1]} for row in rows]
 
 
-def _import_answer(campaign_id: uuid.UUID, summary: ImportSummary,
-                   shown: list[dict[str, object]]) -> dict[str, object]:
+def _import_answer(
+    campaign_id: uuid.UUID, summary: ImportSummary, shown: list[dict[str, object]]
+) -> dict[str, object]:
     return {
-        "campaign_id": str(campaign_id), "campaign": summary.campaign,
-        "imported": summary.imported, "rejected": summary.rejected,
+        "campaign_id": str(campaign_id),
+        "campaign": summary.campaign,
+        "imported": summary.imported,
+        "rejected": summary.rejected,
         "duplicates_in_campaign": summary.duplicates_in_campaign,
-        "suppressed": summary.suppressed, "warnings": summary.warnings,
-        "rejected_rows": shown, "rejected_rows_omitted": summary.rejected - len(shown),
+        "suppressed": summary.suppressed,
+        "warnings": summary.warnings,
+        "rejected_rows": shown,
+        "rejected_rows_omitted": summary.rejected - len(shown),
     }
 
 
-def _metadata(value: object) -> dict[str, str]:
+def _metadata(value: object) -> Mapping[str, str]:
     """The trigger's `metadata`: an object of strings, which become the contact's variables."""
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise ApiError(422, "bad_field", "'metadata' must be an object of strings",
-                       "metadata")
+        raise InvalidField("metadata", "'metadata' must be an object of strings")
     for key, item in value.items():
         if not isinstance(item, str):
-            raise ApiError(422, "bad_field", f"'metadata.{key}' must be a string (variables "
-                           "are text, as in a CSV)", f"metadata.{key}")
+            raise InvalidField(
+                f"metadata.{key}",
+                f"'metadata.{key}' must be a string (variables are text, as in a CSV)",
+            )
     return value
 
 
 async def add_one_contact(request: web.Request) -> web.Response:
     """`POST .../contacts`: one contact, due at once; the daemons are woken to dial it."""
-    config: Config = current_config(request)
+    config = current_config(request)
     body = await json_object(request, {"phone_number", "metadata"}, {"phone_number"})
     phone = string_field(body, "phone_number")
-    assert phone is not None
-    _check_number(phone, config)
     variables = _metadata(body.get("metadata"))
     async with request.app[POOL].acquire() as conn:
         campaign_id = await _campaign_id(request, conn)
-        try:
-            added = await add_contact(conn, campaign_id, phone, variables,
-                                      config.contacts.default_region)
-        except InvalidInput as exc:
-            raise _contact_refused(exc) from None
+        added = await add_contact(
+            conn, campaign_id, phone, variables, config.contacts.default_region
+        )
         if not added.suppressed:
-            await conn.execute(_CAMPAIGNS["wake_daemons"], str(campaign_id))
-    log.info("contact added", extra={"campaign_id": str(campaign_id),
-                                     "contact_id": str(added.id)})
-    return _json({"id": str(added.id), "phone_number": added.phone,
-                  "state": "cancelled" if added.suppressed else "pending",
-                  "suppressed": added.suppressed, "warnings": added.warnings}, 201)
-
-
-def _contact_refused(exc: InvalidInput) -> ApiError:
-    """`add_contact`'s refusals (the number was checked before): a bad variable, a number the
-    campaign has, a campaign that takes no more contacts. Told apart by the message's subject,
-    which `contacts.single` puts first."""
-    message = str(exc)
-    if message.startswith("variables:"):
-        return ApiError(422, "bad_field", message, "metadata")
-    if message.startswith("phone_number"):
-        return ApiError(409, "duplicate", message, "phone_number")
-    return ApiError(409, "wrong_state", message)
+            await campaigns_store.wake_daemons(conn, campaign_id)
+    log.info("contact added", extra={"campaign_id": str(campaign_id), "contact_id": str(added.id)})
+    return _json(
+        {
+            "id": str(added.id),
+            "phone_number": added.phone,
+            "state": "cancelled" if added.suppressed else "pending",
+            "suppressed": added.suppressed,
+            "warnings": added.warnings,
+        },
+        201,
+    )
 
 
 async def cancel_one_contact(request: web.Request) -> web.Response:
     """`POST .../contacts/cancel`: the waiting contact with this number is not dialled."""
-    config: Config = current_config(request)
+    config = current_config(request)
     body = await json_object(request, {"phone_number"}, {"phone_number"})
     phone = string_field(body, "phone_number")
-    assert phone is not None
-    _check_number(phone, config)
     async with request.app[POOL].acquire() as conn:
         campaign_id = await _campaign_id(request, conn)
-        try:
-            result = await cancel_contact(conn, campaign_id, phone,
-                                          config.contacts.default_region)
-        except InvalidInput as exc:
-            status = 404 if "no such contact" in str(exc) else 409  # else: in a call now
-            raise ApiError(status, "not_found" if status == 404 else "in_call", str(exc),
-                           "phone_number") from None
-    return _json({"id": str(result.id), "phone_number": result.phone,
-                  "state": result.already_final or "cancelled",
-                  "already_final": result.already_final is not None})
+        result = await cancel_contact(conn, campaign_id, phone, config.contacts.default_region)
+    return _json(
+        {
+            "id": str(result.id),
+            "phone_number": result.phone,
+            "state": result.already_final or "cancelled",
+            "already_final": result.already_final is not None,
+        }
+    )
 
 
 # --- the call list and the report ------------------------------------------------------------
+
 
 async def calls(request: web.Request) -> web.StreamResponse:
     """`GET .../calls`: the call list as one JSON array, streamed from a cursor."""
     async with request.app[POOL].acquire() as conn:
         campaign_id = await _campaign_id(request, conn)
-        header = await conn.fetchrow(_STATS["campaign_header"], campaign_id)
-        max_attempts: int = header["retry_max_attempts"]
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         await response.prepare(request)
         with streaming():
             batch = ["["]
             size = count = 0
             async with conn.transaction():  # a cursor lives in a transaction
-                async for row in conn.cursor(_STATS["call_list"], campaign_id, prefetch=1000):
-                    item = json.dumps(call_item(row, max_attempts))
+                async for call in call_items(conn, campaign_id):
+                    item = json.dumps(call)
                     batch.append("," + item if count else item)
                     count += 1
                     size += len(item)
-                    if size >= _WRITE_BYTES:
+                    if size >= limits.WRITE_BYTES:
                         await response.write("".join(batch).encode())
                         batch, size = [], 0
             batch.append("]")
@@ -463,12 +429,20 @@ async def calls(request: web.Request) -> web.StreamResponse:
 
 
 async def report(request: web.Request) -> web.StreamResponse:
-    """`GET .../report`: the attempt report CSV, streamed as `write_report` writes it."""
+    """`GET .../report`: the attempt report CSV, streamed as `write_report` writes it.
+
+    Between rows, the CSV written so far is sent once there is `limits.WRITE_BYTES` of it,
+    and the next row waits until the client has taken it: a slow client slows the query
+    instead of filling memory.
+    """
     async with request.app[POOL].acquire() as conn:
         campaign_id = await _campaign_id(request, conn)
-        response = web.StreamResponse(headers={
-            "Content-Type": "text/csv; charset=utf-8",
-            "Content-Disposition": f'attachment; filename="attempts-{campaign_id}.csv"'})
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/csv; charset=utf-8",
+                "Content-Disposition": f'attachment; filename="attempts-{campaign_id}.csv"',
+            }
+        )
         out = io.StringIO()
 
         async def drain() -> None:
@@ -479,8 +453,12 @@ async def report(request: web.Request) -> web.StreamResponse:
                 await response.prepare(request)
             await response.write(text.encode())
 
+        async def on_progress() -> None:
+            if out.tell() >= limits.WRITE_BYTES:
+                await drain()
+
         try:
-            count = await write_report(_Paced(conn, out, drain), campaign_id, out)
+            count = await write_report(conn, campaign_id, out, on_progress=on_progress)
             await drain()
             await response.write_eof()
         except Exception as exc:
@@ -491,35 +469,15 @@ async def report(request: web.Request) -> web.StreamResponse:
     return response
 
 
-class _Paced:
-    """The connection as `write_report` sees it: between the rows of its cursors, the CSV
-    written so far is sent once there is `_WRITE_BYTES` of it, and the next row waits until
-    the client has taken it. A slow client slows the query instead of filling memory."""
-
-    def __init__(self, conn: Any, out: io.StringIO,
-                 drain: Callable[[], Awaitable[None]]) -> None:
-        self._conn = conn
-        self._out = out
-        self._drain = drain
-
-    def __getattr__(self, name: str) -> Any:  # anything else: the connection's own
-        return getattr(self._conn, name)
-
-    def cursor(self, query: str, *args: Any, **options: Any) -> AsyncIterator[Any]:
-        return self._rows(self._conn.cursor(query, *args, **options))
-
-    async def _rows(self, cursor: Any) -> AsyncIterator[Any]:
-        async for row in cursor:
-            yield row
-            if self._out.tell() >= _WRITE_BYTES:
-                await self._drain()
-
-
 # --- the do-not-call list --------------------------------------------------------------------
 
+
 def _suppression(entry: Suppression) -> dict[str, object]:
-    return {"phone_number": entry.phone_number, "reason": entry.reason,
-            "added_at": rfc3339(entry.added_at)}
+    return {
+        "phone_number": entry.phone_number,
+        "reason": entry.reason,
+        "added_at": rfc3339(entry.added_at),
+    }
 
 
 async def suppressions(request: web.Request) -> web.Response:
@@ -532,32 +490,26 @@ async def suppressions(request: web.Request) -> web.Response:
 async def suppress(request: web.Request) -> web.Response:
     """`POST /v1/suppressions`: list the number and cancel its waiting contacts everywhere;
     201 when new, 200 when it was listed already."""
-    config: Config = current_config(request)
+    config = current_config(request)
     body = await json_object(request, {"phone_number", "reason"}, {"phone_number"})
     phone = string_field(body, "phone_number")
-    assert phone is not None
     reason = body.get("reason")
     if reason is not None and not isinstance(reason, str):
-        raise ApiError(422, "bad_field", "'reason' must be a string", "reason")
-    _check_number(phone, config)
+        raise InvalidField("reason", "'reason' must be a string")
     async with request.app[POOL].acquire() as conn:
-        try:
-            added = await add_suppression(conn, phone, config.contacts.default_region, reason)
-        except InvalidInput as exc:  # the number was checked: the reason is at fault
-            raise ApiError(422, "bad_field", str(exc), "reason") from None
+        added = await add_suppression(conn, phone, config.contacts.default_region, reason)
     log.info("number suppressed", extra={"contacts_cancelled": len(added.cancelled)})
-    return _json({**_suppression(added.entry), "new": added.new,
-                  "contacts_cancelled": len(added.cancelled)}, 201 if added.new else 200)
+    return _json(
+        {**_suppression(added.entry), "new": added.new, "contacts_cancelled": len(added.cancelled)},
+        201 if added.new else 200,
+    )
 
 
 async def unsuppress(request: web.Request) -> web.Response:
     """`DELETE /v1/suppressions/{phone_number}`: 204; 404 when the number is not listed."""
-    config: Config = current_config(request)
-    phone = request.match_info["phone_number"]
-    _check_number(phone, config)
+    config = current_config(request)
     async with request.app[POOL].acquire() as conn:
-        try:
-            await remove_suppression(conn, phone, config.contacts.default_region)
-        except NotSuppressed as exc:
-            raise ApiError(404, "not_found", str(exc), "phone_number") from None
+        await remove_suppression(
+            conn, request.match_info["phone_number"], config.contacts.default_region
+        )
     return web.Response(status=204)

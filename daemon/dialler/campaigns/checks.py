@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from ..domain.prompt import format_invalid, placeholders, prompt_warnings
 from ..domain.window import Window, WindowError
 from ..durations import format_duration
+from ..errors import StartChecksFailed
 from .spec import CampaignSpec
 
-__all__ = ["StartFacts", "prompt_variable_warnings", "refusal", "start_problems",
-           "start_warnings"]
+__all__ = ["StartFacts", "checks_failed", "prompt_variable_warnings",
+           "start_problems", "start_warnings"]
 
 # How many names a message lists before it says "...".
 _LISTED = 5
@@ -97,9 +98,10 @@ def prompt_variable_warnings(facts: StartFacts) -> list[str]:
                            lacking="is not a variable of any contact")
 
 
-def refusal(name: str, verb: str, problems: Sequence[str]) -> str:
-    """The message for a refused start (or resume, or edit): one problem per line."""
-    return f"campaign {name} cannot {verb}:\n  - " + "\n  - ".join(problems)
+def checks_failed(name: str, verb: str, problems: Sequence[str]) -> StartChecksFailed:
+    """The refusal of `verb` (start, resume, take new settings while paused): the problems
+    as a typed list, the message as `refusal` words it (naming the verb)."""
+    return StartChecksFailed(name, problems, verb)
 
 
 def _no_bot(bots: Sequence[str]) -> str:

@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
-from ..errors import InvalidInput
+from ..errors import UnknownCampaign
+from ..store import Connection
+from ..store import campaigns as store
 
 
-async def resolve_campaign(conn: Any, ref: str) -> uuid.UUID:
-    """The campaign's id for `ref` (a UUID or a name); `InvalidInput` (exit 2) if unknown."""
+async def resolve_campaign(conn: Connection, ref: str) -> uuid.UUID:
+    """The campaign's id for `ref` (a UUID or a name); `UnknownCampaign` if there is none."""
     try:
         as_id = uuid.UUID(ref)
     except ValueError:
-        as_id = None
-    if as_id is not None:
-        found = await conn.fetchval("SELECT id FROM campaigns WHERE id = $1", as_id)
+        found = await store.campaign_id_by_name(conn, ref)
     else:
-        found = await conn.fetchval("SELECT id FROM campaigns WHERE name = $1", ref)
+        found = await store.campaign_id(conn, as_id)
     if found is None:
-        raise InvalidInput(f"unknown campaign: {ref!r}")
-    result: uuid.UUID = found
-    return result
+        raise UnknownCampaign(ref)
+    return found

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import uuid
-from typing import Any
 
 from ..campaigns import repo
 from ..campaigns.spec import parse_bot, read_document
 from ..config import Config
+from ..errors import NameTaken
+from ..store import Connection
 from .common import display_time, format_table, with_db
 
 
@@ -17,10 +18,10 @@ def create(args: argparse.Namespace) -> int:
     document = read_document(args.file)
     bot = parse_bot(document)
 
-    async def body(conn: Any, config: Config) -> uuid.UUID:
+    async def body(conn: Connection, config: Config) -> uuid.UUID:
         try:
             return await repo.create_bot(conn, bot)
-        except repo.NameTaken as exc:
+        except NameTaken as exc:
             raise document.error([("name", str(exc))]) from None
 
     print(with_db(args, body))
@@ -29,7 +30,7 @@ def create(args: argparse.Namespace) -> int:
 
 def list_bots(args: argparse.Namespace) -> int:
     """A table of every bot on stdout."""
-    async def body(conn: Any, config: Config) -> list[repo.Bot]:
+    async def body(conn: Connection, config: Config) -> list[repo.Bot]:
         return await repo.list_bots(conn)
 
     rows = [(str(bot.id), bot.name, str(bot.campaigns), display_time(bot.created_at))

@@ -7,12 +7,14 @@ import sys
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from ..campaigns import repo
 from ..campaigns.lookup import resolve_campaign
 from ..campaigns.spec import read_document
 from ..config import Config
+from ..domain.states import CampaignState
+from ..errors import NameTaken
+from ..store import Connection
 from .common import display_time, format_table, with_db
 
 
@@ -20,11 +22,11 @@ def create(args: argparse.Namespace) -> int:
     """Store the file's campaign as a draft; print its id alone on stdout."""
     document = read_document(args.file)
 
-    async def body(conn: Any, config: Config) -> uuid.UUID:
+    async def body(conn: Connection, config: Config) -> uuid.UUID:
         spec = await repo.read_campaign_spec(conn, config, document)
         try:
             return await repo.create_campaign(conn, spec)
-        except repo.NameTaken as exc:
+        except NameTaken as exc:
             raise document.error([("name", str(exc))]) from None
 
     print(with_db(args, body))
@@ -35,12 +37,12 @@ def edit(args: argparse.Namespace) -> int:
     """Replace a draft or paused campaign's settings with the file's."""
     document = read_document(args.file)
 
-    async def body(conn: Any, config: Config) -> repo.Changed:
+    async def body(conn: Connection, config: Config) -> repo.Changed:
         campaign_id = await resolve_campaign(conn, args.campaign)
         spec = await repo.read_campaign_spec(conn, config, document)
         try:
             return await repo.edit_campaign(conn, campaign_id, spec)
-        except repo.NameTaken as exc:
+        except NameTaken as exc:
             raise document.error([("name", str(exc))]) from None
 
     changed = with_db(args, body)
@@ -51,7 +53,7 @@ def edit(args: argparse.Namespace) -> int:
 
 def list_campaigns(args: argparse.Namespace) -> int:
     """A table of every campaign on stdout."""
-    async def body(conn: Any, config: Config) -> list[repo.CampaignSummary]:
+    async def body(conn: Connection, config: Config) -> list[repo.CampaignSummary]:
         return await repo.list_campaigns(conn)
 
     rows = [(str(c.id), c.name, _state(c.state, c.cancelled_at), c.bot_name or "-",
@@ -64,7 +66,7 @@ def list_campaigns(args: argparse.Namespace) -> int:
 
 def start(args: argparse.Namespace) -> int:
     """draft → running after the start checks; exit 2 with every problem otherwise."""
-    async def body(conn: Any, config: Config) -> repo.Changed:
+    async def body(conn: Connection, config: Config) -> repo.Changed:
         return await repo.start_campaign(conn, config, await resolve_campaign(conn, args.campaign))
 
     changed = with_db(args, body)
@@ -75,7 +77,7 @@ def start(args: argparse.Namespace) -> int:
 
 def pause(args: argparse.Namespace) -> int:
     """running → paused: no new dials; live calls finish."""
-    async def body(conn: Any, config: Config) -> repo.Changed:
+    async def body(conn: Connection, config: Config) -> repo.Changed:
         return await repo.pause_campaign(conn, await resolve_campaign(conn, args.campaign))
 
     changed = with_db(args, body)
@@ -85,7 +87,7 @@ def pause(args: argparse.Namespace) -> int:
 
 def resume(args: argparse.Namespace) -> int:
     """paused → running, after the start checks again."""
-    async def body(conn: Any, config: Config) -> repo.Changed:
+    async def body(conn: Connection, config: Config) -> repo.Changed:
         return await repo.resume_campaign(conn, config,
                                           await resolve_campaign(conn, args.campaign))
 
@@ -97,13 +99,13 @@ def resume(args: argparse.Namespace) -> int:
 
 def cancel(args: argparse.Namespace) -> int:
     """No new dials; waiting contacts cancelled; completed once live calls end."""
-    async def body(conn: Any, config: Config) -> repo.Cancelled:
+    async def body(conn: Connection, config: Config) -> repo.Cancelled:
         return await repo.cancel_campaign(conn, await resolve_campaign(conn, args.campaign))
 
     result = with_db(args, body)
     message = (f"campaign {result.name} cancelled: {result.contacts_cancelled} waiting "
                f"contact(s) cancelled; ")
-    if result.state == "completed":
+    if result.state == CampaignState.COMPLETED:
         message += "completed"
     elif result.in_flight:
         message += f"it completes when its {result.in_flight} live call(s) end"
@@ -119,4 +121,5 @@ def _warn(warnings: Sequence[str]) -> None:
 
 
 def _state(state: str, cancelled_at: datetime | None) -> str:
-    return f"{state} (cancelled)" if cancelled_at is not None and state != "completed" else state
+    cancelled = cancelled_at is not None and state != CampaignState.COMPLETED
+    return f"{state} (cancelled)" if cancelled else state

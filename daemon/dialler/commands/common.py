@@ -6,11 +6,11 @@ import argparse
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from ..cli import config_path
 from ..config import Config, load_config
-from ..store.pool import connect
+from ..store import Connection, connect
+from .paths import config_path
 
 T = TypeVar("T")
 
@@ -19,7 +19,8 @@ def config_of(args: argparse.Namespace) -> Config:
     return load_config(config_path(args))
 
 
-def with_db(args: argparse.Namespace, body: Callable[[Any, Config], Awaitable[T]]) -> T:
+def with_db(args: argparse.Namespace,
+            body: Callable[[Connection, Config], Awaitable[T]]) -> T:
     """Run `body(conn, config)` with one database connection, closed afterwards."""
     config = config_of(args)
 

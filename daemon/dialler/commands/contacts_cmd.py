@@ -6,13 +6,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from ..campaigns.lookup import resolve_campaign
 from ..config import Config
 from ..contacts.importer import ImportSummary, import_contacts
 from ..contacts.single import AddedContact, CancelledContact, add_contact, cancel_contact
 from ..errors import InvalidInput
+from ..store import Connection
 from .common import with_db
 
 
@@ -24,7 +24,7 @@ def import_csv(args: argparse.Namespace) -> int:
     errors = Path(args.errors) if args.errors else None
     progress = _TtyProgress() if sys.stderr.isatty() else None
 
-    async def body(conn: Any, config: Config) -> ImportSummary:
+    async def body(conn: Connection, config: Config) -> ImportSummary:
         campaign_id = await resolve_campaign(conn, args.campaign)
         try:
             return await import_contacts(conn, campaign_id, path,
@@ -45,7 +45,7 @@ def add(args: argparse.Namespace) -> int:
     0) about prompt variables no `--var` provides."""
     variables = parse_vars(args.var)
 
-    async def body(conn: Any, config: Config) -> AddedContact:
+    async def body(conn: Connection, config: Config) -> AddedContact:
         campaign_id = await resolve_campaign(conn, args.campaign)
         return await add_contact(conn, campaign_id, args.phone, variables,
                                  config.contacts.default_region)
@@ -63,7 +63,7 @@ def cancel(args: argparse.Namespace) -> int:
     """`contacts cancel ID --phone N`: the waiting contact will not be dialled (message on
     stderr); exit 2 when there is no such contact or it is in a call now."""
 
-    async def body(conn: Any, config: Config) -> CancelledContact:
+    async def body(conn: Connection, config: Config) -> CancelledContact:
         campaign_id = await resolve_campaign(conn, args.campaign)
         return await cancel_contact(conn, campaign_id, args.phone,
                                     config.contacts.default_region)

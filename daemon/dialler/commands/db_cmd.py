@@ -6,9 +6,9 @@ import argparse
 import asyncio
 import sys
 
-from dialler.cli import config_path
-from dialler.config import load_config
-from dialler.store import migrate as migrations
+from ..config import load_config
+from ..store import migrate as migrations
+from .paths import config_path
 
 
 def migrate(args: argparse.Namespace) -> int:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 from ..campaigns import repo
 from ..config import Config
+from ..store import Connection
 from .common import with_db
 
 
@@ -24,7 +24,7 @@ def enable(args: argparse.Namespace) -> int:
 def _set(args: argparse.Namespace, *, enabled: bool) -> int:
     number: str = args.number
 
-    async def body(conn: Any, config: Config) -> list[str]:
+    async def body(conn: Connection, config: Config) -> list[str]:
         await repo.sync_numbers(conn, config)
         return await repo.set_number_enabled(conn, number, enabled, config=config)
 

@@ -5,18 +5,18 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 from ..campaigns.lookup import resolve_campaign
 from ..config import Config
 from ..report import write_report
+from ..store import Connection
 from .common import with_db
 
 
 def attempts(args: argparse.Namespace) -> int:
     path = Path(args.output).resolve() if args.output else None
 
-    async def body(conn: Any, _config: Config) -> int:
+    async def body(conn: Connection, _config: Config) -> int:
         campaign_id = await resolve_campaign(conn, args.campaign)
         if path is not None:
             tmp = path.with_name(path.name + ".partial")

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
 
 from ..campaigns.lookup import resolve_campaign
 from ..config import Config
-from ..store.queries import load
-from ..stats import call_item, campaign_show
+from ..stats import call_items, campaign_show
+from ..store import Connection
 from .common import with_db
 
 _LABELS = {
@@ -20,7 +19,7 @@ _LABELS = {
 
 
 def show(args: argparse.Namespace) -> int:
-    async def body(conn: Any, config: Config) -> int:
+    async def body(conn: Connection, config: Config) -> int:
         data = await campaign_show(conn, config, await resolve_campaign(conn, args.campaign))
         if args.json:
             print(json.dumps(data, indent=2))
@@ -44,11 +43,10 @@ def show(args: argparse.Namespace) -> int:
 
 
 def calls(args: argparse.Namespace) -> int:
-    async def body(conn: Any, _config: Config) -> int:
+    async def body(conn: Connection, _config: Config) -> int:
         campaign_id = await resolve_campaign(conn, args.campaign)
-        header = await conn.fetchrow(load("stats.sql")["campaign_header"], campaign_id)
-        rows = await conn.fetch(load("stats.sql")["call_list"], campaign_id)
-        items = [call_item(r, header["retry_max_attempts"]) for r in rows]
+        async with conn.transaction():  # the call list is read with a cursor
+            items = [item async for item in call_items(conn, campaign_id)]
         if args.json:
             print(json.dumps(items, indent=2))
             return 0

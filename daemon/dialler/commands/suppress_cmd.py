@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 from ..config import Config
 from ..contacts.suppressions import (
@@ -14,13 +13,14 @@ from ..contacts.suppressions import (
     list_suppressions,
     remove_suppression,
 )
+from ..store import Connection
 from .common import display_time, format_table, with_db
 
 
 def add(args: argparse.Namespace) -> int:
     """`suppress add NUMBER [--reason R]`: prints the number in E.164 on stdout; how many
     waiting contacts were cancelled on stderr."""
-    async def body(conn: Any, config: Config) -> AddedSuppression:
+    async def body(conn: Connection, config: Config) -> AddedSuppression:
         return await add_suppression(conn, args.number, config.contacts.default_region,
                                      args.reason)
 
@@ -36,7 +36,7 @@ def add(args: argparse.Namespace) -> int:
 
 def remove(args: argparse.Namespace) -> int:
     """`suppress remove NUMBER`: exit 2 when the number is not on the list."""
-    async def body(conn: Any, config: Config) -> str:
+    async def body(conn: Connection, config: Config) -> str:
         return await remove_suppression(conn, args.number, config.contacts.default_region)
 
     number = with_db(args, body)
@@ -47,7 +47,7 @@ def remove(args: argparse.Namespace) -> int:
 
 def list_numbers(args: argparse.Namespace) -> int:
     """`suppress list`: a table of the list on stdout, oldest first."""
-    async def body(conn: Any, _config: Config) -> list[Suppression]:
+    async def body(conn: Connection, _config: Config) -> list[Suppression]:
         return await list_suppressions(conn)
 
     rows = [(entry.phone_number, display_time(entry.added_at), entry.reason or "-")

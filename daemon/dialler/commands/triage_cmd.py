@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
 
 from ..campaigns.lookup import resolve_campaign
 from ..config import Config
+from ..store import Connection
 from ..triage import Report, Symptom
 from ..triage import triage as run_triage
 from .common import display_time, with_db
 
 
 def triage(args: argparse.Namespace) -> int:
-    async def body(conn: Any, config: Config) -> Report:
+    async def body(conn: Connection, config: Config) -> Report:
         return await run_triage(conn, config, await resolve_campaign(conn, args.campaign))
 
     report = with_db(args, body)
@@ -34,10 +34,13 @@ def render(report: Report) -> str:
     """The human report: every row of the guide, then the escalation summary."""
     summary = report.summary
     escalating = [s.title for s in report.symptoms if s.escalate]
-    lines = [f"Triage of campaign {report.name} ({report.campaign_id}), {report.state}, "
-             f"at {display_time(summary.checked_at)}",
-             "Escalate: yes — " + "; ".join(escalating) if escalating
-             else "Escalate: no — nothing needs engineering; fix what is marked ✗ below"]
+    lines = [
+        f"Triage of campaign {report.name} ({report.campaign_id}), {report.state}, "
+        f"at {display_time(summary.checked_at)}",
+        "Escalate: yes — " + "; ".join(escalating)
+        if escalating
+        else "Escalate: no — nothing needs engineering; fix what is marked ✗ below",
+    ]
     for symptom in report.symptoms:
         lines.append("")
         lines.extend(_symptom(symptom))
@@ -49,8 +52,10 @@ def render(report: Report) -> str:
         lines.append("  call:       no specific call (none affected yet)")
     else:
         title = next(s.title for s in report.symptoms if s.key == call.symptom)
-        lines.append(f"  call:       {display_time(call.at)}, attempt {call.attempt_id} "
-                     f"({title}: {call.detail})")
+        lines.append(
+            f"  call:       {display_time(call.at)}, attempt {call.attempt_id} "
+            f"({title}: {call.detail})"
+        )
     lines.append(f"  checked at: {display_time(summary.checked_at)}")
     lines.append("  checked:")
     lines.extend(f"    - {line}" for line in summary.checked)
@@ -59,8 +64,9 @@ def render(report: Report) -> str:
 
 def _symptom(symptom: Symptom) -> list[str]:
     lines = [f"{symptom.title} — {'OBSERVED' if symptom.applies else 'not observed'}"]
-    lines.extend(f"  {'✓' if check.ok else '✗'} {check.name}: {check.observed}"
-                 for check in symptom.checks)
+    lines.extend(
+        f"  {'✓' if check.ok else '✗'} {check.name}: {check.observed}" for check in symptom.checks
+    )
     if symptom.fix:
         lines.append("  You can fix:")
         lines.extend(f"    - {item}" for item in symptom.fix)

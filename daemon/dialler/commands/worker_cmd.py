@@ -35,31 +35,61 @@ DRAIN_GRACE = 30.0
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `dialler worker`."""
-    parser.add_argument("--name", default="ref-worker",
-                        help="worker name registered with the daemon (default: ref-worker)")
-    parser.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
-                        help=f"AudioSocket listen address (default: {DEFAULT_LISTEN})")
-    parser.add_argument("--advertise", metavar="HOST",
-                        help="host registered with the daemon, for Asterisk to connect to "
-                             "(default: the --listen host; required if that is a wildcard)")
-    parser.add_argument("--capacity", default=10, type=int, metavar="N",
-                        help="concurrent calls (default: 10)")
-    parser.add_argument("--daemon", metavar="URL",
-                        help="the daemon's HTTP API (default: listeners.http of the config if "
-                             f"one is given, else {DEFAULT_DAEMON})")
-    parser.add_argument("--token-file", metavar="FILE",
-                        help="file holding the bearer token for the daemon's API (default: "
-                             "the first token of the config's api.tokens_file, if any)")
-    parser.add_argument("--talk", default="3s", metavar="DURATION",
-                        help="talk time of each call before the worker hangs up (default: 3s)")
-    parser.add_argument("--disposition", default="completed", metavar="NAME",
-                        help="disposition reported for every call (default: completed)")
-    parser.add_argument("--callback-in", metavar="DURATION",
-                        help="ask for a callback this long after each call (e.g. 1h)")
-    parser.add_argument("--record-dir", metavar="DIR",
-                        help="write what each call received to DIR/<attempt id>.wav")
-    parser.add_argument("--heartbeat", default="5s", metavar="DURATION",
-                        help="heartbeat interval (default: 5s)")
+    parser.add_argument(
+        "--name",
+        default="ref-worker",
+        help="worker name registered with the daemon (default: ref-worker)",
+    )
+    parser.add_argument(
+        "--listen",
+        default=DEFAULT_LISTEN,
+        metavar="HOST:PORT",
+        help=f"AudioSocket listen address (default: {DEFAULT_LISTEN})",
+    )
+    parser.add_argument(
+        "--advertise",
+        metavar="HOST",
+        help="host registered with the daemon, for Asterisk to connect to "
+        "(default: the --listen host; required if that is a wildcard)",
+    )
+    parser.add_argument(
+        "--capacity", default=10, type=int, metavar="N", help="concurrent calls (default: 10)"
+    )
+    parser.add_argument(
+        "--daemon",
+        metavar="URL",
+        help="the daemon's HTTP API (default: listeners.http of the config if "
+        f"one is given, else {DEFAULT_DAEMON})",
+    )
+    parser.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="file holding the bearer token for the daemon's API (default: "
+        "the first token of the config's api.tokens_file, if any)",
+    )
+    parser.add_argument(
+        "--talk",
+        default="3s",
+        metavar="DURATION",
+        help="talk time of each call before the worker hangs up (default: 3s)",
+    )
+    parser.add_argument(
+        "--disposition",
+        default="completed",
+        metavar="NAME",
+        help="disposition reported for every call (default: completed)",
+    )
+    parser.add_argument(
+        "--callback-in",
+        metavar="DURATION",
+        help="ask for a callback this long after each call (e.g. 1h)",
+    )
+    parser.add_argument(
+        "--record-dir", metavar="DIR", help="write what each call received to DIR/<attempt id>.wav"
+    )
+    parser.add_argument(
+        "--heartbeat", default="5s", metavar="DURATION", help="heartbeat interval (default: 5s)"
+    )
 
 
 def worker(args: argparse.Namespace) -> int:
@@ -93,8 +123,10 @@ def settings_from_args(args: argparse.Namespace, config: Config | None = None) -
         raise InvalidInput(f"--capacity: must be at least 1, got {args.capacity}")
     advertise = args.advertise
     if advertise is None and _is_wildcard(host):
-        raise InvalidInput(f"--listen: {host} listens on every address; set --advertise to "
-                           "the address Asterisk should connect to")
+        raise InvalidInput(
+            f"--listen: {host} listens on every address; set --advertise to "
+            "the address Asterisk should connect to"
+        )
     talk = _duration(args.talk, "--talk")
     if talk <= 0:
         raise InvalidInput("--talk: must be greater than 0")
@@ -105,13 +137,21 @@ def settings_from_args(args: argparse.Namespace, config: Config | None = None) -
     if not disposition:
         raise InvalidInput("--disposition: must not be empty")
     return WorkerSettings(
-        name=_name(args.name), host=host, port=port, advertise_host=advertise,
-        capacity=args.capacity, daemon_url=_daemon_url(args.daemon, config),
-        token=_token(args.token_file, config), talk_time=talk, disposition=disposition,
-        callback_in=None if args.callback_in is None else _duration(args.callback_in,
-                                                                     "--callback-in"),
+        name=_name(args.name),
+        host=host,
+        port=port,
+        advertise_host=advertise,
+        capacity=args.capacity,
+        daemon_url=_daemon_url(args.daemon, config),
+        token=_token(args.token_file, config),
+        talk_time=talk,
+        disposition=disposition,
+        callback_in=None
+        if args.callback_in is None
+        else _duration(args.callback_in, "--callback-in"),
         record_dir=Path(args.record_dir) if args.record_dir else None,
-        heartbeat_interval=heartbeat)
+        heartbeat_interval=heartbeat,
+    )
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -170,8 +210,11 @@ def _token(token_file: str | None, config: Config | None) -> str | None:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise InvalidInput(f"--token-file: cannot read {token_file}: {reason}") from None
     # The daemon's tokens file format: one token per line, `#` starts a comment.
-    found = [line.strip() for line in text.splitlines()
-             if line.strip() and not line.lstrip().startswith("#")]
+    found = [
+        line.strip()
+        for line in text.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     if not found:
         raise InvalidInput(f"--token-file: {token_file} holds no token")
     return found[0]
@@ -192,10 +235,11 @@ async def _serve(settings: WorkerSettings) -> None:
         loop.add_signal_handler(sig, on_signal)
     try:
         await stop.wait()
-        log.info("stopping: no new calls; live calls finish (a second signal cuts them off)",
-                 extra={"worker": settings.name, "live": worker.active_calls})
-        drain = asyncio.create_task(worker.stop(settings.talk_time + DRAIN_GRACE),
-                                    name="drain")
+        log.info(
+            "stopping: no new calls; live calls finish (a second signal cuts them off)",
+            extra={"worker": settings.name, "live": worker.active_calls},
+        )
+        drain = asyncio.create_task(worker.stop(settings.talk_time + DRAIN_GRACE), name="drain")
         forced = asyncio.create_task(hard_stop.wait(), name="hard-stop")
         await asyncio.wait({drain, forced}, return_when=asyncio.FIRST_COMPLETED)
         forced.cancel()
@@ -203,7 +247,9 @@ async def _serve(settings: WorkerSettings) -> None:
             drain.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await drain
-            log.warning("stopping at once: live calls cut off",
-                        extra={"worker": settings.name, "live": worker.active_calls})
+            log.warning(
+                "stopping at once: live calls cut off",
+                extra={"worker": settings.name, "live": worker.active_calls},
+            )
     finally:
         await worker.stop(drain_timeout=0)

@@ -29,8 +29,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import NamedTuple
 
-from ..errors import InvalidInput
-from .phone import InvalidNumber, normalise_phone
+from ..errors import CsvFileError, InvalidNumber
+from .phone import normalise_phone
 
 __all__ = [
     "MAX_FIELD_BYTES",
@@ -65,17 +65,6 @@ _MAGIC = (
     (b"\x89PNG", "a PNG image"),
     (b"\xff\xd8\xff", "a JPEG image"),
 )
-
-
-class CsvFileError(InvalidInput):
-    """The contacts file cannot be imported."""
-
-    def __init__(self, path: Path | str, problem: str, line: int | None = None) -> None:
-        self.path = str(path)
-        self.line = line
-        self.problem = problem
-        where = self.path if line is None else f"{self.path}:{line}"
-        super().__init__(f"{where}: {problem}")
 
 
 class ParsedRow(NamedTuple):
@@ -117,6 +106,7 @@ class ContactStream:
         self._lines_read = 0
         # The text of the record being read, for rows the csv module cannot split.
         self._record_lines: list[str] = []
+        self._at_end = False  # the file has no more lines
         self._reader = csv.reader(self._text_lines(), strict=True)
         self._iterated = False
         self.columns, self.header_line = self._read_header()
@@ -148,6 +138,7 @@ class ContactStream:
     def _text_lines(self) -> Iterator[str]:
         """The file's physical lines, decoded; file-level errors name their line."""
         first = True
+        self._at_end = False
         for raw in self._handle:
             self._lines_read += 1
             if first:
@@ -172,6 +163,7 @@ class ContactStream:
             else:
                 self._record_lines.append(text)
                 yield text
+        self._at_end = True  # the csv module's errors after this are about the file's end
 
     # --- header ------------------------------------------------------------------------------
 
@@ -220,7 +212,8 @@ class ContactStream:
                 return
             except csv.Error as exc:
                 start, end = end + 1, reader.line_num
-                self._reject(start, ["".join(self._record_lines)], _csv_problem(exc))
+                raw = "".join(self._record_lines)
+                self._reject(start, [raw], _csv_problem(exc, raw, self._at_end))
                 continue
             start, end = end + 1, reader.line_num
             if not fields or (not fields[0].strip()
@@ -370,11 +363,14 @@ def _overlong_column(fields: list[str], columns: tuple[str, ...]) -> str | None:
     return None
 
 
-def _csv_problem(exc: csv.Error) -> str:
-    text = str(exc)
-    if text.startswith("field larger than field limit"):
+def _csv_problem(exc: csv.Error, raw: str, at_end: bool) -> str:
+    """Why the csv module could not split a record into fields. `csv.Error` has no subclasses,
+    so the case is told from what was read, never from the error's text: a record longer than
+    the csv module's field limit, one that ran into the end of the file (a quote never
+    closed), or else bad quoting (the module's own words then, as given)."""
+    if len(raw) > _CSV_FIELD_LIMIT:
         return (f"a field is over {MAX_FIELD_BYTES} bytes (64 KiB) — far over: an unclosed "
                 "quote?")
-    if text == "unexpected end of data":
+    if at_end:
         return "unclosed quote: the quoted field runs to the end of the file"
-    return f"bad CSV quoting: {text}"
+    return f"bad CSV quoting: {exc}"

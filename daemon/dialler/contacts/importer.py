@@ -30,22 +30,24 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
-import asyncpg
-
-from ..store.queries import load
 from ..domain.prompt import prompt_warnings
-from ..errors import InvalidInput, OperationalError
+from ..domain.states import CampaignState
+from ..errors import InvalidInput, OperationalError, UnknownCampaign, WrongState
+from ..store import Connection
+from ..store import contacts as store
+from ..store.contacts import CampaignForContacts, StagingRecord
+from ..store.prompts import campaign_prompt
 from .csvfile import PHONE_COLUMN, ContactStream, ParsedRow, RowError, read_contacts
 
-__all__ = ["ImportSummary", "campaign_prompt", "check_campaign_accepts_contacts",
+__all__ = ["ImportSummary", "accepts_contacts", "campaign_prompt", "check_accepts_contacts",
            "default_errors_path", "import_contacts"]
 
 # Rows staged then inserted at a time (see `_load`); a chunk takes some 20 MB in memory.
 _CHUNK_ROWS = 50_000
-_STAGING_TABLE = "contacts_import"
-_STAGING_COLUMNS = ("line", "phone", "raw_phone", "variables")
+#: The states a campaign takes contacts in (unless cancelled).
+_TAKES_CONTACTS = (CampaignState.DRAFT, CampaignState.RUNNING, CampaignState.PAUSED)
 
 Progress = Callable[[str], None]
 
@@ -79,50 +81,49 @@ class ImportSummary:
         return f"{text}; {self.rejected} rows rejected{in_campaign} (see {self.errors_path})"
 
 
-async def campaign_prompt(conn: Any, campaign_id: uuid.UUID) -> str | None:
-    """The prompt of the campaign's bot, None when it has no bot (yet)."""
-    prompt: str | None = await conn.fetchval(load("prompts.sql")["campaign_prompt"],
-                                             campaign_id)
-    return prompt
-
-
 def default_errors_path(path: Path) -> Path:
     """`<FILE>.errors.csv` (CONTRACT)."""
     return path.with_name(path.name + ".errors.csv")
 
 
-def check_campaign_accepts_contacts(row: Any, ref: str) -> str:
-    """The campaign's name if contacts may be added to it; `InvalidInput` if not (or unknown).
-
-    `row` is a `campaign_for_contacts` result (or None); `ref` names the campaign otherwise.
-    """
+def accepts_contacts(row: CampaignForContacts | None, campaign_id: uuid.UUID) -> str:
+    """The campaign's name if contacts may be added to it: `UnknownCampaign` when `row` is
+    None, `WrongState` when it is cancelled or completed."""
     if row is None:
-        raise InvalidInput(f"unknown campaign: {ref!r}")
-    name: str = row["name"]
-    if row["cancelled_at"] is not None:
-        raise InvalidInput(f"campaign {name!r} was cancelled: contacts can no longer be added")
-    if row["state"] == "completed":
-        raise InvalidInput(f"campaign {name!r} is completed: contacts can no longer be added")
-    return name
+        raise UnknownCampaign(str(campaign_id))
+    if row.cancelled_at is not None:
+        raise WrongState(f"campaign {row.name!r} was cancelled: contacts can no longer be "
+                         "added", state=row.state, allowed=_TAKES_CONTACTS)
+    if row.state == CampaignState.COMPLETED:
+        raise WrongState(f"campaign {row.name!r} is completed: contacts can no longer be "
+                         "added", state=row.state, allowed=_TAKES_CONTACTS)
+    return row.name
 
 
-async def import_contacts(conn: Any, campaign_id: uuid.UUID, path: Path, default_region: str,
+async def check_accepts_contacts(conn: Connection, campaign_id: uuid.UUID, *,
+                                 lock: bool = False) -> str:
+    """The campaign's name if contacts may be added to it; `UnknownCampaign`, `WrongState`
+    otherwise. `lock`: hold a share lock on the campaign until the transaction commits (a
+    `campaign cancel` then waits for it; `campaign_for_contacts_locked`)."""
+    row = await store.campaign_for_contacts(conn, campaign_id, lock=lock)
+    return accepts_contacts(row, campaign_id)
+
+
+async def import_contacts(conn: Connection, campaign_id: uuid.UUID, path: Path, default_region: str,
                           errors_path: Path | None = None, *,
                           progress: Progress | None = None) -> ImportSummary:
     """Import the contacts CSV at `path` into the campaign; see the module docstring.
 
     `errors_path` defaults to `<path>.errors.csv`. `progress`, when given, receives a short
     status text after every chunk (`_CHUNK_ROWS` rows) and before the commit. Raises `CsvFileError`
-    (`InvalidInput`, exit 2) when the file cannot be imported at all, `InvalidInput` when the
+    (`InvalidInput`, exit 2) when the file cannot be imported at all, `WrongState` when the
     campaign takes no more contacts, `OperationalError` (exit 1) when the database fails;
     nothing is imported in every one of those cases. The summary's `warnings` compare the
     file's columns with the variables of the campaign's bot prompt.
     """
-    queries = load("contacts.sql")
     errors_path = errors_path or default_errors_path(path)
     _check_errors_path(errors_path, path)
-    campaign = check_campaign_accepts_contacts(
-        await conn.fetchrow(queries["campaign_for_contacts"], campaign_id), str(campaign_id))
+    campaign = await check_accepts_contacts(conn, campaign_id)
     # Read now: once the import has committed, a failing query must not make it look failed.
     prompt = await campaign_prompt(conn, campaign_id)
     with contextlib.ExitStack() as cleanup:
@@ -131,14 +132,15 @@ async def import_contacts(conn: Any, campaign_id: uuid.UUID, path: Path, default
             await asyncio.to_thread(read_contacts, path, default_region, rejected.add))
         in_campaign = cleanup.enter_context(_ErrorSpool())
         try:
-            async with conn.transaction():
-                imported, suppressed = await _load(conn, queries, campaign_id, stream,
-                                                   in_campaign, progress)
+            async with store.import_transaction(conn):
+                imported, suppressed = await _load(conn, campaign_id, stream, in_campaign,
+                                                   progress)
                 written = await asyncio.to_thread(_write_errors, errors_path, path,
                                                   stream.columns, rejected, in_campaign)
                 cleanup.callback(_remove, written)  # until the rename below
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-            raise _failed(exc) from None
+        except OSError as exc:
+            raise OperationalError("import failed, nothing imported: "
+                                   f"{exc.strerror or exc}") from None
         if written is not None:
             os.replace(written, errors_path)
     variables = [column for column in stream.columns if column != PHONE_COLUMN]
@@ -149,9 +151,8 @@ async def import_contacts(conn: Any, campaign_id: uuid.UUID, path: Path, default
         warnings=[] if prompt is None else prompt_warnings(prompt, variables))
 
 
-async def _load(conn: Any, queries: dict[str, str], campaign_id: uuid.UUID,
-                stream: ContactStream, in_campaign: _ErrorSpool,
-                progress: Progress | None) -> tuple[int, int]:
+async def _load(conn: Connection, campaign_id: uuid.UUID, stream: ContactStream,
+                in_campaign: _ErrorSpool, progress: Progress | None) -> tuple[int, int]:
     """Move the file's valid rows into `contacts` inside the caller's transaction, a chunk at
     a time; spool the rows whose number the campaign already has. (imported, suppressed)
 
@@ -161,28 +162,28 @@ async def _load(conn: Any, queries: dict[str, str], campaign_id: uuid.UUID,
     blocked. Not while COPY runs: a thread parsing then would make the event loop wait for the
     GIL at every step. Two chunks in memory at most.
     """
-    await conn.execute(queries["create_import_staging"])
+    await store.create_import_staging(conn)
     rows = iter(stream)
     imported = suppressed = 0
-    parsing = asyncio.ensure_future(asyncio.to_thread(_parse_chunk, rows))
+    parsing = asyncio.create_task(asyncio.to_thread(_parse_chunk, rows), name="parse-chunk")
     try:
         while chunk := await parsing:
-            await conn.copy_records_to_table(_STAGING_TABLE, columns=_STAGING_COLUMNS,
-                                             records=chunk)
+            await store.stage_rows(conn, chunk)
             del chunk
-            parsing = asyncio.ensure_future(asyncio.to_thread(_parse_chunk, rows))
-            result = await conn.fetchrow(queries["import_staged"], campaign_id)
-            imported += result["imported"]
-            suppressed += result["suppressed"]
-            for duplicate in json.loads(result["duplicates"] or "[]"):
+            parsing = asyncio.create_task(asyncio.to_thread(_parse_chunk, rows),
+                                          name="parse-chunk")
+            result = await store.import_staged(conn, campaign_id)
+            imported += result.imported
+            suppressed += result.suppressed
+            for duplicate in result.duplicates:
                 in_campaign.add(RowError(
-                    duplicate["line"],
+                    duplicate.line,
                     _original_fields(stream.phone_index,
-                                     duplicate["raw_phone"] or duplicate["phone"],
-                                     duplicate["variables"]),
-                    f"duplicate in campaign: {duplicate['phone']} is already a contact of the "
+                                     duplicate.raw_phone or duplicate.phone,
+                                     duplicate.variables),
+                    f"duplicate in campaign: {duplicate.phone} is already a contact of the "
                     "campaign"))
-            await conn.execute(queries["truncate_import_staging"])
+            await store.truncate_import_staging(conn)
             if progress is not None:
                 progress(f"{imported:,} contacts added, "
                          f"{stream.valid + stream.rejected:,} rows read")
@@ -195,16 +196,11 @@ async def _load(conn: Any, queries: dict[str, str], campaign_id: uuid.UUID,
         progress(f"{imported:,} contacts added, {stream.valid + stream.rejected:,} rows "
                  "read; committing")
     # Last, so the lock lasts only until the commit (see the query).
-    check_campaign_accepts_contacts(
-        await conn.fetchrow(queries["campaign_for_contacts_locked"], campaign_id),
-        str(campaign_id))
+    await check_accepts_contacts(conn, campaign_id, lock=True)
     return imported, suppressed
 
 
-_Record = tuple[int, str, str | None, str]
-
-
-def _parse_chunk(rows: Iterator[ParsedRow]) -> list[_Record]:
+def _parse_chunk(rows: Iterator[ParsedRow]) -> list[StagingRecord]:
     """The next `_CHUNK_ROWS` valid rows as staging records (empty at the end of the file)."""
     return [(row.line, row.phone, None if row.raw_phone == row.phone else row.raw_phone,
              json.dumps(row.variables, ensure_ascii=False))
@@ -290,9 +286,3 @@ def _remove(path: Path | None) -> None:
     if path is not None:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-
-
-def _failed(exc: BaseException) -> OperationalError:
-    if isinstance(exc, OSError):
-        return OperationalError(f"import failed, nothing imported: {exc.strerror or exc}")
-    return OperationalError(f"import failed, nothing imported: {exc}")

@@ -10,15 +10,13 @@ the usual typos (a digit missing or doubled, no country code on a foreign number
 
 from __future__ import annotations
 
-import re
-
 import phonenumbers
 from phonenumbers import NumberParseException, ValidationResult
 
-__all__ = ["InvalidNumber", "normalise_phone"]
+from ..domain.numbers import is_e164
+from ..errors import InvalidNumber
 
-# What the database accepts (contacts_phone_number CHECK): '+', then 2 to 15 digits.
-_E164 = re.compile(r"\+[1-9][0-9]{1,14}")
+__all__ = ["InvalidNumber", "normalise_phone"]
 
 _PARSE_PROBLEMS = {
     NumberParseException.INVALID_COUNTRY_CODE: "unknown country code",
@@ -36,16 +34,13 @@ _LENGTH_PROBLEMS = {
 }
 
 
-class InvalidNumber(ValueError):
-    """A phone number that cannot be normalised; the message says why."""
-
-
 def normalise_phone(text: str, default_region: str) -> str:
     """`text` as an E.164 number (`+447700900123`).
 
     Numbers without a leading `+` (or international prefix such as `00`) are read as
     numbers of `default_region` (ISO 3166 code, e.g. `GB`): `07700 900123` → `+447700900123`.
-    Raises `InvalidNumber` with the reason when the number cannot be dialled.
+    Raises `errors.InvalidNumber` (field `phone_number`) with the reason when the number
+    cannot be dialled.
     """
     stripped = text.strip()
     if not stripped:
@@ -66,6 +61,6 @@ def normalise_phone(text: str, default_region: str) -> str:
         problem = _LENGTH_PROBLEMS.get(length, "not a possible number")
         raise InvalidNumber(f"invalid phone number {stripped!r}: {problem} for {where}")
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    if not _E164.fullmatch(e164):  # belt and braces: what the database would refuse
+    if not is_e164(e164):  # belt and braces: what the database would refuse
         raise InvalidNumber(f"invalid phone number {stripped!r}: not an E.164 number")
     return e164

@@ -9,7 +9,7 @@ afterwards; the contacts it cancelled stay cancelled.
 Numbers are normalised to E.164 like every contact number (`phone.normalise_phone`, with the
 config's `contacts.default_region`), so `07700 900123` and `+447700900123` are one entry.
 
-Queries: ``dialler/store/sql/suppressions.sql``. Connections are asyncpg connections (`Any`).
+Queries: `dialler.store.suppressions` (``sql/suppressions.sql``).
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
-from ..store.queries import load
-from ..errors import InvalidInput
-from .phone import InvalidNumber, normalise_phone
+from ..errors import InvalidField, NotSuppressed
+from ..store import Connection
+from ..store import suppressions as store
+from ..store.suppressions import Suppression
+from .phone import normalise_phone
 
 __all__ = ["MAX_REASON", "AddedSuppression", "NotSuppressed", "Suppression", "add_suppression",
            "list_suppressions", "normalised_number", "remove_suppression"]
@@ -30,17 +30,6 @@ __all__ = ["MAX_REASON", "AddedSuppression", "NotSuppressed", "Suppression", "ad
 #: Longest reason kept with an entry, in characters.
 MAX_REASON = 1000
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-class NotSuppressed(InvalidInput):
-    """The number is not on the do-not-call list."""
-
-
-@dataclass(frozen=True, slots=True)
-class Suppression:
-    phone_number: str
-    reason: str | None
-    added_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,54 +42,49 @@ class AddedSuppression:
 
 
 def normalised_number(phone: str, default_region: str) -> str:
-    """`phone` in E.164; `InvalidInput` saying why it cannot be."""
-    try:
-        return normalise_phone(phone, default_region)
-    except InvalidNumber as exc:
-        raise InvalidInput(str(exc)) from None
+    """`phone` in E.164; `InvalidNumber` saying why it cannot be."""
+    return normalise_phone(phone, default_region)
 
 
-async def add_suppression(conn: Any, phone: str, default_region: str,
+async def add_suppression(conn: Connection, phone: str, default_region: str,
                           reason: str | None = None) -> AddedSuppression:
     """Put `phone` on the list and cancel its waiting contacts, in one transaction.
 
     Idempotent: a number already listed keeps its `added_at`; a `reason` replaces the old one.
-    `InvalidInput` for a number that cannot be normalised, or a reason over `MAX_REASON`
-    characters or with control characters (it is shown in one table row).
+    `InvalidNumber` for a number that cannot be normalised, `InvalidField` (`reason`) for a
+    reason over `MAX_REASON` characters or with control characters (it is shown in one table
+    row).
     """
     e164 = normalised_number(phone, default_region)
     reason = _reason(reason)
-    queries = load("suppressions.sql")
     async with conn.transaction():
-        row = await conn.fetchrow(queries["add_suppression"], e164, reason)
-        cancelled = await conn.fetch(queries["cancel_suppressed_contacts"], e164)
+        row = await store.add_suppression(conn, e164, reason)
+        cancelled = await store.cancel_suppressed_contacts(conn, e164)
     return AddedSuppression(
-        entry=Suppression(row["phone_number"], row["reason"], row["added_at"]),
-        new=row["inserted"],
-        cancelled=[(r["id"], r["campaign_id"]) for r in cancelled])
+        entry=Suppression(row.phone_number, row.reason, row.added_at), new=row.inserted,
+        cancelled=[(contact.id, contact.campaign_id) for contact in cancelled])
 
 
-async def remove_suppression(conn: Any, phone: str, default_region: str) -> str:
+async def remove_suppression(conn: Connection, phone: str, default_region: str) -> str:
     """Take `phone` off the list; its E.164 form. `NotSuppressed` if it was not on it."""
     e164 = normalised_number(phone, default_region)
-    removed: str | None = await conn.fetchval(load("suppressions.sql")["remove_suppression"],
-                                              e164)
+    removed = await store.remove_suppression(conn, e164)
     if removed is None:
-        raise NotSuppressed(f"{e164} is not on the do-not-call list")
+        raise NotSuppressed(e164)
     return removed
 
 
-async def list_suppressions(conn: Any) -> list[Suppression]:
+async def list_suppressions(conn: Connection) -> list[Suppression]:
     """Every entry, oldest first."""
-    return [Suppression(row["phone_number"], row["reason"], row["added_at"])
-            for row in await conn.fetch(load("suppressions.sql")["list_suppressions"])]
+    return await store.list_suppressions(conn)
 
 
 def _reason(reason: str | None) -> str | None:
     if reason is None or not reason.strip():
         return None
     if len(reason) > MAX_REASON:
-        raise InvalidInput(f"reason is {len(reason)} characters long; at most {MAX_REASON}")
+        raise InvalidField("reason", f"reason is {len(reason)} characters long; "
+                           f"at most {MAX_REASON}")
     if _CONTROL.search(reason):
-        raise InvalidInput("reason must be one line without control characters")
+        raise InvalidField("reason", "reason must be one line without control characters")
     return reason.strip()

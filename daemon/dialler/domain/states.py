@@ -5,8 +5,16 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["WAITING", "IN_FLIGHT", "FINAL", "AttemptState", "CampaignState", "ContactState",
-           "Disposition", "SYSTEM_DISPOSITIONS"]
+__all__ = [
+    "FINAL",
+    "IN_FLIGHT",
+    "SYSTEM_DISPOSITIONS",
+    "WAITING",
+    "AttemptState",
+    "CampaignState",
+    "ContactState",
+    "Disposition",
+]
 
 
 class CampaignState(enum.StrEnum):

@@ -27,9 +27,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from dialler.domain.messages import describe as _describe
-from dialler.domain.messages import shown as _shown
-from dialler.errors import InvalidInput
+from .messages import describe as _describe
+from .messages import shown as _shown
 
 __all__ = ["DAYS", "Window", "WindowError"]
 
@@ -46,8 +45,10 @@ _HOST_DEPENDENT = frozenset({"localtime", "posixrules"})
 _MAX_TRANSITIONS = 16
 
 
-class WindowError(InvalidInput, ValueError):
-    """The calling window is invalid."""
+class WindowError(ValueError):
+    """The calling window is invalid; `problems` names each field at fault. (A plain
+    `ValueError`: the domain imports nothing of the package; the services that accept
+    windows from users report these problems as their own refusals.)"""
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems

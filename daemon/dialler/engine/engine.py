@@ -6,15 +6,21 @@ claim up to the free slots — bounded by each carrier's channels and calls per 
 `FOR UPDATE SKIP LOCKED`, and create their attempts; then originate each over AMI and follow
 it. When a call's result is final, the attempt and the decision taken on it (retry, callback,
 stop, exhaustion) are written in one transaction.
+
+Every call is followed by a task of its own (`live`), and every background write by one kept in
+`_background`: none is left unreferenced, and each logs its own failure. A result that cannot
+be written (the database is away) is kept in `unsettled`; stale recovery writes it once the
+attempt comes up for reconciliation, instead of guessing `timeout`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,24 +29,28 @@ from .. import metrics
 from ..ami.calls import CallResultLost, CallTracker, TrackedCall
 from ..ami.client import AmiUnavailable, OriginateRequest
 from ..config import Config
-from ..store.queries import load
 from ..domain.outcomes import DialResult, Outcome
+from ..domain.results import ResultRecorded, WorkerResult
 from ..domain.rules import AttemptFacts, Decision, NextAction, decide, requeue
-from .campaigns import CampaignRules, rules_from_row
+from ..domain.states import AttemptState, ContactState, Disposition
+from ..errors import (
+    AlreadyFinal,
+    DiallingUnavailable,
+    NoFreeWorker,
+    TestCallInProgress,
+    UnknownBot,
+    UnknownCall,
+)
+from ..store import engine as store
+from ..store import fleet, testcall
+from ..store.conn import Connection, Pool
+from ..store.engine import CampaignRules, OpenAttempt
+from ..store.fleet import WorkerFree
 from .pacing import TokenBucket, deal_caller_ids, deal_workers
 
+__all__ = ["REQUEUE_DELAY", "Dial", "Engine", "Unsettled"]
+
 log = logging.getLogger(__name__)
-Q = load("engine.sql")
-F = load("fleet.sql")
-T = load("testcall.sql")
-
-
-class TestCallRefused(Exception):
-    """A test call that cannot be placed: HTTP status, message and the field at fault."""
-
-    def __init__(self, status: int, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.field = status, field
 REQUEUE_DELAY = 5.0  # after our own failure, before the contact is due again
 
 
@@ -62,8 +72,17 @@ class Dial:
     counts: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Unsettled:
+    """A call's end that could not be written: its result, and the disposition it decides
+    (None: an answered call, decided by its worker's result)."""
+
+    result: DialResult
+    disposition: str | None
+
+
 class Engine:
-    def __init__(self, config: Config, pool: Any, trackers: Mapping[str, CallTracker],
+    def __init__(self, config: Config, pool: Pool, trackers: Mapping[str, CallTracker],
                  daemon_id: str) -> None:
         self.config = config
         self.pool = pool
@@ -73,7 +92,8 @@ class Engine:
         self.wake = asyncio.Event()
         self.draining = False
         self.live: dict[uuid.UUID, asyncio.Task[None]] = {}
-        self.dials = 0
+        self.unsettled: dict[uuid.UUID, Unsettled] = {}
+        self._background: set[asyncio.Task[None]] = set()
         self._claimed_all = False
         self._carriers: dict[uuid.UUID, str] = {}  # live attempts' carriers, for the metrics
         for tracker in self.trackers.values():
@@ -88,6 +108,7 @@ class Engine:
         return None
 
     async def run(self, stop: asyncio.Event) -> None:
+        """The scheduler: tick until `stop`; a failed tick is logged and retried."""
         poll = self.config.scheduler.poll_interval
         while not stop.is_set():
             try:
@@ -96,94 +117,87 @@ class Engine:
                 log.exception("scheduler tick failed; retrying")
                 delay = poll
             self.wake.clear()
-            waiter = asyncio.ensure_future(self.wake.wait())
-            stopper = asyncio.ensure_future(stop.wait())
-            await asyncio.wait({waiter, stopper}, timeout=min(delay, poll),
-                               return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
-            stopper.cancel()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), timeout=min(delay, poll))
 
     async def tick(self) -> float:
         """One pass over running campaigns; returns how soon the next pass is worth doing."""
+        poll = self.config.scheduler.poll_interval
         async with self.pool.acquire() as conn:
-            completed = await conn.fetch(Q["complete_finished_campaigns"])
-            for row in completed:
-                log.info("campaign completed", extra={"campaign_id": str(row["id"])})
+            for done in await store.complete_finished_campaigns(conn):
+                log.info("campaign completed", extra={"campaign_id": str(done.id)})
             if self.draining:
-                return self.config.scheduler.poll_interval
+                return poll
             tracker = self.tracker()
             if tracker is None:
-                return self.config.scheduler.poll_interval  # AMI down: claim nothing
-            campaigns = await conn.fetch(Q["running_campaigns"])
-        next_in = self.config.scheduler.poll_interval
+                return poll  # AMI down: claim nothing
+            campaigns = await store.running_campaigns(conn)
+        next_in = poll
         now = datetime.now(UTC)
-        for row in campaigns:
-            rules = rules_from_row(row)
-            if not rules.window.is_open(now):
-                continue
-            next_in = min(next_in, await self._fill(row, rules, tracker))
+        for rules in campaigns:
+            if rules.window.is_open(now):
+                next_in = min(next_in, await self._fill(rules, tracker))
         return next_in
 
-    async def _fill(self, row: Mapping[str, Any], rules: CampaignRules,
-                    tracker: CallTracker) -> float:
+    async def _fill(self, rules: CampaignRules, tracker: CallTracker) -> float:
         """Claim and dial for one campaign; returns the delay until pacing allows more."""
-        campaign_id: uuid.UUID = row["id"]
-        dials: list[Dial] = []
         with metrics.CLAIM_DURATION.time():
-            delay = await self._claim(campaign_id, rules, tracker, dials)
+            dials, delay = await self._claim(rules, tracker)
         if delay is not None:
             return delay
         for dial in dials:
             self.buckets[dial.carrier].take(1)
         await asyncio.gather(*(self._originate(dial, rules, tracker) for dial in dials))
-        self.dials += len(dials)
         return 0.0 if self._claimed_all else self.config.scheduler.poll_interval
 
-    async def _claim(self, campaign_id: uuid.UUID, rules: CampaignRules, tracker: CallTracker,
-                     dials: list[Dial]) -> float | None:
-        """The claim transaction; fills `dials`. Returns a delay when nothing was claimed."""
+    async def _free_workers(self, conn: Connection) -> list[WorkerFree]:
+        """Lock the fleet and count its free slots (claims and test calls): slots reserved
+        from this list before the transaction ends never exceed a worker's capacity."""
+        return await fleet.locked_fleet_free(conn, self.config.fleet.heartbeat_timeout)
+
+    async def _claim(self, rules: CampaignRules,
+                     tracker: CallTracker) -> tuple[list[Dial], float | None]:
+        """The claim transaction: the dials claimed, or a delay when nothing was."""
+        poll = self.config.scheduler.poll_interval
+        campaign_id = rules.id
         async with self.pool.acquire() as conn, conn.transaction():
-            concurrency = await conn.fetchval(Q["lock_campaign_for_claim"], campaign_id)
+            concurrency = await store.lock_campaign_for_claim(conn, campaign_id)
             if concurrency is None:
-                return self.config.scheduler.poll_interval
-            free = concurrency - await conn.fetchval(Q["campaign_in_flight"], campaign_id)
+                return [], poll
+            free = concurrency - await store.campaign_in_flight(conn, campaign_id)
             if free <= 0:
-                return self.config.scheduler.poll_interval
+                return [], poll
             # Fleet slots and carrier channels are shared by every campaign and daemon.
-            await conn.execute(F["lock_fleet"])
-            fleet = [(r["name"], r["free"]) for r in await conn.fetch(
-                F["fleet_free"], self.config.fleet.heartbeat_timeout)]
-            free = min(free, sum(n for _w, n in fleet))
+            workers = await self._free_workers(conn)
+            free = min(free, sum(w.free for w in workers))
             if free <= 0:
-                return self.config.scheduler.poll_interval  # no bot free: never dial
-            in_flight = {r["carrier"]: r["n"] for r in await conn.fetch(Q["carriers_in_flight"])}
+                return [], poll  # no bot free: never dial
+            in_flight = await store.carriers_in_flight(conn)
             room = {}
             for carrier in self.config.carriers:
                 room[carrier.name] = min(carrier.max_channels - in_flight.get(carrier.name, 0),
                                          self.buckets[carrier.name].available())
-            numbers = [(r["number"], r["carrier"])
-                       for r in await conn.fetch(Q["campaign_caller_ids"], campaign_id)]
+            numbers = [(n.number, n.carrier)
+                       for n in await store.campaign_caller_ids(conn, campaign_id)]
             dealt = deal_caller_ids(numbers, room, free)
             if not dealt:
-                return self._pacing_delay(numbers)
+                return [], self._pacing_delay(numbers)
             deadline = rules.ring_timeout + self.config.scheduler.dial_margin
-            claimed = await conn.fetch(
-                Q["claim_contacts"], campaign_id, len(dealt), self.daemon_id, deadline,
+            claimed = await store.claim_contacts(
+                conn, campaign_id, len(dealt), self.daemon_id, deadline,
                 [d[0] for d in dealt], [d[1] for d in dealt], tracker.ami.name)
             if not claimed:
-                return self.config.scheduler.poll_interval
+                return [], poll
             # A bot slot is reserved before the dial: a callee is never connected to silence
             # for lack of capacity.
-            await conn.execute(F["reserve_slots"], [r["id"] for r in claimed],
-                               deal_workers(fleet, len(claimed)))
-            await conn.execute(Q["touch_numbers"], list({r["caller_id"] for r in claimed}))
-            await conn.execute(Q["mark_campaign_dialled"], campaign_id)
-            for r in claimed:
-                dials.append(Dial(r["id"], r["contact_id"], campaign_id, r["phone_number"],
-                                  r["caller_id"], r["carrier"], r["attempts_used"],
-                                  r["counts_toward_max"]))
+            await fleet.reserve_slots(conn, [c.id for c in claimed],
+                                      deal_workers(_slots(workers), len(claimed)))
+            await store.touch_numbers(conn, list({c.caller_id for c in claimed}))
+            await store.mark_campaign_dialled(conn, campaign_id)
+            dials = [Dial(c.id, c.contact_id, campaign_id, c.phone_number, c.caller_id,
+                          c.carrier, c.attempts_used, c.counts_toward_max) for c in claimed]
             self._claimed_all = len(dials) == len(dealt)
-        return None
+        return dials, None
 
     def _pacing_delay(self, numbers: list[tuple[str, str]]) -> float:
         carriers = {carrier for _n, carrier in numbers}
@@ -202,15 +216,16 @@ class Engine:
         except AmiUnavailable:
             # Nothing was sent: as if never claimed (no attempt used, nothing to report).
             async with self.pool.acquire() as conn:
-                await conn.execute(Q["unclaim"], dial.attempt_id)
+                await store.unclaim(conn, dial.attempt_id)
             log.warning("ami down before dialling; contact requeued",
                         extra={"attempt_id": str(dial.attempt_id)})
             return
         metrics.ORIGINATIONS.labels(str(dial.campaign_id), dial.carrier).inc()
         self._carriers[dial.attempt_id] = dial.carrier
-        self._follow(dial.attempt_id, call)
+        self.follow(dial.attempt_id, call)
 
-    def _follow(self, attempt_id: uuid.UUID, call: TrackedCall) -> None:
+    def follow(self, attempt_id: uuid.UUID, call: TrackedCall) -> None:
+        """Follow the call to its end in a task of its own (in `live` until it ends)."""
         task = asyncio.create_task(self._await_result(attempt_id, call),
                                    name=f"call-{attempt_id}")
         self.live[attempt_id] = task
@@ -221,15 +236,29 @@ class Engine:
             result = await call.result
         except CallResultLost:
             answered = call.answered_at is not None
-            result = DialResult(Outcome.ANSWERED if answered else Outcome.NO_ANSWER,
-                                200 if answered else None, answered_at=call.answered_at,
-                                ended_at=time.time(), reason="result lost")
-            await self.finalise(attempt_id, result, disposition="timeout")
+            lost = DialResult(Outcome.ANSWERED if answered else Outcome.NO_ANSWER,
+                              200 if answered else None, answered_at=call.answered_at,
+                              ended_at=time.time(), reason="result lost")
+            await self._conclude(attempt_id, Unsettled(lost, Disposition.TIMEOUT))
             return
-        if result.outcome is Outcome.ANSWERED:
-            await self.end_answered(attempt_id, result)
-        else:
-            await self.finalise(attempt_id, result, disposition=result.outcome.value)
+        disposition = None if result.outcome is Outcome.ANSWERED else result.outcome.value
+        await self._conclude(attempt_id, Unsettled(result, disposition))
+
+    async def _conclude(self, attempt_id: uuid.UUID, end: Unsettled) -> None:
+        """Write a call's end; if that fails, log it and keep it for recovery."""
+        try:
+            await self.settle_end(attempt_id, end)
+        except Exception:
+            self.unsettled[attempt_id] = end
+            log.exception("writing a call's end failed; kept for stale recovery",
+                          extra={"attempt_id": str(attempt_id)})
+
+    async def settle_end(self, attempt_id: uuid.UUID, end: Unsettled) -> Decision | None:
+        """Write a call's end: final now, or `wrapping` for an answered call whose worker's
+        result is not in yet. The decision when it became final."""
+        if end.disposition is None:
+            return await self.end_answered(attempt_id, end.result)
+        return await self.finalise(attempt_id, end.result, end.disposition)
 
     def _on_stage(self, call: TrackedCall, stage: str) -> None:
         if stage == "answered" and call.answered_at is not None:
@@ -237,14 +266,27 @@ class Engine:
             if carrier is not None:
                 metrics.ORIGINATE_TO_ANSWER.labels(carrier).observe(
                     max(0.0, call.answered_at - call.sent_at))
-            task = asyncio.get_running_loop().create_task(
-                self._mark_answered(uuid.UUID(call.attempt_id), call.answered_at))
-            task.add_done_callback(_log_failure)
+            attempt_id = uuid.UUID(call.attempt_id)
+            self._in_background(self._mark_answered(attempt_id, call.answered_at),
+                                f"answered-{attempt_id}")
+
+    def _in_background(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run `work` in a task kept until it ends; its failure is logged (the write it made
+        is also decided later: the answer time is rewritten at the call's end)."""
+        async def logged() -> None:
+            try:
+                await work
+            except Exception:
+                log.exception("background write failed", extra={"task": name})
+
+        task = asyncio.create_task(logged(), name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _mark_answered(self, attempt_id: uuid.UUID, at: float) -> None:
         async with self.pool.acquire() as conn:
-            waited = await conn.fetchval(Q["mark_answered"], attempt_id, utc(at),
-                                         self.config.scheduler.max_call_length)
+            waited = await store.mark_answered(conn, attempt_id, utc(at),
+                                               self.config.scheduler.max_call_length)
         if waited is not None:
             metrics.ANSWER_TO_ATTACH.observe(max(0.0, waited))
 
@@ -253,79 +295,84 @@ class Engine:
                        *, requeue_it: bool = False) -> Decision | None:
         """Write the attempt's result and the decision on it; None if already final."""
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(Q["lock_open_attempt"], attempt_id)
+            row = await store.lock_open_attempt(conn, attempt_id)
             if row is None:
                 return None
             ended = utc(result.ended_at) or datetime.now(UTC)
             return await self._settle(conn, row, result.outcome, result.sip_code,
                                       utc(result.answered_at), ended, result.talk_seconds,
-                                      disposition, row["callback_at"], requeue_it)
+                                      disposition, row.callback_at, requeue_it)
 
-    async def end_answered(self, attempt_id: uuid.UUID, result: DialResult) -> None:
+    async def end_answered(self, attempt_id: uuid.UUID, result: DialResult) -> Decision | None:
         """An answered call hung up: final now if its worker's result (or `abandoned`) is in,
-        else `wrapping` until the result arrives or `result_timeout` passes."""
+        else `wrapping` until the result arrives or `result_timeout` passes (None then)."""
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(Q["lock_open_attempt"], attempt_id)
+            row = await store.lock_open_attempt(conn, attempt_id)
             if row is None:
-                return
+                return None
             answered, ended = utc(result.answered_at), utc(result.ended_at) or datetime.now(UTC)
-            if row["disposition"] is not None:
-                await self._settle(conn, row, Outcome.ANSWERED, 200, answered, ended,
-                                   result.talk_seconds, row["disposition"], row["callback_at"])
-                return
-            await conn.execute(Q["mark_wrapping"], attempt_id, answered, ended,
-                               int(result.talk_seconds * 1000),
-                               self.config.scheduler.result_timeout)
+            if row.disposition is not None:
+                return await self._settle(conn, row, Outcome.ANSWERED, 200, answered, ended,
+                                          result.talk_seconds, row.disposition, row.callback_at)
+            await store.mark_wrapping(conn, attempt_id, answered, ended,
+                                      int(result.talk_seconds * 1000),
+                                      self.config.scheduler.result_timeout)
+            return None
 
-    async def record_result(self, attempt_id: uuid.UUID, disposition: str,
-                            callback_at: datetime | None, notes: str | None) -> str:
-        """A worker's result: `final` (decided now), `stored` (the call is still up: decided
-        at hang-up), `already_final` or `unknown`."""
+    async def record_result(self, attempt_id: uuid.UUID, result: WorkerResult) -> ResultRecorded:
+        """A worker's result: `FINAL` (the call had ended: decided now) or `STORED` (the call
+        is still up: decided at hang-up). Raises `UnknownCall` (no such attempt) or
+        `AlreadyFinal` (decided already: by its hang-up's timeout, or a result before)."""
+        audio = result.audio
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(Q["lock_open_attempt"], attempt_id)
+            row = await store.lock_open_attempt(conn, attempt_id)
             if row is None:
-                exists = await conn.fetchval("SELECT 1 FROM attempts WHERE id = $1", attempt_id)
-                return "already_final" if exists else "unknown"
-            await conn.execute(Q["store_result"], attempt_id, disposition, callback_at, notes)
-            if row["state"] != "wrapping":
-                return "stored"
-            talk = (row["duration_ms"] or 0) / 1000.0
-            await self._settle(conn, row, Outcome.ANSWERED, 200, row["answered_at"],
-                               row["ended_at"], talk, disposition, callback_at)
-            return "final"
+                if await store.attempt_exists(conn, attempt_id):
+                    raise AlreadyFinal("this call's result is already final")
+                raise UnknownCall(attempt_id)
+            await store.store_result(
+                conn, attempt_id, result.disposition, result.callback_at, result.notes,
+                audio.frames_sent if audio else None, audio.frames_received if audio else None)
+            if row.state != AttemptState.WRAPPING:
+                return ResultRecorded.STORED
+            talk = row.duration_ms / 1000.0
+            assert row.ended_at is not None  # a wrapping attempt's call has ended
+            await self._settle(conn, row, Outcome.ANSWERED, 200, row.answered_at,
+                               row.ended_at, talk, result.disposition, result.callback_at)
+            return ResultRecorded.FINAL
 
-    async def _settle(self, conn: Any, row: Mapping[str, Any], outcome: Outcome,
+    async def _settle(self, conn: Connection, row: OpenAttempt, outcome: Outcome,
                       sip_code: int | None, answered_at: datetime | None, ended: datetime,
                       talk_seconds: float, disposition: str, callback_at: datetime | None,
                       requeue_it: bool = False) -> Decision:
         """Decide what follows and write it all (attempt, contact, slot) in the caller's
         transaction, the attempt row being locked."""
-        attempt_id = row["id"]
-        rules = rules_from_row(await conn.fetchrow(Q["campaign_rules"], row["campaign_id"]))
-        used = row["attempts_used"]
+        attempt_id = row.id
+        rules = await store.campaign_rules(conn, row.campaign_id)
+        assert rules is not None  # an attempt's campaign outlives it (ON DELETE CASCADE)
         if requeue_it:
             decision = requeue(ended + timedelta(seconds=REQUEUE_DELAY))
         else:
             decision = decide(AttemptFacts(
                 outcome=outcome.value, disposition=disposition, talk_seconds=talk_seconds,
-                ended_at=ended, callback_at=callback_at, attempts_used=used),
+                ended_at=ended, callback_at=callback_at, attempts_used=row.attempts_used),
                 rules.retry, rules.redial, rules.window)
             if rules.cancelled and decision.action in (NextAction.RETRY, NextAction.CALLBACK):
-                decision = Decision(NextAction.CANCELLED, None, "cancelled")
-        await conn.execute(
-            Q["finalise_attempt"], attempt_id, answered_at, ended, sip_code, outcome.value,
-            disposition, int(talk_seconds * 1000), decision.action.value, decision.next_at)
-        uncount = int(requeue_it and row["counts_toward_max"])
-        await conn.execute(Q["settle_contact"], row["contact_id"], decision.contact_state,
-                           decision.next_at, uncount)
-        await conn.execute(F["release_slot"], attempt_id)
-        campaign = str(row["campaign_id"])
+                decision = Decision(NextAction.CANCELLED, None, ContactState.CANCELLED)
+        await store.finalise_attempt(
+            conn, attempt_id, answered_at, ended, sip_code, outcome.value, disposition,
+            int(talk_seconds * 1000), decision.action.value, decision.next_at)
+        uncount = int(requeue_it and row.counts_toward_max)
+        await store.settle_contact(conn, row.contact_id, decision.contact_state,
+                                   decision.next_at, uncount)
+        await fleet.release_slot(conn, attempt_id)
+        campaign = str(row.campaign_id)
         metrics.ATTEMPT_OUTCOMES.labels(campaign, outcome.value).inc()
         carrier = self._carriers.pop(attempt_id, None)
         if outcome is not Outcome.ANSWERED and carrier is not None:
             metrics.SIP_RESPONSES.labels(carrier, metrics.sip_code_label(sip_code)).inc()
         log.info("attempt final", extra={
-            "attempt_id": str(attempt_id), "campaign_id": str(row["campaign_id"]),
+            "attempt_id": str(attempt_id), "campaign_id": campaign,
             "outcome": outcome.value, "sip_code": sip_code, "disposition": disposition,
             "next_action": decision.action.value})
         self.wake.set()
@@ -334,30 +381,29 @@ class Engine:
     async def test_call(self, bot: str, to: str, caller_id: str, carrier: str,
                         ring_timeout: float) -> tuple[uuid.UUID, TrackedCall]:
         """Place one call outside any campaign (`dialler test-call`): recorded in the bot's
-        test-call campaign, a bot slot reserved like any dial. Raises `TestCallRefused`."""
+        test-call campaign, a bot slot reserved like any dial. Raises `UnknownBot`,
+        `TestCallInProgress`, `NoFreeWorker` or `DiallingUnavailable`."""
         tracker = self.tracker()
         if tracker is None:
-            raise TestCallRefused(503, "AMI is down: nothing can be dialled")
+            raise DiallingUnavailable()
         attempt_id = uuid.uuid4()
         deadline = ring_timeout + self.config.scheduler.dial_margin
         async with self.pool.acquire() as conn, conn.transaction():
-            bot_row = await conn.fetchrow(T["bot_by_name"], bot)
-            if bot_row is None:
-                raise TestCallRefused(404, f"no bot named {bot!r}", "bot")
-            campaign_id = await conn.fetchval(T["test_campaign"], f"test-call: {bot}",
-                                              bot_row["id"], int(ring_timeout * 1000))
-            contact_id = await conn.fetchval(T["test_contact"], campaign_id, to,
-                                             self.daemon_id, deadline)
+            bot_id = await testcall.bot_id(conn, bot)
+            if bot_id is None:
+                raise UnknownBot(bot)
+            campaign_id = await testcall.test_campaign(conn, f"test-call: {bot}", bot_id,
+                                                       ring_timeout)
+            contact_id = await testcall.test_contact(conn, campaign_id, to, self.daemon_id,
+                                                     deadline)
             if contact_id is None:
-                raise TestCallRefused(409, "a test call to this number is in progress", "to")
-            await conn.execute(F["lock_fleet"])
-            fleet = [(r["name"], r["free"]) for r in await conn.fetch(
-                F["fleet_free"], self.config.fleet.heartbeat_timeout)]
-            if not fleet:
-                raise TestCallRefused(503, "no bot worker has a free slot")
-            await conn.execute(T["test_attempt"], attempt_id, contact_id, campaign_id,
-                               caller_id, carrier, tracker.ami.name, self.daemon_id, deadline)
-            await conn.execute(F["reserve_slots"], [attempt_id], deal_workers(fleet, 1))
+                raise TestCallInProgress()
+            workers = await self._free_workers(conn)
+            if not workers:
+                raise NoFreeWorker()
+            await testcall.test_attempt(conn, attempt_id, contact_id, campaign_id, caller_id,
+                                        carrier, tracker.ami.name, self.daemon_id, deadline)
+            await fleet.reserve_slots(conn, [attempt_id], deal_workers(_slots(workers), 1))
         endpoint = self.config.carrier(carrier).endpoint
         try:
             call = await tracker.dial(OriginateRequest(
@@ -366,20 +412,28 @@ class Engine:
                 ring_timeout=ring_timeout))
         except AmiUnavailable:
             async with self.pool.acquire() as conn:
-                await conn.execute(Q["unclaim"], attempt_id)
-            raise TestCallRefused(503, "AMI is down: nothing can be dialled") from None
-        self._follow(attempt_id, call)
+                await store.unclaim(conn, attempt_id)
+            raise DiallingUnavailable() from None
+        self.follow(attempt_id, call)
         return attempt_id, call
 
     async def drain(self, timeout: float) -> int:
         """Stop claiming and wait for live calls to finish (up to `timeout` s); returns how
         many were still live."""
         self.draining = True
+        self.wake.set()
         if self.live:
             await asyncio.wait(list(self.live.values()), timeout=timeout)
         return len(self.live)
 
+    async def abandon(self) -> None:
+        """At exit: stop following the calls still live (the next start reconciles them) and
+        the background writes, and wait until their tasks are done."""
+        tasks = [*self.live.values(), *self._background]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
-def _log_failure(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("background write failed", exc_info=task.exception())
+
+def _slots(workers: Sequence[WorkerFree]) -> list[tuple[str, int]]:
+    return [(w.name, w.free) for w in workers]

@@ -3,7 +3,9 @@ reconciled with Asterisk before anything is re-dialled.
 
 - channel still alive → keep it (extend the deadline; adopt it if its daemon is dead);
 - channel gone → the result was missed: finalise with disposition `timeout` (outcome
-  `answered` if it had been answered, else `no_answer` with no SIP code) and apply the rules.
+  `answered` if it had been answered, else `no_answer` with no SIP code) and apply the rules —
+  unless this daemon saw the call end but could not write it (the database was away): then the
+  end it kept (`Engine.unsettled`) is written instead.
 
 Nothing is decided while an Asterisk's AMI is down: an attempt is never guessed about.
 """
@@ -12,29 +14,31 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from ..ami.calls import CallTracker
 from ..domain.outcomes import DialResult, Outcome
-from .engine import Engine, Q
+from ..domain.states import Disposition
+from ..store import engine as store
+from ..store.engine import StaleAttempt
+from .engine import Engine
+
+__all__ = ["Recovery"]
 
 log = logging.getLogger(__name__)
+ANSWERED_STATE = "6"  # AMI ChannelState "Up"
 
 
 class Recovery:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.recovered = 0
-        self.adopted = 0
 
     async def run_once(self) -> int:
         """Reconcile every stale open attempt; returns how many were finalised."""
         sched = self.engine.config.scheduler
         async with self.engine.pool.acquire() as conn:
-            rows = await conn.fetch(Q["stale_attempts"], 3 * sched.heartbeat_interval)
+            rows = await store.stale_attempts(conn, 3 * sched.heartbeat_interval)
         if not rows:
             return 0
         alive_by_pbx: dict[str, dict[str, str]] = {}
@@ -50,27 +54,26 @@ class Recovery:
             finalised += await self._reconcile(row, alive_by_pbx)
         return finalised
 
-    async def _reconcile(self, row: Mapping[str, Any],
+    async def _reconcile(self, row: StaleAttempt,
                          alive_by_pbx: Mapping[str, Mapping[str, str]]) -> int:
-        pbx = row["asterisk"]
+        pbx = row.asterisk or ""
         tracker = self.engine.trackers.get(pbx)
         alive = alive_by_pbx.get(pbx)
         if tracker is None or alive is None:
             return 0  # that Asterisk is unreachable (or unknown here): decide nothing
-        attempt_id: uuid.UUID = row["id"]
+        attempt_id = row.id
         key = str(attempt_id)
         sched = self.engine.config.scheduler
         now = datetime.now(UTC)
         if key in alive:
-            ours = row["daemon_id"] == self.engine.daemon_id and key in tracker.calls
-            extend = sched.max_call_length if alive[key] == "6" else sched.dial_margin
+            ours = row.daemon_id == self.engine.daemon_id and key in tracker.calls
+            extend = sched.max_call_length if alive[key] == ANSWERED_STATE else sched.dial_margin
             async with self.engine.pool.acquire() as conn:
                 if ours:
-                    await conn.execute(Q["extend_deadline"], attempt_id,
-                                       now + timedelta(seconds=extend))
+                    await store.extend_deadline(conn, attempt_id, now + timedelta(seconds=extend))
                 else:
-                    await conn.execute(Q["adopt_attempt"], attempt_id, self.engine.daemon_id,
-                                       now + timedelta(seconds=extend))
+                    await store.adopt_attempt(conn, attempt_id, self.engine.daemon_id,
+                                              now + timedelta(seconds=extend))
             if not ours:
                 self._adopt(tracker, row, alive[key])
             return 0
@@ -79,7 +82,13 @@ class Recovery:
         if call is not None and call.ended_at is not None:
             return 0  # its result is being decided right now
         tracker.forget(key)
-        answered_at, ended_at = row["answered_at"], row["ended_at"]
+        kept = self.engine.unsettled.pop(attempt_id, None)
+        if kept is not None:
+            # This daemon saw the end but could not write it: write what it saw.
+            decided = await self.engine.settle_end(attempt_id, kept)
+            log.warning("call end written late by recovery", extra={"attempt_id": key})
+            return int(decided is not None)
+        answered_at, ended_at = row.answered_at, row.ended_at
         result = DialResult(
             Outcome.ANSWERED if answered_at else Outcome.NO_ANSWER,
             200 if answered_at else None,
@@ -87,19 +96,19 @@ class Recovery:
             # A wrapping call ended at a known time (its bot's result never came).
             ended_at=ended_at.timestamp() if ended_at else time.time(),
             reason="stale: channel gone")
-        decision = await self.engine.finalise(attempt_id, result, disposition="timeout")
-        if decision is not None:
-            self.recovered += 1
-            log.warning("stale attempt finalised as timeout", extra={
-                "attempt_id": key, "campaign_id": str(row["campaign_id"])})
-            return 1
-        return 0
+        decision = await self.engine.finalise(attempt_id, result,
+                                              disposition=Disposition.TIMEOUT)
+        if decision is None:
+            return 0
+        log.warning("stale attempt finalised as timeout", extra={
+            "attempt_id": key, "campaign_id": str(row.campaign_id)})
+        return 1
 
-    def _adopt(self, tracker: CallTracker, row: Mapping[str, Any], state: str) -> None:
-        dialled = row["dialled_at"]
-        call = tracker.adopt(str(row["id"]), ring_timeout=row["ring_timeout_ms"] / 1000.0,
+    def _adopt(self, tracker: CallTracker, row: StaleAttempt, state: str) -> None:
+        dialled = row.dialled_at
+        call = tracker.adopt(str(row.id), ring_timeout=row.ring_timeout_ms / 1000.0,
                              sent_at=dialled.timestamp() if dialled else time.time(),
                              channel_state=state)
-        self.engine._follow(row["id"], call)
-        self.adopted += 1
-        log.info("adopted a live call of a stopped daemon", extra={"attempt_id": str(row["id"])})
+        self.engine.follow(row.id, call)
+        log.info("adopted a live call of a stopped daemon", extra={"attempt_id": str(row.id)})
+

@@ -16,18 +16,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
-from typing import Any
 
 from panoramisk.fast_agi import Request
 
 from .. import metrics
 from ..config import Config
-from ..store.queries import load
+from ..store import fleet
+from ..store.conn import Connection, Pool
+
+__all__ = ["AttachServer", "port_open"]
 
 log = logging.getLogger(__name__)
-F = load("fleet.sql")
 HEADER_LIMIT = 16 * 1024
 PROBE_TIMEOUT = 0.3
 
@@ -45,11 +45,10 @@ async def port_open(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> boo
 
 
 class AttachServer:
-    def __init__(self, config: Config, pool: Any) -> None:
+    def __init__(self, config: Config, pool: Pool) -> None:
         self.config = config
         self.pool = pool
         self.server: asyncio.Server | None = None
-        self.latencies: list[float] = []  # seconds spent deciding, for the metrics later
 
     async def start(self, host: str, port: int) -> None:
         self.server = await asyncio.start_server(self.handle, host, port)
@@ -78,7 +77,6 @@ class AttachServer:
             writer.close()
 
     async def _attach(self, request: Request, uniqueid: str) -> None:
-        started = time.monotonic()
         try:
             attempt_id = uuid.UUID(uniqueid)
         except ValueError:
@@ -89,10 +87,9 @@ class AttachServer:
         else:
             await request.send_command(f'SET VARIABLE DIALLER_WORKER "{address}"')
             await request.send_command('SET VARIABLE DIALLER_ATTACH "ok"')
-        self.latencies.append(time.monotonic() - started)
 
-    async def _attached(self, conn: Any, attempt_id: uuid.UUID) -> None:
-        waited = await conn.fetchval(F["mark_attached"], attempt_id)
+    async def _attached(self, conn: Connection, attempt_id: uuid.UUID) -> None:
+        waited = await fleet.mark_attached(conn, attempt_id)
         if waited is not None:
             metrics.ANSWER_TO_ATTACH.observe(max(0.0, waited))
 
@@ -100,28 +97,30 @@ class AttachServer:
         """The worker address for this answered call, or None (abandoned)."""
         timeout = self.config.fleet.heartbeat_timeout
         async with self.pool.acquire() as conn:
-            slot = await conn.fetchrow(F["slot_of_attempt"], attempt_id, timeout)
-            if slot is not None and slot["enabled"] and slot["alive"] and \
-                    await port_open(slot["host"], slot["port"]):
+            slot = await fleet.slot_of_attempt(conn, attempt_id, timeout)
+            if slot is not None and slot.enabled and slot.alive and \
+                    await port_open(slot.host, slot.port):
                 await self._attached(conn, attempt_id)
-                return f"{slot['host']}:{slot['port']}"
-            reserved = slot["worker"] if slot is not None else ""
+                return f"{slot.host}:{slot.port}"
+            reserved = slot.worker if slot is not None else ""
             async with conn.transaction():
-                await conn.execute(F["lock_fleet"])
-                for other in await conn.fetch(F["other_free_workers"], reserved, timeout):
-                    if await port_open(other["host"], other["port"]):
+                # The same "lock the fleet, then count" as a claim: the slot taken here is
+                # free for the rest of this transaction.
+                others = [w for w in await fleet.locked_fleet_free(conn, timeout)
+                          if w.name != reserved]
+                for other in others:
+                    if await port_open(other.host, other.port):
                         if slot is None:
-                            await conn.execute(F["reserve_slots"], [attempt_id],
-                                               [other["name"]])
+                            await fleet.reserve_slots(conn, [attempt_id], [other.name])
                         else:
-                            await conn.execute(F["move_slot"], attempt_id, other["name"])
+                            await fleet.move_slot(conn, attempt_id, other.name)
                         await self._attached(conn, attempt_id)
                         log.warning("reserved worker unavailable; call moved", extra={
-                            "attempt_id": str(attempt_id), "worker": other["name"]})
-                        return f"{other['host']}:{other['port']}"
-                campaign = await conn.fetchval(F["mark_abandoned"], attempt_id,
-                                               "no worker could take the call (reserved: "
-                                               f"{reserved or '-'})")
+                            "attempt_id": str(attempt_id), "worker": other.name})
+                        return f"{other.host}:{other.port}"
+                campaign = await fleet.mark_abandoned(
+                    conn, attempt_id,
+                    f"no worker could take the call (reserved: {reserved or '-'})")
                 if campaign is not None:
                     metrics.CALLS_ABANDONED.labels(str(campaign)).inc()
         log.warning("answered call abandoned: no worker", extra={"attempt_id": str(attempt_id)})

@@ -7,7 +7,8 @@ It listens for Asterisk's AudioSocket connections and, for every answered call:
    silence, while recording everything it receives;
 4. hangs up after the talk time (or stops when Asterisk hangs up or closes the socket);
 5. scores how clearly its own greeting came back (the lab carrier echoes media), writes the
-   recording as a WAV file if asked, and posts the result (`POST /v1/calls/{id}/result`).
+   recording as a WAV file if asked, and posts the result (`POST /v1/calls/{id}/result`):
+   the disposition, the frame counts as numbers (`audio`) and a summary for people (`notes`).
 
 It registers with the daemon at start (`POST /v1/workers`) and heart-beats
 (`POST /v1/workers/{name}/heartbeat`); a daemon that is down or restarting never stops it: it
@@ -61,8 +62,8 @@ class WorkerSettings:
     """What `dialler worker` configures; the defaults are the command's."""
 
     name: str = "ref-worker"
-    host: str = "127.0.0.1"           # AudioSocket listen address
-    port: int = 57000                 # 0: any free port (see `ReferenceWorker.port`)
+    host: str = "127.0.0.1"  # AudioSocket listen address
+    port: int = 57000  # 0: any free port (see `ReferenceWorker.port`)
     advertise_host: str | None = None  # registered address; None: `host`
     capacity: int = 10
     daemon_url: str = "http://127.0.0.1:8080"
@@ -73,15 +74,16 @@ class WorkerSettings:
     record_dir: Path | None = None
     heartbeat_interval: float = 5.0
     http_timeout: float = 5.0
-    retry_initial: float = 0.5        # backoff of registration and result posting
+    retry_initial: float = 0.5  # backoff of registration and result posting
     retry_max: float = 10.0
     result_attempts: int = 4
-    uuid_timeout: float = 5.0         # a connection must name its call within this
+    uuid_timeout: float = 5.0  # a connection must name its call within this
 
 
 @dataclass(slots=True)
 class CallStats:
-    """What happened on one call, kept for tests and summarised in the result's notes."""
+    """What happened on one call, kept for tests and reported in the result (`audio`, and a
+    summary in `notes`)."""
 
     attempt_id: str
     started_at: datetime
@@ -101,15 +103,22 @@ class CallStats:
     result_posted: bool = False
 
     def notes(self) -> str:
+        """The result's `notes`: free text for people (the daemon stores it, never parses it;
+        the frame counts travel as numbers in `audio`)."""
         # Variable names (never their values: they may be personal data) and the unresolved
         # placeholders show what context the bot worked with.
         context = self.context or {}
         names = ",".join(sorted(context.get("variables") or {})) or "none"
         unresolved = ",".join(context.get("unresolved") or []) or "none"
-        return (f"reference worker: frames sent {self.frames_sent}, received "
-                f"{self.frames_received}; greeting score {self.greeting_score:.2f}; "
-                f"ended by {self.ended_by}; talk {self.duration:.1f}s; "
-                f"variables {names}; unresolved {unresolved}")
+        return (
+            f"reference worker: greeting score {self.greeting_score:.2f}; "
+            f"ended by {self.ended_by}; talk {self.duration:.1f}s; "
+            f"variables {names}; unresolved {unresolved}"
+        )
+
+    def audio(self) -> dict[str, int]:
+        """The result's `audio`: AudioSocket audio frames sent and received."""
+        return {"frames_sent": self.frames_sent, "frames_received": self.frames_received}
 
 
 class ControlError(OperationalError):
@@ -141,8 +150,9 @@ class ControlClient:
 
     async def register(self, name: str, host: str, port: int, capacity: int) -> Any:
         """`POST /v1/workers`; returns the daemon's answer (JSON) if any."""
-        return await self._request("POST", "/v1/workers", {
-            "name": name, "host": host, "port": port, "capacity": capacity})
+        return await self._request(
+            "POST", "/v1/workers", {"name": name, "host": host, "port": port, "capacity": capacity}
+        )
 
     async def heartbeat(self, name: str) -> None:
         """`POST /v1/workers/{name}/heartbeat`; a 404 means: register again."""
@@ -156,7 +166,7 @@ class ControlClient:
         return body
 
     async def post_result(self, attempt_id: str, result: dict[str, Any]) -> None:
-        """`POST /v1/calls/{attempt_id}/result` with disposition, callback_at, notes."""
+        """`POST /v1/calls/{attempt_id}/result` with disposition, callback_at, notes, audio."""
         await self._request("POST", f"/v1/calls/{quote(attempt_id, safe='')}/result", result)
 
     def _session_now(self) -> aiohttp.ClientSession:
@@ -170,17 +180,22 @@ class ControlClient:
         try:
             async with self._session_now().request(method, url, json=body) as response:
                 if response.status >= 400:
-                    raise ControlError(f"{method} {path}: HTTP {response.status}"
-                                       f"{await _error_message(response)}", response.status)
+                    raise ControlError(
+                        f"{method} {path}: HTTP {response.status}{await _error_message(response)}",
+                        response.status,
+                    )
                 if response.status == 204 or response.content_length == 0:
                     return None
                 return await response.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ControlError(f"{method} {path}: cannot reach the daemon at {self.base_url} "
-                               f"({type(exc).__name__}: {exc})") from None
+            raise ControlError(
+                f"{method} {path}: cannot reach the daemon at {self.base_url} "
+                f"({type(exc).__name__}: {exc})"
+            ) from None
         except ValueError:
-            raise ControlError(f"{method} {path}: the daemon's answer is not valid JSON",
-                               502) from None
+            raise ControlError(
+                f"{method} {path}: the daemon's answer is not valid JSON", 502
+            ) from None
 
 
 async def _error_message(response: aiohttp.ClientResponse) -> str:
@@ -209,8 +224,9 @@ class ReferenceWorker:
 
     def __init__(self, settings: WorkerSettings, control: ControlClient | None = None) -> None:
         self.settings = settings
-        self.control = control or ControlClient(settings.daemon_url, settings.token,
-                                                settings.http_timeout)
+        self.control = control or ControlClient(
+            settings.daemon_url, settings.token, settings.http_timeout
+        )
         self.active_calls = 0
         self.calls_handled = 0
         self.calls_refused = 0
@@ -242,16 +258,23 @@ class ReferenceWorker:
         """
         try:
             self._server = await asyncio.start_server(
-                self._on_connection, self.settings.host, self.settings.port)
+                self._on_connection, self.settings.host, self.settings.port
+            )
         except OSError as exc:
-            raise OperationalError(f"cannot listen on {self.settings.host}:"
-                                   f"{self.settings.port}: {exc.strerror or exc}") from None
+            raise OperationalError(
+                f"cannot listen on {self.settings.host}:{self.settings.port}: {exc.strerror or exc}"
+            ) from None
         self._port = self._server.sockets[0].getsockname()[1]
         self._accepting = True
         self._control_task = asyncio.create_task(self._control_loop(), name="registration")
-        log.info("reference worker listening", extra={
-            "worker": self.settings.name, "address": f"{self.settings.host}:{self._port}",
-            "capacity": self.settings.capacity})
+        log.info(
+            "reference worker listening",
+            extra={
+                "worker": self.settings.name,
+                "address": f"{self.settings.host}:{self._port}",
+                "capacity": self.settings.capacity,
+            },
+        )
 
     async def stop(self, drain_timeout: float | None = None) -> None:
         """Stop accepting calls; wait up to `drain_timeout` seconds (None: no limit) for live
@@ -284,23 +307,31 @@ class ReferenceWorker:
         while True:
             if not self.registered:
                 try:
-                    answer = await self.control.register(settings.name, host, self._port,
-                                                         settings.capacity)
+                    answer = await self.control.register(
+                        settings.name, host, self._port, settings.capacity
+                    )
                 except ControlError as exc:
                     # Unreachable: a warning once. Refused (a wrong token, say): an error
                     # once; retried all the same, the daemon's side may be fixed meanwhile.
                     level = logging.WARNING if exc.retryable else logging.ERROR
-                    log.log(logging.DEBUG if down_logged else level,
-                            "cannot register with the daemon; retrying",
-                            extra={"worker": settings.name, "error": str(exc),
-                                   "retry_in": round(delay, 2)})
+                    log.log(
+                        logging.DEBUG if down_logged else level,
+                        "cannot register with the daemon; retrying",
+                        extra={
+                            "worker": settings.name,
+                            "error": str(exc),
+                            "retry_in": round(delay, 2),
+                        },
+                    )
                     down_logged = True
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, settings.retry_max)
                     continue
                 self.registered, down_logged, delay = True, False, settings.retry_initial
-                log.info("registered with the daemon", extra={
-                    "worker": settings.name, "daemon": self.control.base_url})
+                log.info(
+                    "registered with the daemon",
+                    extra={"worker": settings.name, "daemon": self.control.base_url},
+                )
                 self._check_heartbeat_timeout(answer)
             await asyncio.sleep(settings.heartbeat_interval)
             down_logged = await self._heartbeat(down_logged)
@@ -310,22 +341,30 @@ class ReferenceWorker:
         interval leaves no room for one lost heartbeat."""
         timeout = answer.get("heartbeat_timeout") if isinstance(answer, dict) else None
         if isinstance(timeout, int | float) and self.settings.heartbeat_interval * 2 > timeout:
-            log.warning("heartbeat interval too long for the daemon's heartbeat timeout", extra={
-                "worker": self.settings.name, "interval": self.settings.heartbeat_interval,
-                "heartbeat_timeout": timeout})
+            log.warning(
+                "heartbeat interval too long for the daemon's heartbeat timeout",
+                extra={
+                    "worker": self.settings.name,
+                    "interval": self.settings.heartbeat_interval,
+                    "heartbeat_timeout": timeout,
+                },
+            )
 
     async def _heartbeat(self, down_logged: bool) -> bool:
         try:
             await self.control.heartbeat(self.settings.name)
         except ControlError as exc:
             if exc.status == 404:  # the daemon forgot us (its database was reset): register
-                log.warning("the daemon does not know this worker; registering again",
-                            extra={"worker": self.settings.name})
+                log.warning(
+                    "the daemon does not know this worker; registering again",
+                    extra={"worker": self.settings.name},
+                )
                 self.registered = False
                 return False
             if not down_logged:
-                log.warning("heartbeat failed", extra={"worker": self.settings.name,
-                                                       "error": str(exc)})
+                log.warning(
+                    "heartbeat failed", extra={"worker": self.settings.name, "error": str(exc)}
+                )
             return True
         if down_logged:
             log.info("heartbeats reach the daemon again", extra={"worker": self.settings.name})
@@ -334,8 +373,9 @@ class ReferenceWorker:
 
     # --- calls -----------------------------------------------------------------------------
 
-    async def _on_connection(self, reader: asyncio.StreamReader,
-                             writer: asyncio.StreamWriter) -> None:
+    async def _on_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         task = asyncio.current_task()
         if task is not None:
             self._connections.add(task)
@@ -348,27 +388,37 @@ class ReferenceWorker:
             if task is not None:
                 self._connections.discard(task)
 
-    async def _serve_connection(self, reader: asyncio.StreamReader,
-                                writer: asyncio.StreamWriter) -> None:
+    async def _serve_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         try:
             first = await asyncio.wait_for(read_frame(reader), self.settings.uuid_timeout)
         except (AudioSocketError, TimeoutError, OSError) as exc:
-            log.warning("AudioSocket connection dropped before its call id",
-                        extra={"error": str(exc) or type(exc).__name__})
+            log.warning(
+                "AudioSocket connection dropped before its call id",
+                extra={"error": str(exc) or type(exc).__name__},
+            )
             return
         if first is None:  # the daemon's attach route probes the port this way
             log.debug("connection closed without a call (a probe)")
             return
         if first.kind is not Kind.UUID:
-            log.warning("AudioSocket connection did not start with the call id",
-                        extra={"kind": first.kind.name.lower()})
+            log.warning(
+                "AudioSocket connection did not start with the call id",
+                extra={"kind": first.kind.name.lower()},
+            )
             return
         attempt_id = str(first.call_id)
         if not self._accepting or self.active_calls >= self.settings.capacity:
             self.calls_refused += 1
-            log.warning("call refused: worker at capacity or stopping", extra={
-                "attempt_id": attempt_id, "active": self.active_calls,
-                "capacity": self.settings.capacity})
+            log.warning(
+                "call refused: worker at capacity or stopping",
+                extra={
+                    "attempt_id": attempt_id,
+                    "active": self.active_calls,
+                    "capacity": self.settings.capacity,
+                },
+            )
             with contextlib.suppress(OSError):
                 writer.write(hangup())
             return
@@ -382,26 +432,40 @@ class ReferenceWorker:
             await _close(writer)
         await self._wrap_up(stats, recording)
 
-    async def _converse(self, stats: CallStats, reader: asyncio.StreamReader,
-                        writer: asyncio.StreamWriter, recording: bytearray) -> None:
+    async def _converse(
+        self,
+        stats: CallStats,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        recording: bytearray,
+    ) -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + self.settings.talk_time
-        listener = asyncio.create_task(self._listen(reader, stats, recording),
-                                       name=f"listen-{stats.attempt_id}")
+        listener = asyncio.create_task(
+            self._listen(reader, stats, recording), name=f"listen-{stats.attempt_id}"
+        )
         # Record from the first moment, while the context is fetched.
-        fetch = asyncio.create_task(self._fetch_context(stats.attempt_id),
-                                    name=f"context-{stats.attempt_id}")
+        fetch = asyncio.create_task(
+            self._fetch_context(stats.attempt_id), name=f"context-{stats.attempt_id}"
+        )
         player: asyncio.Task[str] | None = None
         try:
-            await asyncio.wait({fetch, listener}, return_when=asyncio.FIRST_COMPLETED,
-                               timeout=max(0.0, deadline - loop.time()))
+            await asyncio.wait(
+                {fetch, listener},
+                return_when=asyncio.FIRST_COMPLETED,
+                timeout=max(0.0, deadline - loop.time()),
+            )
             if fetch.done() and not listener.done():
                 stats.context = fetch.result()
-                player = asyncio.create_task(self._play(writer, stats, deadline),
-                                             name=f"play-{stats.attempt_id}")
-                await asyncio.wait({listener, player}, return_when=asyncio.FIRST_COMPLETED,
-                                   timeout=max(0.0, deadline - loop.time()) + STUCK_GRACE)
+                player = asyncio.create_task(
+                    self._play(writer, stats, deadline), name=f"play-{stats.attempt_id}"
+                )
+                await asyncio.wait(
+                    {listener, player},
+                    return_when=asyncio.FIRST_COMPLETED,
+                    timeout=max(0.0, deadline - loop.time()) + STUCK_GRACE,
+                )
         finally:
             tasks = [task for task in (listener, fetch, player) if task is not None]
             for task in tasks:
@@ -419,19 +483,25 @@ class ReferenceWorker:
         except ControlError as exc:
             # A bot needs its prompt; the reference worker greets anyway, so that the audio
             # path is still proved, and the result still reaches the daemon if it can.
-            log.warning("cannot fetch the call context; greeting anyway",
-                        extra={"attempt_id": attempt_id, "error": str(exc)})
+            log.warning(
+                "cannot fetch the call context; greeting anyway",
+                extra={"attempt_id": attempt_id, "error": str(exc)},
+            )
             return None
         bot = context.get("bot")
         unresolved = context.get("unresolved")
-        log.info("call context", extra={
-            "attempt_id": attempt_id, "campaign_id": str(context.get("campaign_id", "")),
-            "bot": str(bot.get("name", "")) if isinstance(bot, dict) else "",
-            "unresolved": len(unresolved) if isinstance(unresolved, list) else 0})
+        log.info(
+            "call context",
+            extra={
+                "attempt_id": attempt_id,
+                "campaign_id": str(context.get("campaign_id", "")),
+                "bot": str(bot.get("name", "")) if isinstance(bot, dict) else "",
+                "unresolved": len(unresolved) if isinstance(unresolved, list) else 0,
+            },
+        )
         return context
 
-    async def _play(self, writer: asyncio.StreamWriter, stats: CallStats,
-                    deadline: float) -> str:
+    async def _play(self, writer: asyncio.StreamWriter, stats: CallStats, deadline: float) -> str:
         """Send the greeting then silence, one frame every 20 ms until `deadline`.
 
         Frame k is due at start + k × 20 ms on the loop's monotonic clock, so the pace does not
@@ -455,15 +525,18 @@ class ReferenceWorker:
             await writer.drain()
         return "talk_time"
 
-    async def _listen(self, reader: asyncio.StreamReader, stats: CallStats,
-                      recording: bytearray) -> str:
+    async def _listen(
+        self, reader: asyncio.StreamReader, stats: CallStats, recording: bytearray
+    ) -> str:
         """Record what Asterisk sends until it hangs up; returns how the call ended."""
         while True:
             try:
                 frame = await read_frame(reader)
             except AudioSocketError as exc:
-                log.warning("AudioSocket protocol error", extra={
-                    "attempt_id": stats.attempt_id, "error": str(exc)})
+                log.warning(
+                    "AudioSocket protocol error",
+                    extra={"attempt_id": stats.attempt_id, "error": str(exc)},
+                )
                 return "protocol_error"
             except OSError:
                 return "connection_lost"
@@ -477,34 +550,48 @@ class ReferenceWorker:
             elif frame.kind is Kind.HANGUP:
                 return "hangup"
             elif frame.kind is Kind.ERROR:
-                log.warning("Asterisk reported an AudioSocket error", extra={
-                    "attempt_id": stats.attempt_id, "code": frame.error_code})
+                log.warning(
+                    "Asterisk reported an AudioSocket error",
+                    extra={"attempt_id": stats.attempt_id, "code": frame.error_code},
+                )
                 return "error"
             elif frame.kind is Kind.DTMF:
                 stats.dtmf_digits += 1  # counted, never logged: callers type card numbers
             else:
-                log.warning("unexpected AudioSocket message ignored", extra={
-                    "attempt_id": stats.attempt_id, "kind": frame.kind.name.lower()})
+                log.warning(
+                    "unexpected AudioSocket message ignored",
+                    extra={"attempt_id": stats.attempt_id, "kind": frame.kind.name.lower()},
+                )
 
     async def _wrap_up(self, stats: CallStats, recording: bytearray) -> None:
         audio_bytes = bytes(recording)
         stats.greeting_score = await asyncio.to_thread(detect_greeting, audio_bytes)
         if self.settings.record_dir is not None:
             stats.record_path = await asyncio.to_thread(
-                _write_wav, self.settings.record_dir, stats.attempt_id, audio_bytes)
+                _write_wav, self.settings.record_dir, stats.attempt_id, audio_bytes
+            )
         stats.result = self._result(stats)
         stats.result_posted = await self._post_result(stats.attempt_id, stats.result)
         self.calls_handled += 1
         self.last_call = stats
-        log.info("call ended", extra={
-            "attempt_id": stats.attempt_id, "ended_by": stats.ended_by,
-            "frames_sent": stats.frames_sent, "frames_received": stats.frames_received,
-            "greeting_score": round(stats.greeting_score, 3),
-            "result_posted": stats.result_posted})
+        log.info(
+            "call ended",
+            extra={
+                "attempt_id": stats.attempt_id,
+                "ended_by": stats.ended_by,
+                "frames_sent": stats.frames_sent,
+                "frames_received": stats.frames_received,
+                "greeting_score": round(stats.greeting_score, 3),
+                "result_posted": stats.result_posted,
+            },
+        )
 
     def _result(self, stats: CallStats) -> dict[str, Any]:
-        result: dict[str, Any] = {"disposition": self.settings.disposition,
-                                  "notes": stats.notes()}
+        result: dict[str, Any] = {
+            "disposition": self.settings.disposition,
+            "notes": stats.notes(),
+            "audio": stats.audio(),
+        }
         if self.settings.callback_in is not None:
             callback_at = datetime.now(UTC) + timedelta(seconds=self.settings.callback_in)
             result["callback_at"] = rfc3339(callback_at)
@@ -518,10 +605,11 @@ class ReferenceWorker:
                 return True
             except ControlError as exc:
                 last = attempt == self.settings.result_attempts or not exc.retryable
-                log.log(logging.ERROR if last else logging.WARNING,
-                        "result not posted" + ("" if last else "; retrying"),
-                        extra={"attempt_id": attempt_id, "error": str(exc),
-                               "attempt": attempt})
+                log.log(
+                    logging.ERROR if last else logging.WARNING,
+                    "result not posted" + ("" if last else "; retrying"),
+                    extra={"attempt_id": attempt_id, "error": str(exc), "attempt": attempt},
+                )
                 if last:
                     return False
             await asyncio.sleep(delay)
@@ -548,8 +636,10 @@ def _write_wav(directory: Path, attempt_id: str, pcm: bytes) -> Path | None:
             out.setframerate(SAMPLE_RATE)
             out.writeframes(pcm)
     except OSError as exc:
-        log.warning("cannot write the recording", extra={
-            "attempt_id": attempt_id, "path": str(path), "error": exc.strerror or str(exc)})
+        log.warning(
+            "cannot write the recording",
+            extra={"attempt_id": attempt_id, "path": str(path), "error": exc.strerror or str(exc)},
+        )
         return None
     return path
 

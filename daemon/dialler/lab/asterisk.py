@@ -8,7 +8,6 @@ anything to unmount.
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -229,9 +228,3 @@ def _run(cmd: list[str], log: Path | None) -> None:
     if proc.returncode != 0:
         raise LabError(f"{' '.join(cmd)} failed (exit {proc.returncode}): {out.strip()[-500:]}")
 
-
-def chown_tree(path: Path, uid: int, gid: int) -> None:
-    for dirpath, _dirs, files in os.walk(path):
-        os.chown(dirpath, uid, gid)
-        for name in files:
-            os.chown(os.path.join(dirpath, name), uid, gid)

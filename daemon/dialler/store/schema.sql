@@ -220,6 +220,10 @@ CREATE TABLE attempts (
     finalised_at timestamptz,
     -- When the answered call was handed to its worker (0002): answer-to-attach latency.
     attached_at timestamptz,
+    -- Audio frames the worker sent to and received from the call, as its result reported
+    -- them (0003); NULL when it reported none.
+    audio_frames_sent integer CHECK (audio_frames_sent >= 0),
+    audio_frames_received integer CHECK (audio_frames_received >= 0),
     -- Never dial a contact twice under one attempt number, whichever daemon tries.
     UNIQUE (contact_id, attempt_number),
     -- A final attempt is complete: it has its result and its decision; an open one has none.

@@ -161,3 +161,10 @@ WHERE c.state IN ('running', 'paused') AND c.cancelled_at IS NULL
   AND NOT EXISTS (SELECT 1 FROM campaign_numbers cn JOIN numbers n ON n.number = cn.number
                   WHERE cn.campaign_id = c.id AND n.enabled)
 ORDER BY c.name;
+
+-- name: campaign_id
+-- A campaign reference given as a UUID (commands accept an id or a name).
+SELECT id FROM campaigns WHERE id = $1;
+
+-- name: campaign_id_by_name
+SELECT id FROM campaigns WHERE name = $1;

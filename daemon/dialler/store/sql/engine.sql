@@ -9,6 +9,19 @@ UPDATE daemons SET heartbeat_at = now() WHERE id = $1
 -- name: unregister_daemon
 DELETE FROM daemons WHERE id = $1
 
+-- name: daemons_of_host
+-- At start: this host's registered daemons, to find those whose process is gone.
+SELECT id, pid FROM daemons WHERE hostname = $1
+
+-- name: mark_daemon_dead
+-- A daemon of this host whose process is gone (a crash, kill -9) is dead now, not after its
+-- heartbeat ages: stale recovery reconciles its calls at once.
+UPDATE daemons SET heartbeat_at = '-infinity' WHERE id = $1
+
+-- name: schema_versions
+-- The applied migrations (the table is missing on a database never migrated).
+SELECT version FROM schema_migrations
+
 -- name: running_campaigns
 -- Everything the pacer needs per running campaign, in one round trip per tick.
 SELECT c.id, c.name, c.concurrency, c.window_start, c.window_end, c.window_days, c.timezone,
@@ -162,8 +175,16 @@ WITH a AS (
 )
 UPDATE contacts c SET state = 'wrapping' FROM a WHERE c.id = a.contact_id
 
+-- name: attempt_exists
+-- Tells "already final" from "unknown" when lock_open_attempt finds no open attempt.
+SELECT EXISTS (SELECT 1 FROM attempts WHERE id = $1)
+
 -- name: store_result
-UPDATE attempts SET disposition = $2, callback_at = $3, notes = $4 WHERE id = $1
+-- The worker's result; the audio frame counts are NULL when it reported none.
+UPDATE attempts
+SET disposition = $2, callback_at = $3, notes = $4, audio_frames_sent = $5,
+    audio_frames_received = $6
+WHERE id = $1
 
 -- name: complete_finished_campaigns
 -- A running (or cancelled) campaign that is not always-on and has no waiting or in-flight
@@ -198,8 +219,3 @@ UPDATE attempts SET daemon_id = $2, deadline_at = $3 WHERE id = $1 AND state <> 
 
 -- name: extend_deadline
 UPDATE attempts SET deadline_at = $2 WHERE id = $1 AND state <> 'final'
-
--- name: forget_dead_daemons
-DELETE FROM daemons d
-WHERE d.heartbeat_at < now() - make_interval(secs => $1)
-  AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.daemon_id = d.id AND a.state <> 'final')

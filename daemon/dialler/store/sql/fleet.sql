@@ -25,12 +25,13 @@ SELECT pg_advisory_xact_lock(7234298718234)
 
 -- name: fleet_free
 -- Workers in rotation (enabled; a registered one must have heart-beaten recently) with their
--- free slots, the emptiest first.
-SELECT w.name, w.capacity - count(s.attempt_id) AS free
+-- free slots, the emptiest first; with their AudioSocket address, for an attach that moves a
+-- call off its reserved worker.
+SELECT w.name, w.capacity - count(s.attempt_id) AS free, w.host, w.port
 FROM workers w LEFT JOIN worker_slots s ON s.worker = w.name
 WHERE w.enabled
   AND (w.source = 'config' OR w.last_heartbeat_at > now() - make_interval(secs => $1))
-GROUP BY w.name, w.capacity
+GROUP BY w.name, w.capacity, w.host, w.port
 HAVING w.capacity - count(s.attempt_id) > 0
 ORDER BY free DESC, w.name
 
@@ -49,16 +50,6 @@ SELECT s.worker, w.host, w.port, w.enabled,
        (w.source = 'config' OR w.last_heartbeat_at > now() - make_interval(secs => $2)) AS alive
 FROM worker_slots s JOIN workers w ON w.name = s.worker
 WHERE s.attempt_id = $1
-
--- name: other_free_workers
--- For an attach whose reserved worker is gone: workers in rotation with a free slot.
-SELECT w.name, w.host, w.port
-FROM workers w LEFT JOIN worker_slots s ON s.worker = w.name
-WHERE w.enabled AND w.name <> $1
-  AND (w.source = 'config' OR w.last_heartbeat_at > now() - make_interval(secs => $2))
-GROUP BY w.name, w.host, w.port, w.capacity
-HAVING w.capacity - count(s.attempt_id) > 0
-ORDER BY w.capacity - count(s.attempt_id) DESC, w.name
 
 -- name: move_slot
 UPDATE worker_slots SET worker = $2 WHERE attempt_id = $1

@@ -2,7 +2,7 @@
 -- never scheduled (state paused), so the attempt, its result and the report work as usual.
 
 -- name: bot_by_name
-SELECT id, name FROM bots WHERE name = $1
+SELECT id FROM bots WHERE name = $1
 
 -- name: test_campaign
 -- One per bot; paused forever (the scheduler only dials running campaigns), one attempt per
@@ -34,5 +34,5 @@ VALUES ($1, $2, $3,
 
 -- name: test_progress
 SELECT a.state, a.worker, a.attached_at, a.outcome, a.sip_code, a.disposition, a.notes,
-       a.duration_ms
+       a.duration_ms, a.audio_frames_sent, a.audio_frames_received
 FROM attempts a WHERE a.id = $1

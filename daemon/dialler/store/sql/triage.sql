@@ -1,7 +1,7 @@
--- `dialler triage CAMPAIGN` (dialler.triage, docs/triage.md): the facts behind the triage
--- guide's first checks. Read-only; every query is bounded by one campaign, and the ones over
--- attempts or waiting contacts go through a partial index so a finished million-contact
--- campaign costs no more than a small one.
+-- `dialler triage CAMPAIGN` (docs/triage.md): the facts behind the triage guide's first
+-- checks, wrapped by dialler.store.triage and gathered by dialler.triage.facts. Read-only; every
+-- query is bounded by one campaign, and the ones over attempts or waiting contacts go through a
+-- partial index so a finished million-contact campaign costs no more than a small one.
 
 -- name: pool
 -- The campaign's caller IDs with the carrier behind each, as the daemon sees them (the

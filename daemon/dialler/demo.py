@@ -19,16 +19,16 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .. import logs
-from ..campaigns import repo
-from ..campaigns.spec import parse_bot, parse_text
-from ..config import Config, load_config
-from ..contacts.importer import import_contacts
-from ..store.pool import connect
-from ..engine.daemon import run_daemon
-from ..lab.lab import Lab
-from ..report import write_report
-from ..stats import campaign_show
+from . import logs
+from .app import run_daemon
+from .campaigns import repo
+from .campaigns.spec import parse_bot, parse_text
+from .config import Config, load_config
+from .contacts.importer import import_contacts
+from .lab.lab import Lab
+from .report import write_report
+from .stats import campaign_show
+from .store.pool import connect
 
 ANSWER = [f"+4477009000{n:02d}" for n in (1, 2, 3, 4)]
 RING = [f"+4477009002{n:02d}" for n in (1, 2, 3)]

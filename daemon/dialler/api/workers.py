@@ -1,0 +1,163 @@
+"""The bot workers' routes (docs/fleet.md, docs/worker.md): registration, heartbeats, a call's
+context and its result.
+
+A result is read into a `domain.results.WorkerResult` — disposition, `callback_at`, `notes`
+(free text, stored as given and never parsed) and `audio` (frame counts, as numbers) — and
+handed to the daemon's result sink (`Engine.record_result`), which refuses an unknown call
+(`errors.UnknownCall`, 404) or a final one (`errors.AlreadyFinal`, 409).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from ..domain.prompt import render
+from ..domain.results import AudioStats, WorkerResult
+from ..domain.states import SYSTEM_DISPOSITIONS, Disposition
+from ..errors import InvalidField, UnknownCall, UnknownWorker
+from ..store import fleet
+from .http import (
+    ON_RESULT,
+    POOL,
+    attempt_id,
+    check_keys,
+    current_config,
+    int_field,
+    json_object,
+    optional_string,
+    string_field,
+)
+
+__all__ = ["add_routes"]
+
+log = logging.getLogger(__name__)
+
+#: Dispositions a worker may not report: the dialler decides them (`completed` and `RNR` are
+#: a bot's to report).
+DIALLER_DISPOSITIONS = frozenset(SYSTEM_DISPOSITIONS - {Disposition.RNR})
+#: Largest frame count accepted (a day of 20 ms frames is 4.32 million).
+MAX_FRAMES = 2**31 - 1
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    """Register the worker routes (`server.make_app` calls this)."""
+    router.add_post("/v1/workers", register_worker)
+    router.add_post("/v1/workers/{name}/heartbeat", heartbeat)
+    router.add_get("/v1/calls/{attempt_id}/context", call_context)
+    router.add_post("/v1/calls/{attempt_id}/result", call_result)
+
+
+async def register_worker(request: web.Request) -> web.Response:
+    """`POST /v1/workers`: register (or re-register) a worker; its heartbeat timeout back."""
+    body = await json_object(
+        request, {"name", "host", "port", "capacity"}, {"name", "host", "port", "capacity"}
+    )
+    name = string_field(body, "name")
+    host = string_field(body, "host")
+    port = int_field(body, "port", 1, 65535)
+    capacity = int_field(body, "capacity", 0, 10_000)
+    async with request.app[POOL].acquire() as conn:
+        await fleet.register_worker(conn, name, host, port, capacity)
+    log.info("worker registered", extra={"worker": name, "capacity": capacity})
+    return web.json_response(
+        {"name": name, "heartbeat_timeout": current_config(request).fleet.heartbeat_timeout}
+    )
+
+
+async def heartbeat(request: web.Request) -> web.Response:
+    """`POST /v1/workers/{name}/heartbeat`: 204; 404 when the worker must register first."""
+    name = request.match_info["name"]
+    async with request.app[POOL].acquire() as conn:
+        found = await fleet.heartbeat_worker(conn, name)
+    if not found:
+        raise UnknownWorker(name)
+    return web.Response(status=204)
+
+
+async def call_context(request: web.Request) -> web.Response:
+    """`GET /v1/calls/{attempt_id}/context`: the bot, its prompt rendered with the contact's
+    variables (those it lacks in `unresolved`), the caller ID."""
+    call = attempt_id(request)
+    async with request.app[POOL].acquire() as conn:
+        context = await fleet.call_context(conn, call)
+    if context is None:
+        raise UnknownCall(call)
+    variables = {str(k): "" if v is None else str(v) for k, v in (context.variables or {}).items()}
+    rendered = render(context.prompt or "", variables)
+    return web.json_response(
+        {
+            "attempt_id": str(context.attempt_id),
+            "campaign_id": str(context.campaign_id),
+            "campaign": context.campaign,
+            "caller_id": context.caller_id,
+            "bot": {
+                "name": context.bot,
+                "prompt": context.prompt,
+                "pipeline": context.pipeline or {},
+            },
+            "variables": variables,
+            "prompt": rendered.text,
+            "unresolved": rendered.unresolved,
+        }
+    )
+
+
+async def call_result(request: web.Request) -> web.Response:
+    """`POST /v1/calls/{attempt_id}/result`: the worker's result of a call; 204."""
+    call = attempt_id(request)
+    body = await json_object(
+        request, {"disposition", "callback_at", "notes", "audio"}, {"disposition"}
+    )
+    result = WorkerResult(
+        disposition=_disposition(body),
+        callback_at=_callback_at(body),
+        notes=optional_string(body, "notes"),
+        audio=_audio(body),
+    )
+    await request.app[ON_RESULT](call, result)
+    return web.Response(status=204)
+
+
+def _disposition(body: dict[str, Any]) -> str:
+    disposition = string_field(body, "disposition")
+    if disposition in DIALLER_DISPOSITIONS:
+        raise InvalidField(
+            "disposition", f"{disposition!r} is decided by the dialler, not reported by a bot"
+        )
+    return disposition
+
+
+def _callback_at(body: dict[str, Any]) -> datetime | None:
+    raw = optional_string(body, "callback_at")
+    if raw is None:
+        return None
+    try:
+        callback_at = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidField("callback_at", "'callback_at' must be an RFC 3339 time") from None
+    if callback_at.tzinfo is None:
+        raise InvalidField("callback_at", "'callback_at' needs a time zone offset")
+    return callback_at
+
+
+def _audio(body: dict[str, Any]) -> AudioStats | None:
+    """`audio`: `{"frames_sent": N, "frames_received": M}`, both counts required."""
+    audio = body.get("audio")
+    if audio is None:
+        return None
+    if not isinstance(audio, dict):
+        raise InvalidField(
+            "audio", '\'audio\' must be an object: {"frames_sent": N, "frames_received": M}'
+        )
+    keys = {"frames_sent", "frames_received"}
+    check_keys(audio, keys, keys, prefix="audio.")
+    return AudioStats(
+        frames_sent=int_field(audio, "frames_sent", 0, MAX_FRAMES, name="audio.frames_sent"),
+        frames_received=int_field(
+            audio, "frames_received", 0, MAX_FRAMES, name="audio.frames_received"
+        ),
+    )

@@ -1,0 +1,397 @@
+"""`dialler run`: the composition root of the daemon — the one place that wires the store,
+the engine and the adapters (AMI, FastAGI attach, HTTP API, metrics, systemd) together.
+
+Start: database (schema must be current), daemon registration, AMI connections, listeners,
+then stale-state recovery *before* the first dial, then the daemon's loops. First
+SIGTERM/SIGINT: drain (stop claiming; live calls finish, up to `DRAIN_TIMEOUT`), exit 0; a
+second: exit at once (calls cut off are reconciled by the next start, like after a crash).
+
+Supervision (docs/engine.md, "Supervision"): the loops run in one `asyncio.TaskGroup`, each
+under `supervise`. A loop that raises is logged with its traceback and, by its `OnFailure`:
+restarted after a backoff (1 s, doubling to 30 s; reset after a minute of good running), or
+the daemon stops with exit status 1 so that systemd restarts it. No loop ends unnoticed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import enum
+import logging
+import os
+import secrets
+import signal
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from . import logs, metrics
+from .ami.calls import CallTracker
+from .ami.client import AmiClient
+from .api.http import CONFIG as API_CONFIG
+from .api.http import ConfigRef
+from .api.server import make_app, start
+from .campaigns import repo
+from .commands.paths import config_path
+from .config import Config, load_config
+from .engine.engine import Engine
+from .engine.pacing import TokenBucket
+from .engine.recovery import Recovery
+from .errors import OperationalError
+from .fleet.attach import AttachServer
+from .reload import reload_config
+from .store import engine as store
+from .store import fleet
+from .store.conn import Pool
+from .store.migrate import available_migrations
+from .store.pool import create_pool
+from .systemd import Notifier, watchdog_loop
+
+__all__ = ["DRAIN_TIMEOUT", "Loop", "LoopFailed", "OnFailure", "install_signals", "run",
+           "run_daemon", "supervise"]
+
+log = logging.getLogger(__name__)
+DRAIN_TIMEOUT = 120.0
+RECOVERY_INTERVAL = 5.0
+METRICS_INTERVAL = 5.0
+BACKOFF_FIRST = 1.0
+BACKOFF_MAX = 30.0
+BACKOFF_RESET = 60.0  # a loop that ran this long before failing starts its backoff afresh
+
+
+def run(args: argparse.Namespace) -> int:
+    """`dialler run`: the daemon, in the foreground, until SIGTERM/SIGINT; its exit status."""
+    config = load_config(config_path(args))
+    logs.setup(config.logging.level, config.logging.format)
+
+    async def main() -> int:
+        stop, hard_stop, reload = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        install_signals(stop, hard_stop, reload)
+        return await run_daemon(config, stop, hard_stop, config_path(args), reload)
+
+    try:
+        import uvloop
+        return uvloop.run(main())
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        return asyncio.run(main())
+
+
+# --- supervision -----------------------------------------------------------------------------
+
+class OnFailure(enum.Enum):
+    """What a loop's failure does."""
+
+    RESTART = "restart"  # logged with its traceback; the loop restarts after a backoff
+    STOP = "stop"        # logged with its traceback; the daemon exits 1 (systemd restarts it)
+
+
+@dataclass(frozen=True, slots=True)
+class Loop:
+    """One of the daemon's long-running loops."""
+
+    name: str
+    run: Callable[[], Awaitable[None]]
+    on_failure: OnFailure
+
+
+class LoopFailed(Exception):
+    """A loop whose failure stops the daemon failed."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"daemon loop {name!r} failed")
+        self.name = name
+
+
+async def supervise(loop: Loop, *, first: float = BACKOFF_FIRST,
+                    most: float = BACKOFF_MAX) -> None:
+    """Run `loop` until it returns; its failures as its `on_failure` says (`LoopFailed`
+    raised for `STOP`). Cancellation passes through."""
+    backoff = first
+    while True:
+        started = time.monotonic()
+        try:
+            await loop.run()
+            return
+        except Exception as exc:
+            if loop.on_failure is OnFailure.STOP:
+                log.critical("daemon loop failed; stopping the daemon", exc_info=True,
+                             extra={"loop": loop.name})
+                raise LoopFailed(loop.name) from exc
+            if time.monotonic() - started >= BACKOFF_RESET:
+                backoff = first
+            log.error("daemon loop failed; restarting in %gs", backoff, exc_info=True,
+                      extra={"loop": loop.name})
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, most)
+
+
+# --- the daemon ------------------------------------------------------------------------------
+
+async def _check_schema(pool: Pool) -> None:
+    async with pool.acquire() as conn:
+        applied = await store.schema_versions(conn)
+    missing = [m.filename for m in available_migrations() if m.version not in applied]
+    if missing:
+        raise OperationalError(f"database schema is not current (missing {', '.join(missing)})"
+                               "; run `dialler db migrate`")
+
+
+async def _forget_own_dead(pool: Pool, hostname: str) -> None:
+    """Daemons of this host whose process is gone (a crash, kill -9) are dead now, not after
+    their heartbeat ages: their calls are reconciled at once."""
+    async with pool.acquire() as conn:
+        for daemon in await store.daemons_of_host(conn, hostname):
+            try:
+                os.kill(daemon.pid, 0)
+            except ProcessLookupError:
+                await store.mark_daemon_dead(conn, daemon.id)
+            except PermissionError:
+                pass
+
+
+async def _sync_fleet(pool: Pool, config: Config) -> None:
+    """Static workers of the config into the fleet; ones no longer listed leave rotation."""
+    async with pool.acquire() as conn:
+        for worker in config.fleet.workers:
+            await fleet.upsert_config_worker(conn, worker.name, worker.host, worker.port,
+                                             worker.capacity)
+        await fleet.disable_unlisted_config_workers(conn, [w.name for w in config.fleet.workers])
+
+
+async def run_daemon(config: Config, stop: asyncio.Event, hard_stop: asyncio.Event,
+                     config_path: str | None = None,
+                     reload: asyncio.Event | None = None) -> int:
+    """Run until `stop` (drain) or `hard_stop`; `reload` set → re-read `config_path`.
+    Returns the exit status: 0 after a stop, 1 when a loop whose failure stops the daemon
+    failed. Raises `OperationalError` when it cannot start."""
+    notifier = Notifier()
+    notifier.status("starting")
+    pool = await create_pool(config.database.dsn, config.database.pool_min,
+                             config.database.pool_max)
+    hostname = socket.gethostname()
+    daemon_id = f"{hostname}:{os.getpid()}:{secrets.token_hex(3)}"
+    clients = [AmiClient(pbx) for pbx in config.asterisk]
+    closers: list[Callable[[], Awaitable[None]]] = []
+    engine: Engine | None = None
+    try:
+        await _check_schema(pool)
+        await _forget_own_dead(pool, hostname)
+        async with pool.acquire() as conn:
+            await store.register_daemon(conn, daemon_id, hostname, os.getpid())
+        trackers = {c.name: CallTracker(c) for c in clients}
+        for client in clients:
+            await client.start()
+        for client in clients:
+            try:
+                await client.wait_ready(config.asterisk[0].ami.connect_timeout)
+            except OperationalError:
+                log.warning("AMI not up yet; nothing is dialled until it is",
+                            extra={"asterisk": client.name})
+        engine = Engine(config, pool, trackers, daemon_id)
+        await _sync_fleet(pool, config)
+        attach = AttachServer(config, pool)
+        await attach.start(config.listeners.agi.host, config.listeners.agi.port)
+        closers.append(attach.close)
+
+        async def ami_ready() -> dict[str, bool]:
+            return {f"ami:{c.name}": c.ready for c in clients}
+
+        api = make_app(config, pool, engine.record_result, engine.test_call,
+                       readiness=ami_ready)
+        runner = await start(api, config.listeners.http.host, config.listeners.http.port)
+        closers.append(runner.cleanup)
+        metrics.start_server(config.listeners.metrics.host, config.listeners.metrics.port)
+        recovery = Recovery(engine)
+        await recovery.run_once()  # reconcile before dialling anything
+        log.info("daemon ready", extra={"daemon_id": daemon_id})
+        # READY=1 only now: database, AMI (or its absence, said in STATUS), listeners up and
+        # stale attempts reconciled.
+        notifier.ready(_status_line(engine))
+        drained = asyncio.Event()  # the watchdog pings until the drain is over
+        loops = _loops(engine, recovery, attach, pool, notifier, daemon_id, stop, drained,
+                       reload, config_path, api[API_CONFIG])
+        status = 0
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(supervise(loop), name=loop.name) for loop in loops]
+                await _until_stopped(engine, notifier, stop, hard_stop)
+                drained.set()
+                for task in tasks:
+                    task.cancel()
+        except* LoopFailed:
+            status = 1
+        return status
+    finally:
+        if engine is not None:
+            await engine.abandon()
+        for close in reversed(closers):
+            with contextlib.suppress(Exception):
+                await close()
+        for client in clients:
+            await client.close()
+        with contextlib.suppress(Exception):
+            async with pool.acquire() as conn:
+                await store.unregister_daemon(conn, daemon_id)
+        await pool.close()
+
+
+def _loops(engine: Engine, recovery: Recovery, attach: AttachServer, pool: Pool,
+           notifier: Notifier, daemon_id: str, stop: asyncio.Event, drained: asyncio.Event,
+           reload: asyncio.Event | None, config_path: str | None,
+           api_config: ConfigRef) -> list[Loop]:
+    """The daemon's loops and what each one's failure does (docs/engine.md, "Supervision").
+
+    Only the watchdog's failure stops the daemon: without its pings systemd kills the daemon
+    anyway, with no drain; every other loop is worth keeping the daemon (and its live calls)
+    for, and restarts.
+    """
+    restart, fatal = OnFailure.RESTART, OnFailure.STOP
+    loops = [
+        Loop("scheduler", lambda: engine.run(stop), restart),
+        Loop("recovery", lambda: _recovery_loop(recovery, stop), restart),
+        Loop("heartbeat", lambda: _heartbeat(pool, daemon_id, engine), restart),
+        Loop("wakeups", lambda: _listen_wakeups(pool, engine, stop), restart),
+        Loop("metrics", lambda: _metrics_loop(pool, engine, notifier), restart),
+        Loop("watchdog", lambda: watchdog_loop(notifier, drained), fatal),
+    ]
+    if reload is not None and config_path is not None:
+        loops.append(Loop("reload", lambda: _reload_loop(
+            reload, config_path, engine, attach, pool, notifier, stop, api_config), restart))
+    return loops
+
+
+async def _until_stopped(engine: Engine, notifier: Notifier, stop: asyncio.Event,
+                         hard_stop: asyncio.Event) -> None:
+    """Wait for the first stop, then drain until the live calls end, `DRAIN_TIMEOUT` passes
+    or the second stop comes."""
+    await stop.wait()
+    notifier.stopping(f"draining: {len(engine.live)} live calls")
+    log.info("draining: no new dials; waiting for live calls", extra={"live": len(engine.live)})
+    drain = asyncio.create_task(engine.drain(DRAIN_TIMEOUT), name="drain")
+    hard = asyncio.create_task(hard_stop.wait(), name="hard-stop")
+    try:
+        await asyncio.wait({drain, hard}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (drain, hard):
+            task.cancel()
+        await asyncio.gather(drain, hard, return_exceptions=True)
+    left = len(engine.live)
+    if left:
+        log.warning("exiting with live calls; the next start reconciles them",
+                    extra={"live": left})
+
+
+def _status_line(engine: Engine) -> str:
+    ami = "up" if all(t.ami.ready for t in engine.trackers.values()) else "DOWN"
+    return f"running: {len(engine.live)} live calls, AMI {ami}"
+
+
+# --- the loops -------------------------------------------------------------------------------
+
+async def _reload_loop(reload: asyncio.Event, path: str, engine: Engine, attach: AttachServer,
+                       pool: Pool, notifier: Notifier, stop: asyncio.Event,
+                       api_config: ConfigRef) -> None:
+    """SIGHUP: re-read the config. A bad file keeps the old config and says why; a change
+    that needs a restart is refused; the rest applies live."""
+    while not stop.is_set():
+        await reload.wait()
+        reload.clear()
+        if stop.is_set():
+            return
+        notifier.reloading("reloading config")
+        try:
+            new, notes = reload_config(path, engine.config)
+            if new is engine.config:
+                message = ("reload refused: " + "; ".join(notes)) if notes else \
+                    "reloaded: no change"
+                (log.warning if notes else log.info)(message)
+            else:
+                await _apply(new, engine, attach, pool)
+                api_config.config = new  # tokens and limits of the HTTP API
+                message = "reloaded: " + "; ".join(notes)
+                log.info(message)
+        except Exception as exc:  # never leave systemd waiting in "reloading"
+            log.exception("reload failed")
+            message = f"reload failed: {exc}"
+        notifier.ready(message)
+
+
+async def _apply(new: Config, engine: Engine, attach: AttachServer, pool: Pool) -> None:
+    old = engine.config
+    engine.config = new
+    attach.config = new
+    for carrier in new.carriers:
+        if carrier.name not in engine.buckets or \
+                old.carrier(carrier.name).calls_per_second != carrier.calls_per_second:
+            engine.buckets[carrier.name] = TokenBucket(carrier.calls_per_second)
+    await _sync_fleet(pool, new)
+    async with pool.acquire() as conn:
+        await repo.sync_numbers(conn, new)
+    logs.setup(new.logging.level, new.logging.format)
+    engine.wake.set()
+
+
+async def _heartbeat(pool: Pool, daemon_id: str, engine: Engine) -> None:
+    while True:
+        await asyncio.sleep(engine.config.scheduler.heartbeat_interval)
+        try:
+            async with pool.acquire() as conn:
+                await store.heartbeat(conn, daemon_id)
+        except Exception:
+            log.warning("heartbeat failed", exc_info=True)
+
+
+async def _metrics_loop(pool: Pool, engine: Engine, notifier: Notifier) -> None:
+    """The database-derived gauges (in flight, contacts, stalled, fleet...) and the systemd
+    STATUS line, every 5 s."""
+    while True:
+        try:
+            async with pool.acquire() as conn:
+                await metrics.refresh(conn, engine.config)
+        except Exception:
+            log.warning("metrics refresh failed", exc_info=True)
+        notifier.status(_status_line(engine))
+        await asyncio.sleep(METRICS_INTERVAL)
+
+
+async def _recovery_loop(recovery: Recovery, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        await asyncio.sleep(RECOVERY_INTERVAL)
+        try:
+            await recovery.run_once()
+        except Exception:
+            log.exception("recovery pass failed")
+
+
+async def _listen_wakeups(pool: Pool, engine: Engine, stop: asyncio.Event) -> None:
+    """LISTEN dialler_wakeup: a started campaign or new contacts are dialled at once; the
+    poll interval is the fallback."""
+    def wake(*_args: object) -> None:
+        engine.wake.set()
+
+    async with pool.acquire() as conn:
+        await store.listen_wakeups(conn, wake)
+        try:
+            await stop.wait()
+        finally:
+            await store.unlisten_wakeups(conn, wake)
+
+
+def install_signals(stop: asyncio.Event, hard_stop: asyncio.Event,
+                    reload: asyncio.Event | None = None) -> None:
+    """SIGTERM/SIGINT: the first drains (`stop`), the second exits (`hard_stop`); SIGHUP sets
+    `reload`."""
+    loop = asyncio.get_running_loop()
+    if reload is not None:
+        loop.add_signal_handler(signal.SIGHUP, reload.set)
+
+    def on_signal() -> None:
+        if stop.is_set():
+            hard_stop.set()
+        else:
+            stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)

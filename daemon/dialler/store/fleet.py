@@ -1,0 +1,151 @@
+"""The fleet in the database: workers, and the slot each open attempt holds on one
+(`sql/fleet.sql`, docs/fleet.md)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .conn import Connection
+from .queries import load
+
+__all__ = ["CallContext", "Slot", "WorkerFree", "call_context", "disable_unlisted_config_workers",
+           "fleet_capacity", "fleet_free", "heartbeat_worker", "lock_fleet", "locked_fleet_free",
+           "mark_abandoned", "mark_attached", "move_slot", "register_worker", "release_slot",
+           "reserve_slots", "slot_of_attempt", "upsert_config_worker"]
+
+_Q = load("fleet.sql")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerFree:
+    """A worker in rotation with at least one free slot."""
+
+    name: str
+    free: int
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """The slot reserved for an attempt, and its worker's state now."""
+
+    worker: str
+    host: str
+    port: int
+    enabled: bool
+    alive: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CallContext:
+    """What a worker needs to take a call: its campaign, bot, prompt and contact variables."""
+
+    attempt_id: uuid.UUID
+    campaign_id: uuid.UUID
+    caller_id: str | None
+    state: str
+    campaign: str
+    bot: str | None
+    prompt: str | None
+    pipeline: Mapping[str, Any] | None
+    variables: Mapping[str, Any] | None
+
+
+async def upsert_config_worker(conn: Connection, name: str, host: str, port: int,
+                               capacity: int) -> None:
+    """A static worker of the config file into the fleet (stays `config` if it registered)."""
+    await conn.execute(_Q["upsert_config_worker"], name, host, port, capacity)
+
+
+async def disable_unlisted_config_workers(conn: Connection, listed: Sequence[str]) -> None:
+    """Static workers no longer in the config leave rotation (their rows stay)."""
+    await conn.execute(_Q["disable_unlisted_config_workers"], list(listed))
+
+
+async def register_worker(conn: Connection, name: str, host: str, port: int,
+                          capacity: int) -> None:
+    """A worker registering over the API (`POST /v1/workers`): in rotation, heart-beaten now."""
+    await conn.execute(_Q["register_worker"], name, host, port, capacity)
+
+
+async def heartbeat_worker(conn: Connection, name: str) -> bool:
+    """A registered worker's heartbeat; False when no worker has that name."""
+    return await conn.fetchval(_Q["heartbeat_worker"], name) is not None
+
+
+async def lock_fleet(conn: Connection) -> None:
+    """Take the fleet lock for the rest of the caller's transaction (count free, then
+    reserve, atomically across daemons)."""
+    await conn.execute(_Q["lock_fleet"])
+
+
+async def fleet_free(conn: Connection, heartbeat_timeout: float) -> list[WorkerFree]:
+    """Workers in rotation with free slots, the emptiest first (no lock: a snapshot)."""
+    return [WorkerFree(r["name"], r["free"], r["host"], r["port"])
+            for r in await conn.fetch(_Q["fleet_free"], heartbeat_timeout)]
+
+
+async def locked_fleet_free(conn: Connection, heartbeat_timeout: float) -> list[WorkerFree]:
+    """The one "lock the fleet, then count" sequence (claims, test calls, attach): the free
+    workers, stable until the caller's transaction ends, so slots reserved from this list
+    never exceed a worker's capacity."""
+    await lock_fleet(conn)
+    return await fleet_free(conn, heartbeat_timeout)
+
+
+async def fleet_capacity(conn: Connection, heartbeat_timeout: float) -> int:
+    """Total slots of the workers in rotation."""
+    return int(await conn.fetchval(_Q["fleet_capacity"], heartbeat_timeout))
+
+
+async def reserve_slots(conn: Connection, attempt_ids: Sequence[uuid.UUID],
+                        workers: Sequence[str]) -> None:
+    """One slot per attempt, on the worker at the same position."""
+    await conn.execute(_Q["reserve_slots"], list(attempt_ids), list(workers))
+
+
+async def slot_of_attempt(conn: Connection, attempt_id: uuid.UUID,
+                          heartbeat_timeout: float) -> Slot | None:
+    """The slot reserved for the attempt at dial time, None if it has none."""
+    row = await conn.fetchrow(_Q["slot_of_attempt"], attempt_id, heartbeat_timeout)
+    if row is None:
+        return None
+    return Slot(row["worker"], row["host"], row["port"], row["enabled"], row["alive"])
+
+
+async def move_slot(conn: Connection, attempt_id: uuid.UUID, worker: str) -> None:
+    """Move the attempt's slot to another worker."""
+    await conn.execute(_Q["move_slot"], attempt_id, worker)
+
+
+async def mark_attached(conn: Connection, attempt_id: uuid.UUID) -> float | None:
+    """The call was handed to its slot's worker; returns seconds since the answer when the
+    answer was recorded first (else None: `mark_answered` reports the latency)."""
+    waited: float | None = await conn.fetchval(_Q["mark_attached"], attempt_id)
+    return waited
+
+
+async def mark_abandoned(conn: Connection, attempt_id: uuid.UUID,
+                         notes: str) -> uuid.UUID | None:
+    """No worker can take the answered call; returns its campaign (None if already final)."""
+    campaign: uuid.UUID | None = await conn.fetchval(_Q["mark_abandoned"], attempt_id, notes)
+    return campaign
+
+
+async def release_slot(conn: Connection, attempt_id: uuid.UUID) -> None:
+    """The attempt is final: its slot is free again."""
+    await conn.execute(_Q["release_slot"], attempt_id)
+
+
+async def call_context(conn: Connection, attempt_id: uuid.UUID) -> CallContext | None:
+    """The call's context for its worker (`GET /v1/calls/{id}/context`); None if unknown."""
+    row = await conn.fetchrow(_Q["call_context"], attempt_id)
+    if row is None:
+        return None
+    return CallContext(row["attempt_id"], row["campaign_id"], row["caller_id"], row["state"],
+                       row["campaign"], row["bot"], row["prompt"], row["pipeline"],
+                       row["variables"])

@@ -1,0 +1,82 @@
+"""The daemon's loops under supervision (`dialler.app.supervise`): a failure is logged with its
+traceback, then the loop restarts after a backoff or the daemon stops; never silent."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from dialler.app import Loop, LoopFailed, OnFailure, supervise
+
+
+async def test_a_failing_loop_is_logged_and_restarted_with_backoff(
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    runs = 0
+    sleeps: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def fake_sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        await real_sleep(0)
+
+    async def flaky() -> None:
+        nonlocal runs
+        runs += 1
+        if runs < 4:
+            raise RuntimeError(f"boom {runs}")
+
+    monkeypatch.setattr("dialler.app.asyncio.sleep", fake_sleep)
+    with caplog.at_level(logging.ERROR, logger="dialler.app"):
+        await supervise(Loop("flaky", flaky, OnFailure.RESTART), first=1.0, most=3.0)
+    assert runs == 4  # returned normally the fourth time: done
+    assert sleeps == [1.0, 2.0, 3.0]  # doubling, capped
+    failures = [r for r in caplog.records if r.getMessage().startswith("daemon loop failed")]
+    assert len(failures) == 3
+    assert all(r.exc_info is not None for r in failures)  # with the traceback
+    assert failures[0].loop == "flaky"  # type: ignore[attr-defined]
+
+
+async def test_a_loop_whose_failure_stops_the_daemon_raises_loop_failed(
+        caplog: pytest.LogCaptureFixture) -> None:
+    async def broken() -> None:
+        raise RuntimeError("boom")
+
+    with caplog.at_level(logging.CRITICAL, logger="dialler.app"), \
+            pytest.raises(LoopFailed) as failed:
+        await supervise(Loop("watchdog", broken, OnFailure.STOP))
+    assert failed.value.name == "watchdog"
+    assert isinstance(failed.value.__cause__, RuntimeError)
+    assert "stopping the daemon" in caplog.text
+
+
+async def test_a_fatal_loop_in_a_task_group_ends_the_group_and_cancels_the_others() -> None:
+    cancelled = asyncio.Event()
+
+    async def forever() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            cancelled.set()
+
+    async def broken() -> None:
+        await asyncio.sleep(0)
+        raise RuntimeError("boom")
+
+    with pytest.raises(ExceptionGroup) as group:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(supervise(Loop("metrics", forever, OnFailure.RESTART)))
+            tasks.create_task(supervise(Loop("watchdog", broken, OnFailure.STOP)))
+    assert group.group_contains(LoopFailed)  # type: ignore[attr-defined]
+    assert cancelled.is_set()
+
+
+async def test_cancelling_a_supervised_loop_is_not_a_failure(
+        caplog: pytest.LogCaptureFixture) -> None:
+    task = asyncio.create_task(supervise(Loop("idle", asyncio.Event().wait, OnFailure.STOP)))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert "daemon loop failed" not in caplog.text
