@@ -25,8 +25,12 @@ from dialler.store.pool import connect
 
 
 def cli(config: Path, *args: str) -> str:
-    return subprocess.run([sys.executable, "-m", "dialler.cli", "--config", str(config), *args],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        [sys.executable, "-m", "dialler.cli", "--config", str(config), *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
 
 
 def main() -> None:
@@ -34,15 +38,22 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=150)
     parser.add_argument("--concurrency", type=int, default=40)
     args = parser.parse_args()
-    config = Path(subprocess.run([sys.executable, "-m", "dialler.cli", "lab", "up"], check=True,
-                                 capture_output=True, text=True).stdout.split()[-1])
+    config = Path(
+        subprocess.run(
+            [sys.executable, "-m", "dialler.cli", "lab", "up"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.split()[-1]
+    )
     tmp = Path(tempfile.mkdtemp(prefix="attach-bench-"))
     name = f"bench-attach-{uuid.uuid4().hex[:6]}"
     (tmp / "bot.yaml").write_text(f"name: {name}\nprompt: Hello\n")
     (tmp / "campaign.yaml").write_text(
         f"name: {name}\nbot: {name}\nnumbers: ['+441632960001', '+441632960002']\n"
         f"concurrency: {args.concurrency}\nring_timeout: 10s\n"
-        "window: {start: '00:00', end: '24:00', days: [mon, tue, wed, thu, fri, sat, sun]}\n")
+        "window: {start: '00:00', end: '24:00', days: [mon, tue, wed, thu, fri, sat, sun]}\n"
+    )
     with (tmp / "contacts.csv").open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["phone_number"])
@@ -53,8 +64,11 @@ def main() -> None:
     cli(config, "contacts", "import", campaign, str(tmp / "contacts.csv"))
     cli(config, "campaign", "start", campaign)
     with (tmp / "daemon.log").open("ab") as log:
-        daemon = subprocess.Popen([sys.executable, "-m", "dialler.cli", "--config", str(config),
-                                   "run"], stdout=log, stderr=log)
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "dialler.cli", "--config", str(config), "run"],
+            stdout=log,
+            stderr=log,
+        )
     started = time.monotonic()
     try:
         while '"completed"' not in cli(config, "campaign", "show", campaign, "--json"):
@@ -70,15 +84,19 @@ def main() -> None:
         try:
             rows = await conn.fetch(
                 "SELECT extract(epoch FROM attached_at - answered_at) AS s FROM attempts "
-                "WHERE campaign_id = $1 AND attached_at IS NOT NULL", uuid.UUID(campaign))
+                "WHERE campaign_id = $1 AND attached_at IS NOT NULL",
+                uuid.UUID(campaign),
+            )
         finally:
             await conn.close()
         return sorted(float(r["s"]) * 1000 for r in rows)
 
     ms = asyncio.run(latencies())
     p95 = ms[max(0, int(len(ms) * 0.95) - 1)]
-    print(f"answer-to-attach over {len(ms)} calls (concurrency {args.concurrency}): "
-          f"p50 {statistics.median(ms):.1f} ms, p95 {p95:.1f} ms, max {ms[-1]:.1f} ms")
+    print(
+        f"answer-to-attach over {len(ms)} calls (concurrency {args.concurrency}): "
+        f"p50 {statistics.median(ms):.1f} ms, p95 {p95:.1f} ms, max {ms[-1]:.1f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -43,7 +43,9 @@ async def load_campaign(conn: Any, size: int) -> uuid.UUID:
     campaign = await conn.fetchval(
         "INSERT INTO campaigns (name, bot_id, state, concurrency, window_start, window_end,"
         " window_days) VALUES ('bench', $1, 'running', 1000000, '00:00', '24:00',"
-        " '{mon,tue,wed,thu,fri,sat,sun}') RETURNING id", bot)
+        " '{mon,tue,wed,thu,fri,sat,sun}') RETURNING id",
+        bot,
+    )
     await conn.execute("INSERT INTO numbers (number, carrier) VALUES ('+441632960001', 'lab')")
     await conn.execute("INSERT INTO campaign_numbers VALUES ($1, '+441632960001')", campaign)
     # Contacts generated server side: fastest way to a big table; next_due_at spread over the
@@ -52,7 +54,10 @@ async def load_campaign(conn: Any, size: int) -> uuid.UUID:
         "INSERT INTO contacts (campaign_id, phone_number, variables, line_number, next_due_at)"
         " SELECT $1, '+4477' || lpad(g::text, 9, '0'), json_build_object('Name', 'n' || g),"
         " g + 1, now() - (g % 3600) * interval '1 second'"
-        " FROM generate_series(1, $2) g", campaign, size)
+        " FROM generate_series(1, $2) g",
+        campaign,
+        size,
+    )
     await conn.execute("ANALYZE contacts")
     return campaign
 
@@ -64,8 +69,15 @@ async def claim_once(conn: Any, campaign: uuid.UUID, batch: int) -> list[Any]:
         await conn.fetch(Q["carriers_in_flight"])
         numbers = await conn.fetch(Q["campaign_caller_ids"], campaign)
         rows: list[Any] = await conn.fetch(
-            Q["claim_contacts"], campaign, batch, "bench", 60.0,
-            [numbers[0]["number"]], [numbers[0]["carrier"]], "lab")
+            Q["claim_contacts"],
+            campaign,
+            batch,
+            "bench",
+            60.0,
+            [numbers[0]["number"]],
+            [numbers[0]["carrier"]],
+            "lab",
+        )
         await conn.execute(Q["touch_numbers"], [numbers[0]["number"]])
         await conn.execute(Q["mark_campaign_dialled"], campaign)
     return rows
@@ -75,10 +87,14 @@ async def settle(conn: Any, rows: list[Any]) -> None:
     ids = [r["id"] for r in rows]
     await conn.execute(
         "UPDATE attempts SET state = 'final', outcome = 'answered', disposition = 'completed',"
-        " next_action = 'done', finalised_at = now() WHERE id = ANY($1)", ids)
+        " next_action = 'done', finalised_at = now() WHERE id = ANY($1)",
+        ids,
+    )
     await conn.execute(
         "UPDATE contacts SET state = 'done', lease_owner = NULL, lease_expires_at = NULL"
-        " WHERE id = ANY($1)", [r["contact_id"] for r in rows])
+        " WHERE id = ANY($1)",
+        [r["contact_id"] for r in rows],
+    )
 
 
 async def bench(admin_dsn: str, size: int, rounds: int, batch: int) -> dict[str, float]:
@@ -101,7 +117,9 @@ async def bench(admin_dsn: str, size: int, rounds: int, batch: int) -> dict[str,
     await conn.close()
     latencies.sort()
     return {
-        "size": size, "load_s": load_s, "claimed": claimed,
+        "size": size,
+        "load_s": load_s,
+        "claimed": claimed,
         "claims_per_s": claimed / timed,
         "p50_ms": statistics.median(latencies) * 1000,
         "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
@@ -117,15 +135,19 @@ async def main() -> None:
     parser.add_argument("--admin-dsn", default=LAB_ADMIN)
     args = parser.parse_args()
     print(f"claim transaction, batch {args.batch}, {args.rounds} rounds per size")
-    print(f"{'contacts':>10} {'load s':>7} {'claims/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
-          f"{'max ms':>7}")
+    print(
+        f"{'contacts':>10} {'load s':>7} {'claims/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7}"
+    )
     base: float | None = None
     for size in args.sizes:
         r = await bench(args.admin_dsn, size, args.rounds, args.batch)
         base = base or r["p99_ms"]
-        print(f"{size:>10} {r['load_s']:7.1f} {r['claims_per_s']:9.0f} {r['p50_ms']:7.2f} "
-              f"{r['p99_ms']:7.2f} {r['max_ms']:7.2f}   p99 x{r['p99_ms'] / base:.2f} "
-              f"of the smallest", flush=True)
+        print(
+            f"{size:>10} {r['load_s']:7.1f} {r['claims_per_s']:9.0f} {r['p50_ms']:7.2f} "
+            f"{r['p99_ms']:7.2f} {r['max_ms']:7.2f}   p99 x{r['p99_ms'] / base:.2f} "
+            f"of the smallest",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -45,11 +45,14 @@ def generate(path: Path, rows: int) -> None:
             phone = f"07700 {i:06d}" if i % 10 == 0 else f"+447700{i:06d}"
             city = CITIES[i % len(CITIES)]
             city = f'"{city}"' if "," in city else city
-            out.write(f"{phone},{FIRST[i % len(FIRST)]},{LAST[i % len(LAST)]},"
-                      f"{PLANS[i % len(PLANS)]},{city},ACC-{i:08d}\n")
+            out.write(
+                f"{phone},{FIRST[i % len(FIRST)]},{LAST[i % len(LAST)]},"
+                f"{PLANS[i % len(PLANS)]},{city},ACC-{i:08d}\n"
+            )
 
 
 # --- (a) the import, in a child process ------------------------------------------------------
+
 
 async def child_import(dsn: str, campaign_id: uuid.UUID, path: Path) -> dict[str, Any]:
     from dialler.contacts.importer import import_contacts
@@ -63,9 +66,13 @@ async def child_import(dsn: str, campaign_id: uuid.UUID, path: Path) -> dict[str
         seconds = time.perf_counter() - start
     finally:
         await conn.close()
-    return {"seconds": seconds, "imported": summary.imported, "rejected": summary.rejected,
-            "rss_before_kib": rss_before,
-            "rss_peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+    return {
+        "seconds": seconds,
+        "imported": summary.imported,
+        "rejected": summary.rejected,
+        "rss_before_kib": rss_before,
+        "rss_peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+    }
 
 
 def child_read(path: Path) -> dict[str, Any]:
@@ -75,13 +82,17 @@ def child_read(path: Path) -> dict[str, Any]:
     start = time.perf_counter()
     with read_contacts(path, "GB") as stream:
         count = sum(1 for _ in stream)
-    return {"seconds": time.perf_counter() - start, "rows": count,
-            "rss_peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+    return {
+        "seconds": time.perf_counter() - start,
+        "rows": count,
+        "rss_peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+    }
 
 
 def run_child(*args: str) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
-                          check=False)
+    done = subprocess.run(
+        [sys.executable, __file__, *args], capture_output=True, text=True, check=False
+    )
     if done.returncode != 0:
         sys.exit(f"child {args[0]} failed:\n{done.stderr}")
     result: dict[str, Any] = json.loads(done.stdout)
@@ -90,9 +101,13 @@ def run_child(*args: str) -> dict[str, Any]:
 
 # --- (b) the baseline ------------------------------------------------------------------------
 
+
 def psql(dsn: str, command: str) -> None:
-    subprocess.run([PSQL, "--no-psqlrc", "--quiet", "-v", "ON_ERROR_STOP=1", "--dbname", dsn,
-                    "-c", command], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [PSQL, "--no-psqlrc", "--quiet", "-v", "ON_ERROR_STOP=1", "--dbname", dsn, "-c", command],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
 
 
 def psql_copy(dsn: str, path: Path) -> float:
@@ -109,6 +124,7 @@ def psql_copy(dsn: str, path: Path) -> float:
 
 # --- setup and report ------------------------------------------------------------------------
 
+
 async def make_campaign(dsn: str) -> uuid.UUID:
     from dialler.store.pool import connect
 
@@ -118,9 +134,11 @@ async def make_campaign(dsn: str) -> uuid.UUID:
             sys.exit(f"{dsn}: no dialler schema; run `dialler db migrate` first")
         name = f"bench-{uuid.uuid4().hex[:8]}"
         bot = await conn.fetchval(
-            "INSERT INTO bots (name, prompt) VALUES ($1, 'bench') RETURNING id", name)
+            "INSERT INTO bots (name, prompt) VALUES ($1, 'bench') RETURNING id", name
+        )
         campaign: uuid.UUID = await conn.fetchval(
-            "INSERT INTO campaigns (name, bot_id) VALUES ($1, $2) RETURNING id", name, bot)
+            "INSERT INTO campaigns (name, bot_id) VALUES ($1, $2) RETURNING id", name, bot
+        )
         return campaign
     finally:
         await conn.close()
@@ -131,8 +149,9 @@ async def drop_campaign(dsn: str, campaign_id: uuid.UUID) -> None:
 
     conn = await connect(dsn)
     try:
-        bot = await conn.fetchval("DELETE FROM campaigns WHERE id = $1 RETURNING bot_id",
-                                  campaign_id)
+        bot = await conn.fetchval(
+            "DELETE FROM campaigns WHERE id = $1 RETURNING bot_id", campaign_id
+        )
         await conn.execute("DELETE FROM bots WHERE id = $1", bot)
     finally:
         await conn.close()
@@ -147,8 +166,11 @@ def main() -> None:
     parser.add_argument("--file", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child == "import":
-        print(json.dumps(asyncio.run(child_import(args.dsn, uuid.UUID(args.campaign),
-                                                  Path(args.file)))))
+        print(
+            json.dumps(
+                asyncio.run(child_import(args.dsn, uuid.UUID(args.campaign), Path(args.file)))
+            )
+        )
         return
     if args.child == "read":
         print(json.dumps(child_read(Path(args.file))))
@@ -158,13 +180,24 @@ def main() -> None:
         path = Path(directory) / "contacts.csv"
         start = time.perf_counter()
         generate(path, args.rows)
-        print(f"generated {args.rows:,} rows ({path.stat().st_size / 2**20:.0f} MiB) in "
-              f"{time.perf_counter() - start:.1f} s", file=sys.stderr)
+        print(
+            f"generated {args.rows:,} rows ({path.stat().st_size / 2**20:.0f} MiB) in "
+            f"{time.perf_counter() - start:.1f} s",
+            file=sys.stderr,
+        )
 
         campaign_id = asyncio.run(make_campaign(args.dsn))
         try:
-            imported = run_child("--child", "import", "--dsn", args.dsn,
-                                 "--campaign", str(campaign_id), "--file", str(path))
+            imported = run_child(
+                "--child",
+                "import",
+                "--dsn",
+                args.dsn,
+                "--campaign",
+                str(campaign_id),
+                "--file",
+                str(path),
+            )
         finally:
             asyncio.run(drop_campaign(args.dsn, campaign_id))
         reader = run_child("--child", "read", "--file", str(path))
@@ -173,16 +206,22 @@ def main() -> None:
     rows = args.rows
     ours = rows / imported["seconds"]
     theirs = rows / baseline
-    print(f"rows:                          {rows:,} (imported {imported['imported']:,}, "
-          f"rejected {imported['rejected']:,})")
+    print(
+        f"rows:                          {rows:,} (imported {imported['imported']:,}, "
+        f"rejected {imported['rejected']:,})"
+    )
     print(f"dialler contacts import:       {imported['seconds']:7.2f} s  {ours:>10,.0f} rows/s")
-    print(f"  (its reader alone, no DB:    {reader['seconds']:7.2f} s  "
-          f"{rows / reader['seconds']:>10,.0f} rows/s)")
+    print(
+        f"  (its reader alone, no DB:    {reader['seconds']:7.2f} s  "
+        f"{rows / reader['seconds']:>10,.0f} rows/s)"
+    )
     print(f"psql \\copy (6 text columns):   {baseline:7.2f} s  {theirs:>10,.0f} rows/s")
     print(f"ratio psql/import:             {theirs / ours:7.1f}x")
-    print(f"import peak RSS:               {imported['rss_peak_kib'] / 1024:7.1f} MiB "
-          f"(at start: {imported['rss_before_kib'] / 1024:.1f} MiB; reader alone: "
-          f"{reader['rss_peak_kib'] / 1024:.1f} MiB)")
+    print(
+        f"import peak RSS:               {imported['rss_peak_kib'] / 1024:7.1f} MiB "
+        f"(at start: {imported['rss_before_kib'] / 1024:.1f} MiB; reader alone: "
+        f"{reader['rss_peak_kib'] / 1024:.1f} MiB)"
+    )
 
 
 if __name__ == "__main__":

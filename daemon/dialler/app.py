@@ -49,8 +49,16 @@ from .store.migrate import available_migrations
 from .store.pool import create_pool
 from .systemd import Notifier, watchdog_loop
 
-__all__ = ["DRAIN_TIMEOUT", "Loop", "LoopFailed", "OnFailure", "install_signals", "run",
-           "run_daemon", "supervise"]
+__all__ = [
+    "DRAIN_TIMEOUT",
+    "Loop",
+    "LoopFailed",
+    "OnFailure",
+    "install_signals",
+    "run",
+    "run_daemon",
+    "supervise",
+]
 
 log = logging.getLogger(__name__)
 DRAIN_TIMEOUT = 120.0
@@ -73,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         import uvloop
+
         return uvloop.run(main())
     except ImportError:  # pragma: no cover - uvloop is a dependency
         return asyncio.run(main())
@@ -80,11 +89,12 @@ def run(args: argparse.Namespace) -> int:
 
 # --- supervision -----------------------------------------------------------------------------
 
+
 class OnFailure(enum.Enum):
     """What a loop's failure does."""
 
     RESTART = "restart"  # logged with its traceback; the loop restarts after a backoff
-    STOP = "stop"        # logged with its traceback; the daemon exits 1 (systemd restarts it)
+    STOP = "stop"  # logged with its traceback; the daemon exits 1 (systemd restarts it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +114,7 @@ class LoopFailed(Exception):
         self.name = name
 
 
-async def supervise(loop: Loop, *, first: float = BACKOFF_FIRST,
-                    most: float = BACKOFF_MAX) -> None:
+async def supervise(loop: Loop, *, first: float = BACKOFF_FIRST, most: float = BACKOFF_MAX) -> None:
     """Run `loop` until it returns; its failures as its `on_failure` says (`LoopFailed`
     raised for `STOP`). Cancellation passes through."""
     backoff = first
@@ -116,26 +125,36 @@ async def supervise(loop: Loop, *, first: float = BACKOFF_FIRST,
             return
         except Exception as exc:
             if loop.on_failure is OnFailure.STOP:
-                log.critical("daemon loop failed; stopping the daemon", exc_info=True,
-                             extra={"loop": loop.name})
+                log.critical(
+                    "daemon loop failed; stopping the daemon",
+                    exc_info=True,
+                    extra={"loop": loop.name},
+                )
                 raise LoopFailed(loop.name) from exc
             if time.monotonic() - started >= BACKOFF_RESET:
                 backoff = first
-            log.error("daemon loop failed; restarting in %gs", backoff, exc_info=True,
-                      extra={"loop": loop.name})
+            log.error(
+                "daemon loop failed; restarting in %gs",
+                backoff,
+                exc_info=True,
+                extra={"loop": loop.name},
+            )
         await asyncio.sleep(backoff)
         backoff = min(backoff * 2, most)
 
 
 # --- the daemon ------------------------------------------------------------------------------
 
+
 async def _check_schema(pool: Pool) -> None:
     async with pool.acquire() as conn:
         applied = await store.schema_versions(conn)
     missing = [m.filename for m in available_migrations() if m.version not in applied]
     if missing:
-        raise OperationalError(f"database schema is not current (missing {', '.join(missing)})"
-                               "; run `dialler db migrate`")
+        raise OperationalError(
+            f"database schema is not current (missing {', '.join(missing)})"
+            "; run `dialler db migrate`"
+        )
 
 
 async def _forget_own_dead(pool: Pool, hostname: str) -> None:
@@ -155,21 +174,27 @@ async def _sync_fleet(pool: Pool, config: Config) -> None:
     """Static workers of the config into the fleet; ones no longer listed leave rotation."""
     async with pool.acquire() as conn:
         for worker in config.fleet.workers:
-            await fleet.upsert_config_worker(conn, worker.name, worker.host, worker.port,
-                                             worker.capacity)
+            await fleet.upsert_config_worker(
+                conn, worker.name, worker.host, worker.port, worker.capacity
+            )
         await fleet.disable_unlisted_config_workers(conn, [w.name for w in config.fleet.workers])
 
 
-async def run_daemon(config: Config, stop: asyncio.Event, hard_stop: asyncio.Event,
-                     config_path: str | None = None,
-                     reload: asyncio.Event | None = None) -> int:
+async def run_daemon(
+    config: Config,
+    stop: asyncio.Event,
+    hard_stop: asyncio.Event,
+    config_path: str | None = None,
+    reload: asyncio.Event | None = None,
+) -> int:
     """Run until `stop` (drain) or `hard_stop`; `reload` set → re-read `config_path`.
     Returns the exit status: 0 after a stop, 1 when a loop whose failure stops the daemon
     failed. Raises `OperationalError` when it cannot start."""
     notifier = Notifier()
     notifier.status("starting")
-    pool = await create_pool(config.database.dsn, config.database.pool_min,
-                             config.database.pool_max)
+    pool = await create_pool(
+        config.database.dsn, config.database.pool_min, config.database.pool_max
+    )
     hostname = socket.gethostname()
     daemon_id = f"{hostname}:{os.getpid()}:{secrets.token_hex(3)}"
     clients = [AmiClient(pbx) for pbx in config.asterisk]
@@ -187,8 +212,10 @@ async def run_daemon(config: Config, stop: asyncio.Event, hard_stop: asyncio.Eve
             try:
                 await client.wait_ready(config.asterisk[0].ami.connect_timeout)
             except OperationalError:
-                log.warning("AMI not up yet; nothing is dialled until it is",
-                            extra={"asterisk": client.name})
+                log.warning(
+                    "AMI not up yet; nothing is dialled until it is",
+                    extra={"asterisk": client.name},
+                )
         engine = Engine(config, pool, trackers, daemon_id)
         await _sync_fleet(pool, config)
         attach = AttachServer(config, pool)
@@ -198,8 +225,7 @@ async def run_daemon(config: Config, stop: asyncio.Event, hard_stop: asyncio.Eve
         async def ami_ready() -> dict[str, bool]:
             return {f"ami:{c.name}": c.ready for c in clients}
 
-        api = make_app(config, pool, engine.record_result, engine.test_call,
-                       readiness=ami_ready)
+        api = make_app(config, pool, engine.record_result, engine.test_call, readiness=ami_ready)
         runner = await start(api, config.listeners.http.host, config.listeners.http.port)
         closers.append(runner.cleanup)
         metrics.start_server(config.listeners.metrics.host, config.listeners.metrics.port)
@@ -210,8 +236,19 @@ async def run_daemon(config: Config, stop: asyncio.Event, hard_stop: asyncio.Eve
         # stale attempts reconciled.
         notifier.ready(_status_line(engine))
         drained = asyncio.Event()  # the watchdog pings until the drain is over
-        loops = _loops(engine, recovery, attach, pool, notifier, daemon_id, stop, drained,
-                       reload, config_path, api[API_CONFIG])
+        loops = _loops(
+            engine,
+            recovery,
+            attach,
+            pool,
+            notifier,
+            daemon_id,
+            stop,
+            drained,
+            reload,
+            config_path,
+            api[API_CONFIG],
+        )
         status = 0
         try:
             async with asyncio.TaskGroup() as group:
@@ -237,10 +274,19 @@ async def run_daemon(config: Config, stop: asyncio.Event, hard_stop: asyncio.Eve
         await pool.close()
 
 
-def _loops(engine: Engine, recovery: Recovery, attach: AttachServer, pool: Pool,
-           notifier: Notifier, daemon_id: str, stop: asyncio.Event, drained: asyncio.Event,
-           reload: asyncio.Event | None, config_path: str | None,
-           api_config: ConfigRef) -> list[Loop]:
+def _loops(
+    engine: Engine,
+    recovery: Recovery,
+    attach: AttachServer,
+    pool: Pool,
+    notifier: Notifier,
+    daemon_id: str,
+    stop: asyncio.Event,
+    drained: asyncio.Event,
+    reload: asyncio.Event | None,
+    config_path: str | None,
+    api_config: ConfigRef,
+) -> list[Loop]:
     """The daemon's loops and what each one's failure does (docs/engine.md, "Supervision").
 
     Only the watchdog's failure stops the daemon: without its pings systemd kills the daemon
@@ -257,13 +303,21 @@ def _loops(engine: Engine, recovery: Recovery, attach: AttachServer, pool: Pool,
         Loop("watchdog", lambda: watchdog_loop(notifier, drained), fatal),
     ]
     if reload is not None and config_path is not None:
-        loops.append(Loop("reload", lambda: _reload_loop(
-            reload, config_path, engine, attach, pool, notifier, stop, api_config), restart))
+        loops.append(
+            Loop(
+                "reload",
+                lambda: _reload_loop(
+                    reload, config_path, engine, attach, pool, notifier, stop, api_config
+                ),
+                restart,
+            )
+        )
     return loops
 
 
-async def _until_stopped(engine: Engine, notifier: Notifier, stop: asyncio.Event,
-                         hard_stop: asyncio.Event) -> None:
+async def _until_stopped(
+    engine: Engine, notifier: Notifier, stop: asyncio.Event, hard_stop: asyncio.Event
+) -> None:
     """Wait for the first stop, then drain until the live calls end, `DRAIN_TIMEOUT` passes
     or the second stop comes."""
     await stop.wait()
@@ -279,8 +333,7 @@ async def _until_stopped(engine: Engine, notifier: Notifier, stop: asyncio.Event
         await asyncio.gather(drain, hard, return_exceptions=True)
     left = len(engine.live)
     if left:
-        log.warning("exiting with live calls; the next start reconciles them",
-                    extra={"live": left})
+        log.warning("exiting with live calls; the next start reconciles them", extra={"live": left})
 
 
 def _status_line(engine: Engine) -> str:
@@ -290,9 +343,17 @@ def _status_line(engine: Engine) -> str:
 
 # --- the loops -------------------------------------------------------------------------------
 
-async def _reload_loop(reload: asyncio.Event, path: str, engine: Engine, attach: AttachServer,
-                       pool: Pool, notifier: Notifier, stop: asyncio.Event,
-                       api_config: ConfigRef) -> None:
+
+async def _reload_loop(
+    reload: asyncio.Event,
+    path: str,
+    engine: Engine,
+    attach: AttachServer,
+    pool: Pool,
+    notifier: Notifier,
+    stop: asyncio.Event,
+    api_config: ConfigRef,
+) -> None:
     """SIGHUP: re-read the config. A bad file keeps the old config and says why; a change
     that needs a restart is refused; the rest applies live."""
     while not stop.is_set():
@@ -304,8 +365,9 @@ async def _reload_loop(reload: asyncio.Event, path: str, engine: Engine, attach:
         try:
             new, notes = reload_config(path, engine.config)
             if new is engine.config:
-                message = ("reload refused: " + "; ".join(notes)) if notes else \
-                    "reloaded: no change"
+                message = (
+                    ("reload refused: " + "; ".join(notes)) if notes else "reloaded: no change"
+                )
                 (log.warning if notes else log.info)(message)
             else:
                 await _apply(new, engine, attach, pool)
@@ -323,8 +385,10 @@ async def _apply(new: Config, engine: Engine, attach: AttachServer, pool: Pool) 
     engine.config = new
     attach.config = new
     for carrier in new.carriers:
-        if carrier.name not in engine.buckets or \
-                old.carrier(carrier.name).calls_per_second != carrier.calls_per_second:
+        if (
+            carrier.name not in engine.buckets
+            or old.carrier(carrier.name).calls_per_second != carrier.calls_per_second
+        ):
             engine.buckets[carrier.name] = TokenBucket(carrier.calls_per_second)
     await _sync_fleet(pool, new)
     async with pool.acquire() as conn:
@@ -368,6 +432,7 @@ async def _recovery_loop(recovery: Recovery, stop: asyncio.Event) -> None:
 async def _listen_wakeups(pool: Pool, engine: Engine, stop: asyncio.Event) -> None:
     """LISTEN dialler_wakeup: a started campaign or new contacts are dialled at once; the
     poll interval is the fallback."""
+
     def wake(*_args: object) -> None:
         engine.wake.set()
 
@@ -379,8 +444,9 @@ async def _listen_wakeups(pool: Pool, engine: Engine, stop: asyncio.Event) -> No
             await store.unlisten_wakeups(conn, wake)
 
 
-def install_signals(stop: asyncio.Event, hard_stop: asyncio.Event,
-                    reload: asyncio.Event | None = None) -> None:
+def install_signals(
+    stop: asyncio.Event, hard_stop: asyncio.Event, reload: asyncio.Event | None = None
+) -> None:
     """SIGTERM/SIGINT: the first drains (`stop`), the second exits (`hard_stop`); SIGHUP sets
     `reload`."""
     loop = asyncio.get_running_loop()

@@ -22,8 +22,9 @@ __all__ = ["DEFAULT_CONFIG", "build_parser", "config_path", "main"]
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _add(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, target: str,
-         help_text: str) -> argparse.ArgumentParser:
+def _add(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, target: str, help_text: str
+) -> argparse.ArgumentParser:
     parser = sub.add_parser(name, help=help_text, description=help_text)
     parser.set_defaults(target=target)
     return parser
@@ -31,128 +32,203 @@ def _add(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, ta
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dialler", description=__doc__)
-    parser.add_argument("--config", metavar="FILE",
-                        help=f"config file (default: $DIALLER_CONFIG, then {DEFAULT_CONFIG})")
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help=f"config file (default: $DIALLER_CONFIG, then {DEFAULT_CONFIG})",
+    )
     top = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     cfg = top.add_parser("config", help="configuration file tools").add_subparsers(
-        dest="subcommand", metavar="SUBCOMMAND", required=True)
-    check = _add(cfg, "check", "dialler.commands.config_cmd:check",
-                 "validate a config file; print every problem with its key path")
+        dest="subcommand", metavar="SUBCOMMAND", required=True
+    )
+    check = _add(
+        cfg,
+        "check",
+        "dialler.commands.config_cmd:check",
+        "validate a config file; print every problem with its key path",
+    )
     check.add_argument("file", metavar="FILE")
 
     db = top.add_parser("db", help="database schema").add_subparsers(
-        dest="subcommand", metavar="SUBCOMMAND", required=True)
-    _add(db, "migrate", "dialler.commands.db_cmd:migrate",
-         "apply pending schema migrations (idempotent, safe to run concurrently)")
+        dest="subcommand", metavar="SUBCOMMAND", required=True
+    )
+    _add(
+        db,
+        "migrate",
+        "dialler.commands.db_cmd:migrate",
+        "apply pending schema migrations (idempotent, safe to run concurrently)",
+    )
 
-    lab = top.add_parser("lab", help="the local lab: PostgreSQL, Asterisk 22, SIPp carrier"
-                         ).add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
-    for name, text in (("up", "start the lab (idempotent); prints the lab config path last"),
-                       ("status", "what is up, on which ports, Asterisk version"),
-                       ("down", "stop everything the lab started"),
-                       ("calls", "calls the lab carrier received since `lab up`")):
+    lab = top.add_parser(
+        "lab", help="the local lab: PostgreSQL, Asterisk 22, SIPp carrier"
+    ).add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
+    for name, text in (
+        ("up", "start the lab (idempotent); prints the lab config path last"),
+        ("status", "what is up, on which ports, Asterisk version"),
+        ("down", "stop everything the lab started"),
+        ("calls", "calls the lab carrier received since `lab up`"),
+    ):
         p = _add(lab, name, f"dialler.commands.lab_cmd:{name}", text)
-        p.add_argument("--state-dir", default=None,
-                       help="lab state directory (default /var/lib/dialler-lab)")
+        p.add_argument(
+            "--state-dir", default=None, help="lab state directory (default /var/lib/dialler-lab)"
+        )
         if name in ("status", "calls"):
             p.add_argument("--json", action="store_true", help="machine-readable output")
 
-    _add(top, "run", "dialler.app:run",
-         "run the daemon: dial running campaigns until stopped")
+    _add(top, "run", "dialler.app:run", "run the daemon: dial running campaigns until stopped")
 
     bot = top.add_parser("bot", help="bots").add_subparsers(
-        dest="subcommand", metavar="SUBCOMMAND", required=True)
-    _add(bot, "create", "dialler.commands.bot_cmd:create", "create a bot from a YAML/JSON file"
-         ).add_argument("file", metavar="FILE")
+        dest="subcommand", metavar="SUBCOMMAND", required=True
+    )
+    _add(
+        bot, "create", "dialler.commands.bot_cmd:create", "create a bot from a YAML/JSON file"
+    ).add_argument("file", metavar="FILE")
     _add(bot, "list", "dialler.commands.bot_cmd:list_bots", "list bots")
 
     camp = top.add_parser("campaign", help="campaigns").add_subparsers(
-        dest="subcommand", metavar="SUBCOMMAND", required=True)
-    _add(camp, "create", "dialler.commands.campaign_cmd:create",
-         "store a draft campaign from a YAML/JSON file; prints its id").add_argument(
-        "file", metavar="FILE")
-    edit = _add(camp, "edit", "dialler.commands.campaign_cmd:edit",
-                "replace a draft or paused campaign's settings from a file")
+        dest="subcommand", metavar="SUBCOMMAND", required=True
+    )
+    _add(
+        camp,
+        "create",
+        "dialler.commands.campaign_cmd:create",
+        "store a draft campaign from a YAML/JSON file; prints its id",
+    ).add_argument("file", metavar="FILE")
+    edit = _add(
+        camp,
+        "edit",
+        "dialler.commands.campaign_cmd:edit",
+        "replace a draft or paused campaign's settings from a file",
+    )
     edit.add_argument("campaign", metavar="ID")
     edit.add_argument("file", metavar="FILE")
     _add(camp, "list", "dialler.commands.campaign_cmd:list_campaigns", "list campaigns")
-    show = _add(camp, "show", "dialler.commands.show_cmd:show",
-                "live activity and stats of a campaign")
+    show = _add(
+        camp, "show", "dialler.commands.show_cmd:show", "live activity and stats of a campaign"
+    )
     show.add_argument("campaign", metavar="ID")
     show.add_argument("--json", action="store_true", help="machine-readable output")
-    for name, text in (("start", "validate and start a draft campaign"),
-                       ("pause", "stop new dials; live calls finish"),
-                       ("resume", "resume a paused campaign"),
-                       ("cancel", "no new dials; waiting contacts cancelled")):
+    for name, text in (
+        ("start", "validate and start a draft campaign"),
+        ("pause", "stop new dials; live calls finish"),
+        ("resume", "resume a paused campaign"),
+        ("cancel", "no new dials; waiting contacts cancelled"),
+    ):
         _add(camp, name, f"dialler.commands.campaign_cmd:{name}", text).add_argument(
-            "campaign", metavar="ID")
+            "campaign", metavar="ID"
+        )
 
     num = top.add_parser("number", help="caller IDs of the pool").add_subparsers(
-        dest="subcommand", metavar="SUBCOMMAND", required=True)
-    for name, text in (("disable", "take a caller ID out of rotation"),
-                       ("enable", "put a caller ID back into rotation")):
+        dest="subcommand", metavar="SUBCOMMAND", required=True
+    )
+    for name, text in (
+        ("disable", "take a caller ID out of rotation"),
+        ("enable", "put a caller ID back into rotation"),
+    ):
         _add(num, name, f"dialler.commands.number_cmd:{name}", text).add_argument(
-            "number", metavar="NUMBER")
+            "number", metavar="NUMBER"
+        )
 
     con = top.add_parser("contacts", help="contacts of a campaign").add_subparsers(
-        dest="subcommand", metavar="SUBCOMMAND", required=True)
-    imp = _add(con, "import", "dialler.commands.contacts_cmd:import_csv",
-               "import a contacts CSV (valid rows land atomically; bad rows to --errors)")
+        dest="subcommand", metavar="SUBCOMMAND", required=True
+    )
+    imp = _add(
+        con,
+        "import",
+        "dialler.commands.contacts_cmd:import_csv",
+        "import a contacts CSV (valid rows land atomically; bad rows to --errors)",
+    )
     imp.add_argument("campaign", metavar="ID")
     imp.add_argument("file", metavar="FILE")
     imp.add_argument("--errors", metavar="FILE", help="rejected rows (default FILE.errors.csv)")
     add = _add(con, "add", "dialler.commands.contacts_cmd:add", "add one contact")
     add.add_argument("campaign", metavar="ID")
     add.add_argument("--phone", required=True, metavar="N")
-    add.add_argument("--var", action="append", default=[], metavar="K=V",
-                     help="a variable (repeatable)")
-    cancel = _add(con, "cancel", "dialler.commands.contacts_cmd:cancel",
-                  "cancel a contact's remaining dials")
+    add.add_argument(
+        "--var", action="append", default=[], metavar="K=V", help="a variable (repeatable)"
+    )
+    cancel = _add(
+        con, "cancel", "dialler.commands.contacts_cmd:cancel", "cancel a contact's remaining dials"
+    )
     cancel.add_argument("campaign", metavar="ID")
     cancel.add_argument("--phone", required=True, metavar="N")
 
-    calls = _add(top, "calls", "dialler.commands.show_cmd:calls",
-                 "contacts of a campaign with state and attempts/max")
+    calls = _add(
+        top,
+        "calls",
+        "dialler.commands.show_cmd:calls",
+        "contacts of a campaign with state and attempts/max",
+    )
     calls.add_argument("campaign", metavar="ID")
     calls.add_argument("--json", action="store_true", help="machine-readable output")
 
     rep = top.add_parser("report", help="reports").add_subparsers(
-        dest="subcommand", metavar="SUBCOMMAND", required=True)
-    att = _add(rep, "attempts", "dialler.commands.report_cmd:attempts",
-               "attempt report (CSV) of a campaign")
+        dest="subcommand", metavar="SUBCOMMAND", required=True
+    )
+    att = _add(
+        rep,
+        "attempts",
+        "dialler.commands.report_cmd:attempts",
+        "attempt report (CSV) of a campaign",
+    )
     att.add_argument("campaign", metavar="ID")
     att.add_argument("-o", "--output", metavar="FILE", help="write here (default stdout)")
 
-    worker = _add(top, "worker", "dialler.commands.worker_cmd:worker",
-                  "run the reference bot worker (AudioSocket)")
+    worker = _add(
+        top,
+        "worker",
+        "dialler.commands.worker_cmd:worker",
+        "run the reference bot worker (AudioSocket)",
+    )
     from .commands.worker_cmd import add_arguments as worker_arguments  # cheap: no aiohttp
+
     worker_arguments(worker)
 
-    tri = _add(top, "triage", "dialler.commands.triage_cmd:triage",
-               "walk the triage guide for a campaign: checks, fixes, when to escalate")
+    tri = _add(
+        top,
+        "triage",
+        "dialler.commands.triage_cmd:triage",
+        "walk the triage guide for a campaign: checks, fixes, when to escalate",
+    )
     tri.add_argument("campaign", metavar="ID")
     tri.add_argument("--json", action="store_true", help="machine-readable output")
 
     sup = top.add_parser("suppress", help="the do-not-call list").add_subparsers(
-        dest="subcommand", metavar="SUBCOMMAND", required=True)
-    sadd = _add(sup, "add", "dialler.commands.suppress_cmd:add",
-                "never dial this number again, from any campaign")
+        dest="subcommand", metavar="SUBCOMMAND", required=True
+    )
+    sadd = _add(
+        sup,
+        "add",
+        "dialler.commands.suppress_cmd:add",
+        "never dial this number again, from any campaign",
+    )
     sadd.add_argument("number", metavar="NUMBER")
     sadd.add_argument("--reason", help="why (kept with the entry)")
-    _add(sup, "remove", "dialler.commands.suppress_cmd:remove",
-         "take a number off the do-not-call list").add_argument("number", metavar="NUMBER")
+    _add(
+        sup,
+        "remove",
+        "dialler.commands.suppress_cmd:remove",
+        "take a number off the do-not-call list",
+    ).add_argument("number", metavar="NUMBER")
     _add(sup, "list", "dialler.commands.suppress_cmd:list_numbers", "the do-not-call list")
 
-    test = _add(top, "test-call", "dialler.commands.testcall_cmd:test_call",
-                "one call outside any campaign through the running daemon, stage by stage")
+    test = _add(
+        top,
+        "test-call",
+        "dialler.commands.testcall_cmd:test_call",
+        "one call outside any campaign through the running daemon, stage by stage",
+    )
     test.add_argument("--bot", required=True, help="the bot to test")
     test.add_argument("--to", required=True, metavar="NUMBER", help="the number to call")
-    test.add_argument("--from", dest="caller_id", metavar="NUMBER",
-                      help="caller ID (default: the first enabled one of the config)")
+    test.add_argument(
+        "--from",
+        dest="caller_id",
+        metavar="NUMBER",
+        help="caller ID (default: the first enabled one of the config)",
+    )
 
-    _add(top, "demo", "dialler.demo:demo",
-         "bring the lab up and show the dialler at work on it")
+    _add(top, "demo", "dialler.demo:demo", "bring the lab up and show the dialler at work on it")
     return parser
 
 

@@ -40,7 +40,7 @@ TIMEOUT = 300.0
 
 
 def _files(workdir: Path, stamp: str) -> tuple[str, str, Path]:
-    bot = f"name: demo-bot-{stamp}\nprompt: \"Hello {{{{Name}}}}, this is a demo call.\"\n"
+    bot = f'name: demo-bot-{stamp}\nprompt: "Hello {{{{Name}}}}, this is a demo call."\n'
     campaign = f"""name: demo-{stamp}
 bot: demo-bot-{stamp}
 numbers: ["+441632960001", "+441632960002", "+441632960003"]
@@ -63,16 +63,18 @@ async def _setup(config: Config, workdir: Path, stamp: str) -> str:
     conn = await connect(config.database.dsn)
     try:
         await repo.create_bot(conn, parse_bot(parse_text(bot_text, "demo bot")))
-        spec = await repo.read_campaign_spec(conn, config,
-                                             parse_text(campaign_text, "demo campaign"))
+        spec = await repo.read_campaign_spec(
+            conn, config, parse_text(campaign_text, "demo campaign")
+        )
         campaign_id = await repo.create_campaign(conn, spec)
-        summary = await import_contacts(conn, campaign_id, contacts,
-                                        config.contacts.default_region)
+        summary = await import_contacts(conn, campaign_id, contacts, config.contacts.default_region)
         await repo.start_campaign(conn, config, campaign_id)
     finally:
         await conn.close()
-    print(f"demo: campaign {spec.name} ({campaign_id}): {summary.imported} contacts, "
-          f"started", file=sys.stderr)
+    print(
+        f"demo: campaign {spec.name} ({campaign_id}): {summary.imported} contacts, started",
+        file=sys.stderr,
+    )
     return str(campaign_id)
 
 
@@ -84,10 +86,14 @@ async def _watch(config: Config, campaign_id: str, stop: asyncio.Event) -> None:
         while time.monotonic() - started < TIMEOUT:
             data = await campaign_show(conn, config, uuid.UUID(campaign_id))
             s = data["stats"]
-            print(f"demo: {time.monotonic() - started:5.1f}s  {data['activity']:24} "
-                  f"pending {s['pending']:2}  dialing {s['dialing']:2}  connected "
-                  f"{s['connected']:2}  retry {s['retry_scheduled']:2}  done {s['done']:2}  "
-                  f"exhausted {s['exhausted']:2}", file=sys.stderr, flush=True)
+            print(
+                f"demo: {time.monotonic() - started:5.1f}s  {data['activity']:24} "
+                f"pending {s['pending']:2}  dialing {s['dialing']:2}  connected "
+                f"{s['connected']:2}  retry {s['retry_scheduled']:2}  done {s['done']:2}  "
+                f"exhausted {s['exhausted']:2}",
+                file=sys.stderr,
+                flush=True,
+            )
             if data["state"] == "completed":
                 return
             await asyncio.sleep(1)
@@ -119,8 +125,11 @@ def _summary(report: Path) -> None:
         rows = list(csv.DictReader(fh))
     contacts = {r["contact_id"] for r in rows}
     print(f"{len(rows)} attempts to {len(contacts)} contacts")
-    for title, key in (("outcome", "outcome"), ("sip code", "sip_code"),
-                       ("next action", "next_action")):
+    for title, key in (
+        ("outcome", "outcome"),
+        ("sip code", "sip_code"),
+        ("next action", "next_action"),
+    ):
         counts = Counter(r[key] or "-" for r in rows)
         print(f"  {title:12} " + "  ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
 

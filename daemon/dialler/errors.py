@@ -35,6 +35,7 @@ class DiallerError(Exception):
 
 # --- operational failures (exit 1, HTTP 503) ------------------------------------------------
 
+
 class OperationalError(DiallerError):
     """A service the dialler needs is unavailable."""
 
@@ -48,6 +49,7 @@ class TryAgain(OperationalError):
 
 
 # --- invalid input (exit 2, HTTP 422) -------------------------------------------------------
+
 
 class InvalidInput(DiallerError):
     """The input is invalid."""
@@ -69,8 +71,7 @@ class ConfigError(InvalidInput):
 class SpecError(InvalidInput):
     """The bot or campaign file is invalid."""
 
-    def __init__(self, problems: Sequence[str], source: str,
-                 fields: Sequence[str] = ()) -> None:
+    def __init__(self, problems: Sequence[str], source: str, fields: Sequence[str] = ()) -> None:
         #: Each problem as ``<file>[:<line>]: <key path>: <what is wrong>``.
         self.source = source
         #: The key paths at fault, in the order of `problems` (when the reader knows them).
@@ -86,8 +87,7 @@ class SpecError(InvalidInput):
 class CsvFileError(InvalidInput):
     """The contacts file cannot be imported."""
 
-    def __init__(self, path: str | os.PathLike[str], problem: str,
-                 line: int | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], problem: str, line: int | None = None) -> None:
         self.path = str(path)
         self.line = line
         self.problem = problem
@@ -125,11 +125,13 @@ class SettingsRefused(InvalidInput):
     def __init__(self, constraint: str | None) -> None:
         #: The constraint that refused them, when PostgreSQL names it.
         self.constraint = constraint
-        super().__init__(f"the database refused the campaign's settings "
-                         f"({constraint or 'a check constraint'})")
+        super().__init__(
+            f"the database refused the campaign's settings ({constraint or 'a check constraint'})"
+        )
 
 
 # --- not found (exit 2, HTTP 404) ----------------------------------------------------------
+
 
 class NotFound(InvalidInput):
     """No such thing."""
@@ -170,8 +172,9 @@ class UnknownCall(NotFound):
 class UnknownNumber(NotFound):
     """The number is not a caller ID of the configured pool."""
 
-    def __init__(self, number: str, why: str = "it is not a caller ID of any configured "
-                 "carrier") -> None:
+    def __init__(
+        self, number: str, why: str = "it is not a caller ID of any configured carrier"
+    ) -> None:
         self.number = number
         super().__init__(f"unknown number {number}: {why}", field="number")
 
@@ -181,8 +184,9 @@ class ContactNotFound(NotFound):
 
     def __init__(self, phone: str) -> None:
         self.phone = phone
-        super().__init__(f"phone_number {phone}: no such contact in this campaign",
-                         field="phone_number")
+        super().__init__(
+            f"phone_number {phone}: no such contact in this campaign", field="phone_number"
+        )
 
 
 class NotSuppressed(NotFound):
@@ -194,6 +198,7 @@ class NotSuppressed(NotFound):
 
 
 # --- conflicts with the current state (exit 2, HTTP 409) -----------------------------------
+
 
 class Conflict(InvalidInput):
     """The current state does not allow it."""
@@ -223,8 +228,11 @@ class DuplicateContact(Conflict):
 
     def __init__(self, phone: str, campaign: str, contact_id: uuid.UUID, state: str) -> None:
         self.phone, self.contact_id, self.state = phone, contact_id, state
-        super().__init__(f"phone_number {phone} is already in campaign {campaign!r} "
-                         f"(contact {contact_id}, {state})", field="phone_number")
+        super().__init__(
+            f"phone_number {phone} is already in campaign {campaign!r} "
+            f"(contact {contact_id}, {state})",
+            field="phone_number",
+        )
 
 
 class ContactBusy(Conflict):
@@ -235,7 +243,9 @@ class ContactBusy(Conflict):
         super().__init__(
             f"phone_number {phone}: contact {contact_id} is in a call now ({state}) and "
             "cannot be cancelled; the call's result decides whether it is dialled again, "
-            "so cancel it once the call has ended", field="phone_number")
+            "so cancel it once the call has ended",
+            field="phone_number",
+        )
 
 
 class AlreadyFinal(Conflict):
@@ -269,6 +279,7 @@ class DiallingUnavailable(TestCallRefused):
 
 # --- the one table ----------------------------------------------------------------------------
 
+
 @dataclass(frozen=True, slots=True)
 class Answer:
     """How a refusal is answered: CLI exit code, HTTP status, the JSON error's `code`."""
@@ -278,38 +289,40 @@ class Answer:
     code: str
 
 
-ANSWERS: Mapping[type[DiallerError], Answer] = MappingProxyType({
-    DiallerError: Answer(1, 500, "internal"),
-    OperationalError: Answer(1, 503, "unavailable"),
-    LabError: Answer(1, 503, "unavailable"),
-    TryAgain: Answer(1, 503, "try_again"),
-    InvalidInput: Answer(2, 422, "invalid"),
-    ConfigError: Answer(2, 422, "invalid_config"),
-    SpecError: Answer(2, 422, "invalid_field"),
-    CsvFileError: Answer(2, 422, "bad_csv"),
-    InvalidField: Answer(2, 422, "bad_field"),
-    InvalidNumber: Answer(2, 422, "bad_field"),
-    StartChecksFailed: Answer(2, 422, "start_checks_failed"),
-    SettingsRefused: Answer(2, 422, "settings_refused"),
-    NotFound: Answer(2, 404, "not_found"),
-    UnknownCampaign: Answer(2, 404, "not_found"),
-    UnknownBot: Answer(2, 404, "not_found"),
-    UnknownWorker: Answer(2, 404, "not_found"),
-    UnknownCall: Answer(2, 404, "not_found"),
-    UnknownNumber: Answer(2, 404, "not_found"),
-    ContactNotFound: Answer(2, 404, "not_found"),
-    NotSuppressed: Answer(2, 404, "not_found"),
-    Conflict: Answer(2, 409, "conflict"),
-    NameTaken: Answer(2, 409, "name_taken"),
-    WrongState: Answer(2, 409, "wrong_state"),
-    DuplicateContact: Answer(2, 409, "duplicate"),
-    ContactBusy: Answer(2, 409, "in_call"),
-    AlreadyFinal: Answer(2, 409, "already_final"),
-    TestCallRefused: Answer(2, 409, "refused"),
-    TestCallInProgress: Answer(2, 409, "in_progress"),
-    NoFreeWorker: Answer(1, 503, "no_capacity"),
-    DiallingUnavailable: Answer(1, 503, "unavailable"),
-})
+ANSWERS: Mapping[type[DiallerError], Answer] = MappingProxyType(
+    {
+        DiallerError: Answer(1, 500, "internal"),
+        OperationalError: Answer(1, 503, "unavailable"),
+        LabError: Answer(1, 503, "unavailable"),
+        TryAgain: Answer(1, 503, "try_again"),
+        InvalidInput: Answer(2, 422, "invalid"),
+        ConfigError: Answer(2, 422, "invalid_config"),
+        SpecError: Answer(2, 422, "invalid_field"),
+        CsvFileError: Answer(2, 422, "bad_csv"),
+        InvalidField: Answer(2, 422, "bad_field"),
+        InvalidNumber: Answer(2, 422, "bad_field"),
+        StartChecksFailed: Answer(2, 422, "start_checks_failed"),
+        SettingsRefused: Answer(2, 422, "settings_refused"),
+        NotFound: Answer(2, 404, "not_found"),
+        UnknownCampaign: Answer(2, 404, "not_found"),
+        UnknownBot: Answer(2, 404, "not_found"),
+        UnknownWorker: Answer(2, 404, "not_found"),
+        UnknownCall: Answer(2, 404, "not_found"),
+        UnknownNumber: Answer(2, 404, "not_found"),
+        ContactNotFound: Answer(2, 404, "not_found"),
+        NotSuppressed: Answer(2, 404, "not_found"),
+        Conflict: Answer(2, 409, "conflict"),
+        NameTaken: Answer(2, 409, "name_taken"),
+        WrongState: Answer(2, 409, "wrong_state"),
+        DuplicateContact: Answer(2, 409, "duplicate"),
+        ContactBusy: Answer(2, 409, "in_call"),
+        AlreadyFinal: Answer(2, 409, "already_final"),
+        TestCallRefused: Answer(2, 409, "refused"),
+        TestCallInProgress: Answer(2, 409, "in_progress"),
+        NoFreeWorker: Answer(1, 503, "no_capacity"),
+        DiallingUnavailable: Answer(1, 503, "unavailable"),
+    }
+)
 
 
 def answer_for(exc: DiallerError) -> Answer:

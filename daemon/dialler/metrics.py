@@ -59,68 +59,112 @@ REGISTRY = CollectorRegistry()
 # --- updated by the engine as things happen --------------------------------------------------
 
 ORIGINATIONS = Counter(
-    "dialler_originations_total", "Originates sent to Asterisk.",
-    ["campaign", "carrier"], registry=REGISTRY)
+    "dialler_originations_total",
+    "Originates sent to Asterisk.",
+    ["campaign", "carrier"],
+    registry=REGISTRY,
+)
 ATTEMPT_OUTCOMES = Counter(
     "dialler_attempt_outcomes_total",
     "Attempts that became final, by outcome (answered, no_answer, rejected, error).",
-    ["campaign", "outcome"], registry=REGISTRY)
+    ["campaign", "outcome"],
+    registry=REGISTRY,
+)
 CALLS_ABANDONED = Counter(
     "dialler_calls_abandoned_total",
     "Answered calls no worker could take (callee heard a message and was hung up on).",
-    ["campaign"], registry=REGISTRY)
+    ["campaign"],
+    registry=REGISTRY,
+)
 SIP_RESPONSES = Counter(
     "dialler_sip_responses_total",
-    "Final SIP codes of unanswered dials, by carrier; code \"none\" when no final code came.",
-    ["carrier", "code"], registry=REGISTRY)
+    'Final SIP codes of unanswered dials, by carrier; code "none" when no final code came.',
+    ["carrier", "code"],
+    registry=REGISTRY,
+)
 ORIGINATE_TO_ANSWER = Histogram(
-    "dialler_originate_to_answer_seconds", "From the originate to the callee's answer.",
-    ["carrier"], buckets=(0.5, 1, 2, 3, 5, 10, 20, 30, 60), registry=REGISTRY)
+    "dialler_originate_to_answer_seconds",
+    "From the originate to the callee's answer.",
+    ["carrier"],
+    buckets=(0.5, 1, 2, 3, 5, 10, 20, 30, 60),
+    registry=REGISTRY,
+)
 ANSWER_TO_ATTACH = Histogram(
     "dialler_answer_to_attach_seconds",
     "From the answer to the call being handed to a bot worker (FastAGI attach).",
-    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5), registry=REGISTRY)
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5),
+    registry=REGISTRY,
+)
 CLAIM_DURATION = Histogram(
-    "dialler_claim_duration_seconds", "The claim transaction of one campaign's tick.",
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1), registry=REGISTRY)
+    "dialler_claim_duration_seconds",
+    "The claim transaction of one campaign's tick.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+    registry=REGISTRY,
+)
 AMI_CONNECTED = Gauge(
-    "dialler_ami_connected", "1 while the AMI connection to this Asterisk is up, else 0.",
-    ["asterisk"], registry=REGISTRY)
+    "dialler_ami_connected",
+    "1 while the AMI connection to this Asterisk is up, else 0.",
+    ["asterisk"],
+    registry=REGISTRY,
+)
 
 # --- read from the database by `refresh` -----------------------------------------------------
 
 CALLS_IN_FLIGHT = Gauge(
-    "dialler_calls_in_flight", "Open attempts by state (dialing, connected, wrapping).",
-    ["campaign", "state"], registry=REGISTRY)
+    "dialler_calls_in_flight",
+    "Open attempts by state (dialing, connected, wrapping).",
+    ["campaign", "state"],
+    registry=REGISTRY,
+)
 CONTACTS = Gauge(
-    "dialler_contacts", "Contacts by state (waiting, in flight and final states).",
-    ["campaign", "state"], registry=REGISTRY)
+    "dialler_contacts",
+    "Contacts by state (waiting, in flight and final states).",
+    ["campaign", "state"],
+    registry=REGISTRY,
+)
 CAMPAIGN_LAST_DIAL = Gauge(
     "dialler_campaign_last_dial_timestamp_seconds",
     "Unix time of the campaign's last dial (no series until its first dial).",
-    ["campaign"], registry=REGISTRY)
+    ["campaign"],
+    registry=REGISTRY,
+)
 CAMPAIGN_WINDOW_OPEN = Gauge(
     "dialler_campaign_window_open",
     "1 when now is inside the campaign's calling window and a working day, else 0.",
-    ["campaign"], registry=REGISTRY)
+    ["campaign"],
+    registry=REGISTRY,
+)
 CAMPAIGN_STALLED = Gauge(
     "dialler_campaign_stalled",
     "1 when running, inside its window, contacts due, a free slot and no dial for longer "
     "than scheduler.stall_after (campaign show's `stalled`).",
-    ["campaign"], registry=REGISTRY)
+    ["campaign"],
+    registry=REGISTRY,
+)
 CAMPAIGN_CONTACTS_DUE = Gauge(
-    "dialler_campaign_contacts_due", "Waiting contacts whose due time has come.",
-    ["campaign"], registry=REGISTRY)
+    "dialler_campaign_contacts_due",
+    "Waiting contacts whose due time has come.",
+    ["campaign"],
+    registry=REGISTRY,
+)
 STUCK_ATTEMPTS = Gauge(
-    "dialler_stuck_attempts", "Open attempts past their deadline, not yet reconciled.",
-    ["campaign"], registry=REGISTRY)
+    "dialler_stuck_attempts",
+    "Open attempts past their deadline, not yet reconciled.",
+    ["campaign"],
+    registry=REGISTRY,
+)
 FLEET_SLOTS = Gauge(
     "dialler_fleet_slots",
     "Bot fleet slots: total (capacity of the workers in rotation) and busy (reserved).",
-    ["state"], registry=REGISTRY)
+    ["state"],
+    registry=REGISTRY,
+)
 CAMPAIGN_RUNNING = Gauge(
-    "dialler_campaign_running", "1 for a running campaign, 0 for a paused one.",
-    ["campaign"], registry=REGISTRY)
+    "dialler_campaign_running",
+    "1 for a running campaign, 0 for a paused one.",
+    ["campaign"],
+    registry=REGISTRY,
+)
 
 
 def sip_code_label(code: int | None) -> str:
@@ -158,18 +202,22 @@ async def refresh(conn: Connection, config: Config, now: datetime | None = None)
         attempts = await store.open_attempts(conn)
         capacity = await fleet.fleet_capacity(conn, config.fleet.heartbeat_timeout)
         busy = await store.fleet_busy(conn)
-        stalled = {c.id: bool((await campaign_show(conn, config, c.id, now))["stalled"])
-                   for c in campaigns if c.state == CampaignState.RUNNING}
+        stalled = {
+            c.id: bool((await campaign_show(conn, config, c.id, now))["stalled"])
+            for c in campaigns
+            if c.state == CampaignState.RUNNING
+        }
 
     ids = [str(c.id) for c in campaigns]
-    _publish(CAMPAIGN_RUNNING, {(str(c.id),): float(c.state == CampaignState.RUNNING)
-                                for c in campaigns})
-    _publish(CAMPAIGN_WINDOW_OPEN, {(str(c.id),): float(window_open_at(c, now))
-                                    for c in campaigns})
-    _publish(CAMPAIGN_STALLED, {(str(c.id),): float(stalled.get(c.id, False))
-                                for c in campaigns})
-    _publish(CAMPAIGN_LAST_DIAL, {(str(c.id),): c.last_dial_at.timestamp()
-                                  for c in campaigns if c.last_dial_at is not None})
+    _publish(
+        CAMPAIGN_RUNNING, {(str(c.id),): float(c.state == CampaignState.RUNNING) for c in campaigns}
+    )
+    _publish(CAMPAIGN_WINDOW_OPEN, {(str(c.id),): float(window_open_at(c, now)) for c in campaigns})
+    _publish(CAMPAIGN_STALLED, {(str(c.id),): float(stalled.get(c.id, False)) for c in campaigns})
+    _publish(
+        CAMPAIGN_LAST_DIAL,
+        {(str(c.id),): c.last_dial_at.timestamp() for c in campaigns if c.last_dial_at is not None},
+    )
     _publish(CONTACTS, _per_state(ids, STATES, contacts, lambda r: r.n))
     _publish(CAMPAIGN_CONTACTS_DUE, _per_campaign(ids, contacts, lambda r: r.due))
     _publish(CALLS_IN_FLIGHT, _per_state(ids, IN_FLIGHT, attempts, lambda r: r.n))
@@ -188,8 +236,9 @@ class _Counted(Protocol):
 R = TypeVar("R", bound=_Counted)
 
 
-def _per_state(ids: Iterable[str], states: Iterable[str], rows: Iterable[R],
-               value: Callable[[R], int]) -> dict[Labels, float]:
+def _per_state(
+    ids: Iterable[str], states: Iterable[str], rows: Iterable[R], value: Callable[[R], int]
+) -> dict[Labels, float]:
     """Every (campaign, state) pair, zero unless a row counts it."""
     values: dict[Labels, float] = {(c, s): 0.0 for c in ids for s in states}
     for row in rows:
@@ -199,8 +248,9 @@ def _per_state(ids: Iterable[str], states: Iterable[str], rows: Iterable[R],
     return values
 
 
-def _per_campaign(ids: Iterable[str], rows: Iterable[R],
-                  value: Callable[[R], int]) -> dict[Labels, float]:
+def _per_campaign(
+    ids: Iterable[str], rows: Iterable[R], value: Callable[[R], int]
+) -> dict[Labels, float]:
     """A value summed over the rows of each campaign, zero for a campaign without rows."""
     values: dict[Labels, float] = {(c,): 0.0 for c in ids}
     for row in rows:

@@ -31,8 +31,9 @@ RESTART_ONLY = frozenset({"database", "asterisk", "listeners"})
 _KEY_FIELDS = ("name", "number")
 
 
-def reload_config(path: str, current: Config,
-                  env: Mapping[str, str] | None = None) -> tuple[Config, list[str]]:
+def reload_config(
+    path: str, current: Config, env: Mapping[str, str] | None = None
+) -> tuple[Config, list[str]]:
     """Re-read and validate the config at `path` against the running `current` one.
 
     Returns ``(config, messages)``:
@@ -65,8 +66,12 @@ def describe_changes(old: Config, new: Config) -> tuple[list[str], list[str]]:
     live: list[str] = []
     restart: list[str] = []
     for section in fields(Config):
-        found = _diff(getattr(old, section.name), getattr(new, section.name), section.name,
-                      secret=not section.repr)
+        found = _diff(
+            getattr(old, section.name),
+            getattr(new, section.name),
+            section.name,
+            secret=not section.repr,
+        )
         (restart if section.name in RESTART_ONLY else live).extend(found)
     return live, restart
 
@@ -79,8 +84,12 @@ def _diff(old: object, new: object, path: str, *, secret: bool = False) -> list[
     if is_dataclass(old) and not isinstance(old, type) and type(old) is type(new):
         changes: list[str] = []
         for item in fields(old):
-            changes += _diff(getattr(old, item.name), getattr(new, item.name),
-                             f"{path}.{item.name}", secret=not item.repr)
+            changes += _diff(
+                getattr(old, item.name),
+                getattr(new, item.name),
+                f"{path}.{item.name}",
+                secret=not item.repr,
+            )
         return changes
     if isinstance(old, tuple) and isinstance(new, tuple) and _keyed(old) and _keyed(new):
         return _diff_entries(old, new, path)

@@ -19,9 +19,25 @@ from .store import Connection
 from .store import report as store
 from .store.report import FinalAttempt
 
-FIXED = ("campaign_id", "contact_id", "attempt_id", "attempt_number", "phone_number",
-         "caller_id", "carrier", "dialled_at", "answered_at", "ended_at", "duration_seconds",
-         "sip_code", "outcome", "disposition", "worker", "next_action", "next_at")
+FIXED = (
+    "campaign_id",
+    "contact_id",
+    "attempt_id",
+    "attempt_number",
+    "phone_number",
+    "caller_id",
+    "carrier",
+    "dialled_at",
+    "answered_at",
+    "ended_at",
+    "duration_seconds",
+    "sip_code",
+    "outcome",
+    "disposition",
+    "worker",
+    "next_action",
+    "next_at",
+)
 RAW = frozenset({"phone_number", "caller_id"})
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
@@ -45,25 +61,39 @@ def _cell(value: object) -> str:
 
 def _row(r: FinalAttempt, variables: list[str]) -> list[str]:
     fixed: dict[str, object] = {
-        "campaign_id": r.campaign_id, "contact_id": r.contact_id,
-        "attempt_id": r.attempt_id, "attempt_number": r.attempt_number,
-        "phone_number": r.phone_number, "caller_id": r.caller_id,
-        "carrier": r.carrier, "dialled_at": r.dialled_at,
-        "answered_at": r.answered_at, "ended_at": r.ended_at,
+        "campaign_id": r.campaign_id,
+        "contact_id": r.contact_id,
+        "attempt_id": r.attempt_id,
+        "attempt_number": r.attempt_number,
+        "phone_number": r.phone_number,
+        "caller_id": r.caller_id,
+        "carrier": r.carrier,
+        "dialled_at": r.dialled_at,
+        "answered_at": r.answered_at,
+        "ended_at": r.ended_at,
         "duration_seconds": f"{(r.duration_ms or 0) / 1000:g}",
-        "sip_code": r.sip_code, "outcome": r.outcome,
-        "disposition": r.disposition, "worker": r.worker,
-        "next_action": r.next_action, "next_at": r.next_at,
+        "sip_code": r.sip_code,
+        "outcome": r.outcome,
+        "disposition": r.disposition,
+        "worker": r.worker,
+        "next_action": r.next_action,
+        "next_at": r.next_at,
     }
-    cells = [_cell(fixed[name]) if name in RAW else neutralise(_cell(fixed[name]))
-             for name in FIXED]
+    cells = [
+        _cell(fixed[name]) if name in RAW else neutralise(_cell(fixed[name])) for name in FIXED
+    ]
     values = r.variables or {}
     cells += [neutralise(_cell(values.get(name))) for name in variables]
     return cells
 
 
-async def write_report(conn: Connection, campaign_id: UUID, out: IO[str], *,
-                       on_progress: Callable[[], Awaitable[None]] | None = None) -> int:
+async def write_report(
+    conn: Connection,
+    campaign_id: UUID,
+    out: IO[str],
+    *,
+    on_progress: Callable[[], Awaitable[None]] | None = None,
+) -> int:
     """Write the report of a campaign to `out`; returns the number of attempt rows.
 
     `on_progress`, when given, is awaited after each row is written (a streaming caller sends

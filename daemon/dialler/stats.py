@@ -24,18 +24,39 @@ from .store import fleet as fleet_store
 from .store import stats as store
 from .store.stats import CallRow
 
-__all__ = ["IN_FLIGHT", "LIVE_WITHIN", "STATES", "WindowColumns", "activity", "call_item",
-           "call_items", "campaign_show", "rfc3339", "window_open", "window_open_at"]
+__all__ = [
+    "IN_FLIGHT",
+    "LIVE_WITHIN",
+    "STATES",
+    "WindowColumns",
+    "activity",
+    "call_item",
+    "call_items",
+    "campaign_show",
+    "rfc3339",
+    "window_open",
+    "window_open_at",
+]
 
 LIVE_WITHIN = 30.0
 #: Every contact state, in the order of the stats grid.
 STATES: tuple[ContactState, ...] = (
-    ContactState.PENDING, ContactState.DIALING, ContactState.CONNECTED, ContactState.WRAPPING,
-    ContactState.RETRY_SCHEDULED, ContactState.CALLBACK_SCHEDULED, ContactState.DONE,
-    ContactState.EXHAUSTED, ContactState.CANCELLED)
+    ContactState.PENDING,
+    ContactState.DIALING,
+    ContactState.CONNECTED,
+    ContactState.WRAPPING,
+    ContactState.RETRY_SCHEDULED,
+    ContactState.CALLBACK_SCHEDULED,
+    ContactState.DONE,
+    ContactState.EXHAUSTED,
+    ContactState.CANCELLED,
+)
 #: The in-flight states, in call order.
-IN_FLIGHT: tuple[ContactState, ...] = (ContactState.DIALING, ContactState.CONNECTED,
-                                       ContactState.WRAPPING)
+IN_FLIGHT: tuple[ContactState, ...] = (
+    ContactState.DIALING,
+    ContactState.CONNECTED,
+    ContactState.WRAPPING,
+)
 
 
 class WindowColumns(Protocol):
@@ -57,8 +78,7 @@ def rfc3339(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def activity(state: str, window_open: bool, last_dial_at: datetime | None,
-             now: datetime) -> str:
+def activity(state: str, window_open: bool, last_dial_at: datetime | None, now: datetime) -> str:
     if state != CampaignState.RUNNING:
         return state
     if not window_open:
@@ -68,8 +88,7 @@ def activity(state: str, window_open: bool, last_dial_at: datetime | None,
     return "idle_waiting_for_retries"
 
 
-def window_open(start: str, end: str, days: Sequence[str], timezone: str,
-                now: datetime) -> bool:
+def window_open(start: str, end: str, days: Sequence[str], timezone: str, now: datetime) -> bool:
     """Is this calling window open at `now`? An unreadable one is closed."""
     try:
         window = Window.parse(start, end, list(days), timezone)
@@ -83,8 +102,9 @@ def window_open_at(row: WindowColumns, now: datetime) -> bool:
     return window_open(row.window_start, row.window_end, row.window_days, row.timezone, now)
 
 
-async def campaign_show(conn: Connection, config: Config, campaign_id: UUID,
-                        now: datetime | None = None) -> dict[str, Any]:
+async def campaign_show(
+    conn: Connection, config: Config, campaign_id: UUID, now: datetime | None = None
+) -> dict[str, Any]:
     """The JSON of `campaign show ID --json`; `UnknownCampaign` when there is none."""
     now = now or datetime.now(UTC)
     row = await store.campaign_header(conn, campaign_id)
@@ -108,16 +128,23 @@ async def campaign_show(conn: Connection, config: Config, campaign_id: UUID,
 
     open_by_carrier = await store.open_attempts_by_carrier(conn)
     carriers_full = bool(carriers) and all(
-        open_by_carrier.get(c, 0) >= config.carrier(c).max_channels for c in carriers
-        if c in configured)
+        open_by_carrier.get(c, 0) >= config.carrier(c).max_channels
+        for c in carriers
+        if c in configured
+    )
     in_flight = sum(counts[s] for s in IN_FLIGHT)
     is_open = window_open_at(row, now)
     last_dial = row.last_dial_at
     since = last_dial or row.started_at
     idle_for = (now - since).total_seconds() if since else 0.0
-    stalled = (row.state == CampaignState.RUNNING and is_open and due > 0
-               and in_flight < effective and not carriers_full
-               and idle_for > config.scheduler.stall_after)
+    stalled = (
+        row.state == CampaignState.RUNNING
+        and is_open
+        and due > 0
+        and in_flight < effective
+        and not carriers_full
+        and idle_for > config.scheduler.stall_after
+    )
     attempts = rates.attempts
     return {
         "id": str(row.id),
@@ -139,16 +166,21 @@ async def campaign_show(conn: Connection, config: Config, campaign_id: UUID,
 def call_item(row: CallRow, max_attempts: int) -> dict[str, object]:
     """One contact of the call list (`dialler calls --json`, `GET .../calls`)."""
     return {
-        "contact_id": str(row.id), "phone_number": row.phone_number,
-        "state": row.state, "attempts": f"{row.attempts_used}/{max_attempts}",
-        "last_outcome": row.outcome, "last_sip_code": row.sip_code,
-        "last_disposition": row.disposition, "next_action": row.next_action,
+        "contact_id": str(row.id),
+        "phone_number": row.phone_number,
+        "state": row.state,
+        "attempts": f"{row.attempts_used}/{max_attempts}",
+        "last_outcome": row.outcome,
+        "last_sip_code": row.sip_code,
+        "last_disposition": row.disposition,
+        "next_action": row.next_action,
         "next_due_at": rfc3339(row.next_due_at),
     }
 
 
-async def call_items(conn: Connection, campaign_id: UUID,
-                     prefetch: int = 1000) -> AsyncIterator[dict[str, object]]:
+async def call_items(
+    conn: Connection, campaign_id: UUID, prefetch: int = 1000
+) -> AsyncIterator[dict[str, object]]:
     """The call list, item by item from a cursor: the caller holds `conn.transaction()`
     around the iteration. `UnknownCampaign` when there is none."""
     header = await store.campaign_header(conn, campaign_id)

@@ -41,8 +41,10 @@ class Notifier:
         self._socket: socket.socket | None = None
         self._failed = False  # a failure is logged once: the watchdog would repeat it forever
         if raw and self._address is None:
-            log.warning("NOTIFY_SOCKET is not an AF_UNIX socket address; not notifying systemd",
-                        extra={"notify_socket": raw})
+            log.warning(
+                "NOTIFY_SOCKET is not an AF_UNIX socket address; not notifying systemd",
+                extra={"notify_socket": raw},
+            )
 
     @property
     def enabled(self) -> bool:
@@ -104,8 +106,10 @@ class Notifier:
         except OSError as exc:
             if not self._failed:
                 self._failed = True
-                log.warning("cannot notify systemd; later failures are not logged",
-                            extra={"error": str(exc)})
+                log.warning(
+                    "cannot notify systemd; later failures are not logged",
+                    extra={"error": str(exc)},
+                )
             return False
         return True
 

@@ -29,16 +29,24 @@ def cli(config: Path, *args: str, check: bool = True) -> subprocess.CompletedPro
     return dialler("--config", str(config), *args, check=check)
 
 
-def create_campaign(config: Path, tmp: Path, numbers: Sequence[str], *,
-                    variables: dict[str, Sequence[str]] | None = None,
-                    start: bool = True, **settings: Any) -> str:
+def create_campaign(
+    config: Path,
+    tmp: Path,
+    numbers: Sequence[str],
+    *,
+    variables: dict[str, Sequence[str]] | None = None,
+    start: bool = True,
+    **settings: Any,
+) -> str:
     """Bot + campaign + contacts CSV through the CLI; returns the campaign id."""
     name = f"e2e-{uuid.uuid4().hex[:8]}"
     bot = tmp / f"{name}-bot.yaml"
     bot.write_text(yaml.safe_dump({"name": name, "prompt": "Hello {{Name}}"}))
     cli(config, "bot", "create", str(bot))
     spec: dict[str, Any] = {
-        "name": name, "bot": name, "numbers": ["+441632960001", "+441632960002"],
+        "name": name,
+        "bot": name,
+        "numbers": ["+441632960001", "+441632960002"],
         "concurrency": 10,
         "window": {"start": "00:00", "end": "24:00", "days": ALL_DAYS, "timezone": "UTC"},
         "ring_timeout": "3s",
@@ -62,13 +70,13 @@ def create_campaign(config: Path, tmp: Path, numbers: Sequence[str], *,
 
 
 def show(config: Path, campaign_id: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(
-        cli(config, "campaign", "show", campaign_id, "--json").stdout)
+    data: dict[str, Any] = json.loads(cli(config, "campaign", "show", campaign_id, "--json").stdout)
     return data
 
 
-def wait_for(config: Path, campaign_id: str, state: str, timeout: float,
-             daemon: Daemon | None = None) -> dict[str, Any]:
+def wait_for(
+    config: Path, campaign_id: str, state: str, timeout: float, daemon: Daemon | None = None
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         data = show(config, campaign_id)
@@ -121,7 +129,11 @@ class Daemon:
         with self.log.open("ab") as out:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "dialler.cli", "--config", str(self.config), "run"],
-                stdout=out, stderr=out, stdin=subprocess.DEVNULL, env=os.environ.copy())
+                stdout=out,
+                stderr=out,
+                stdin=subprocess.DEVNULL,
+                env=os.environ.copy(),
+            )
         return self
 
     def stop(self, timeout: float = 30) -> int:
@@ -169,5 +181,8 @@ def running(config: Path, log: Path) -> Iterator[Daemon]:
 
 
 def lab_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
-    return {n: after.get(n, 0) - before.get(n, 0)
-            for n in set(after) | set(before) if after.get(n, 0) != before.get(n, 0)}
+    return {
+        n: after.get(n, 0) - before.get(n, 0)
+        for n in set(after) | set(before)
+        if after.get(n, 0) != before.get(n, 0)
+    }

@@ -56,10 +56,12 @@ def no_leftover_campaigns(request: pytest.FixtureRequest) -> None:
                 await conn.execute(
                     "UPDATE contacts SET state = 'cancelled' WHERE state IN "
                     "('pending', 'retry_scheduled', 'callback_scheduled') AND campaign_id IN "
-                    "(SELECT id FROM campaigns WHERE state IN ('running', 'paused'))")
+                    "(SELECT id FROM campaigns WHERE state IN ('running', 'paused'))"
+                )
                 await conn.execute(
                     "UPDATE campaigns SET cancelled_at = coalesce(cancelled_at, now()) "
-                    "WHERE state IN ('running', 'paused')")
+                    "WHERE state IN ('running', 'paused')"
+                )
         finally:
             await conn.close()
 

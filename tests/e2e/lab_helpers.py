@@ -17,17 +17,23 @@ def assert_no_task_errors(text: str, source: str) -> None:
     for marker in TASK_ERRORS:
         at = text.find(marker)
         if at >= 0:
-            raise AssertionError(f"{source}: {marker!r}:\n{text[max(0, at - 500):at + 2500]}")
+            raise AssertionError(f"{source}: {marker!r}:\n{text[max(0, at - 500) : at + 2500]}")
 
 
 def dialler(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run the `dialler` CLI as a user would (its output free of task errors)."""
-    proc = subprocess.run([sys.executable, "-m", "dialler.cli", *args], capture_output=True,
-                          text=True, timeout=600, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dialler.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert_no_task_errors(proc.stdout + proc.stderr, f"dialler {' '.join(args)}")
     if check and proc.returncode != 0:
-        raise AssertionError(f"dialler {' '.join(args)} exited {proc.returncode}: "
-                             f"{proc.stderr[-2000:]}")
+        raise AssertionError(
+            f"dialler {' '.join(args)} exited {proc.returncode}: {proc.stderr[-2000:]}"
+        )
     return proc
 
 

@@ -14,7 +14,7 @@ class FaultyLink:
         self.target = (target_host, target_port)
         self.server: asyncio.Server | None = None
         self.port = 0
-        self.silent = False          # drop Asterisk → client bytes (a dead but open link)
+        self.silent = False  # drop Asterisk → client bytes (a dead but open link)
         self.connections = 0
         self._writers: set[asyncio.StreamWriter] = set()
 
@@ -35,8 +35,7 @@ class FaultyLink:
                 writer.transport.abort()
         self._writers.clear()
 
-    async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter
-                      ) -> None:
+    async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         self.connections += 1
         try:
             server_r, server_w = await asyncio.open_connection(*self.target)
@@ -45,8 +44,9 @@ class FaultyLink:
             return
         self._writers |= {client_w, server_w}
 
-        async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                       downstream: bool) -> None:
+        async def pump(
+            reader: asyncio.StreamReader, writer: asyncio.StreamWriter, downstream: bool
+        ) -> None:
             with contextlib.suppress(Exception):
                 while data := await reader.read(65536):
                     if downstream and self.silent:
@@ -57,8 +57,7 @@ class FaultyLink:
                 writer.transport.abort()
 
         try:
-            await asyncio.gather(pump(client_r, server_w, False),
-                                 pump(server_r, client_w, True))
+            await asyncio.gather(pump(client_r, server_w, False), pump(server_r, client_w, True))
         except asyncio.CancelledError:
             pass  # the test's loop is shutting the relay down
         finally:

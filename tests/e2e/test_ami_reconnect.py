@@ -33,8 +33,9 @@ async def link(lab_config: Config) -> AsyncIterator[FaultyLink]:
 @pytest.fixture
 async def linked_tracker(lab_config: Config, link: FaultyLink) -> AsyncIterator[CallTracker]:
     pbx = lab_config.asterisk[0]
-    ami_cfg = dataclasses.replace(pbx.ami, port=link.port, ping_interval=1.0,
-                                  ping_timeout=1.0, reconnect_delay=1.0)
+    ami_cfg = dataclasses.replace(
+        pbx.ami, port=link.port, ping_interval=1.0, ping_timeout=1.0, reconnect_delay=1.0
+    )
     client = AmiClient(dataclasses.replace(pbx, ami=ami_cfg))
     await client.start()
     await client.wait_ready(15)
@@ -52,15 +53,18 @@ async def wait_reconnected(client: AmiClient, reconnects: int, timeout: float) -
 
 
 def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
-    return {n: after.get(n, 0) - before.get(n, 0)
-            for n in set(after) | set(before) if after.get(n, 0) != before.get(n, 0)}
+    return {
+        n: after.get(n, 0) - before.get(n, 0)
+        for n in set(after) | set(before)
+        if after.get(n, 0) != before.get(n, 0)
+    }
 
 
-async def test_cut_link_reconnects_and_never_redials(linked_tracker: CallTracker,
-                                                     lab_config: Config,
-                                                     link: FaultyLink) -> None:
+async def test_cut_link_reconnects_and_never_redials(
+    linked_tracker: CallTracker, lab_config: Config, link: FaultyLink
+) -> None:
     before = lab_calls()
-    long_call = await linked_tracker.dial(request(lab_config, "+447700900006"))   # holds 6 s
+    long_call = await linked_tracker.dial(request(lab_config, "+447700900006"))  # holds 6 s
     short_call = await linked_tracker.dial(request(lab_config, "+447700900001"))  # holds 1 s
     await asyncio.sleep(1.5)  # both answered; the short one ends during the outage
 
@@ -82,12 +86,16 @@ async def test_cut_link_reconnects_and_never_redials(linked_tracker: CallTracker
     after_reconnect = await linked_tracker.dial(request(lab_config, "+447700900486"))
     assert (await asyncio.wait_for(after_reconnect.result, 10)).sip_code == 486
 
-    assert delta(before, lab_calls()) == {"+447700900006": 1, "+447700900001": 1,
-                                           "+447700900486": 1}
+    assert delta(before, lab_calls()) == {
+        "+447700900006": 1,
+        "+447700900001": 1,
+        "+447700900486": 1,
+    }
 
 
 async def test_silent_link_is_detected_and_unacknowledged_originate_not_resent(
-        linked_tracker: CallTracker, lab_config: Config, link: FaultyLink) -> None:
+    linked_tracker: CallTracker, lab_config: Config, link: FaultyLink
+) -> None:
     before = lab_calls()
     link.silent = True  # Asterisk's replies vanish: the Originate arrives, its response not
     started = time.monotonic()

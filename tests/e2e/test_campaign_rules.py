@@ -37,12 +37,12 @@ def closed_window_now() -> dict[str, object]:
     end = start + timedelta(hours=1)
     if end.hour == 0:
         return {"start": f"{start:%H}:00", "end": "24:00", "days": ALL_DAYS, "timezone": "UTC"}
-    return {"start": f"{start:%H}:00", "end": f"{end:%H}:00", "days": ALL_DAYS,
-            "timezone": "UTC"}
+    return {"start": f"{start:%H}:00", "end": f"{end:%H}:00", "days": ALL_DAYS, "timezone": "UTC"}
 
 
-def test_outside_window_dials_nothing_then_inside_dials(lab_config_path: Path,
-                                                        tmp_path: Path) -> None:
+def test_outside_window_dials_nothing_then_inside_dials(
+    lab_config_path: Path, tmp_path: Path
+) -> None:
     numbers = ["+447700912001", "+447700912002"]
     before = lab_calls()
     campaign = create_campaign(lab_config_path, tmp_path, numbers, window=closed_window_now())
@@ -56,50 +56,76 @@ def test_outside_window_dials_nothing_then_inside_dials(lab_config_path: Path,
 
         cli(lab_config_path, "campaign", "pause", campaign)
         spec = tmp_path / "open.yaml"
-        spec.write_text(yaml.safe_dump({
-            "name": data["name"], "bot": data["name"],
-            "numbers": ["+441632960001"], "ring_timeout": "3s",
-            "window": {"start": "00:00", "end": "24:00", "days": ALL_DAYS,
-                       "timezone": "Pacific/Kiritimati"}}))
+        spec.write_text(
+            yaml.safe_dump(
+                {
+                    "name": data["name"],
+                    "bot": data["name"],
+                    "numbers": ["+441632960001"],
+                    "ring_timeout": "3s",
+                    "window": {
+                        "start": "00:00",
+                        "end": "24:00",
+                        "days": ALL_DAYS,
+                        "timezone": "Pacific/Kiritimati",
+                    },
+                }
+            )
+        )
         cli(lab_config_path, "campaign", "edit", campaign, str(spec))
         cli(lab_config_path, "campaign", "resume", campaign)
         wait_for(lab_config_path, campaign, "completed", 60)
     assert lab_delta(before, lab_calls()) == dict.fromkeys(numbers, 1)
 
 
-def test_meaningful_connect_stops_redials_short_connect_redials(lab_config_path: Path,
-                                                                tmp_path: Path) -> None:
-    long_talk, short_talk = "+447700900005", "+447700900001"   # hold 5 s, 1 s
+def test_meaningful_connect_stops_redials_short_connect_redials(
+    lab_config_path: Path, tmp_path: Path
+) -> None:
+    long_talk, short_talk = "+447700900005", "+447700900001"  # hold 5 s, 1 s
     campaign = create_campaign(
-        lab_config_path, tmp_path, [long_talk, short_talk],
+        lab_config_path,
+        tmp_path,
+        [long_talk, short_talk],
         retry={"max_attempts": 3, "delay": "1s", "on_system": [], "on_custom": []},
-        redial={"stop_after_connect_longer_than": "3s",
-                "redial_after_connect_shorter_than": "10s"})  # overlap: the stop rule wins
+        redial={"stop_after_connect_longer_than": "3s", "redial_after_connect_shorter_than": "10s"},
+    )  # overlap: the stop rule wins
     with running(lab_config_path, tmp_path / "daemon.log") as daemon:
         wait_for(lab_config_path, campaign, "completed", 90, daemon)
     attempts = by_number(report(lab_config_path, campaign))
     assert [a["next_action"] for a in attempts[long_talk]] == ["cancelled"]
     assert float(attempts[long_talk][0]["duration_seconds"]) > 3
     assert [a["next_action"] for a in attempts[short_talk]] == ["retry", "retry", "exhausted"]
-    calls = {c["phone_number"]: c for c in json.loads(
-        cli(lab_config_path, "calls", campaign, "--json").stdout)}
+    calls = {
+        c["phone_number"]: c
+        for c in json.loads(cli(lab_config_path, "calls", campaign, "--json").stdout)
+    }
     assert calls[long_talk]["state"] == "cancelled"
     assert calls[short_talk]["state"] == "exhausted"
     assert calls[short_talk]["attempts"] == "3/3"
 
 
-def test_kill_9_and_restart_recovers_without_double_dial(lab_config_path: Path,
-                                                          tmp_path: Path) -> None:
+def test_kill_9_and_restart_recovers_without_double_dial(
+    lab_config_path: Path, tmp_path: Path
+) -> None:
     # Every contact is claimed in the first second (concurrency > contacts), so the kill
     # lands while calls are up and no claim is in progress.
-    numbers = [f"+4477009000{n:02d}" for n in (4, 5, 6)]          # answered, 4–6 s
-    numbers += [f"+4477009002{n:02d}" for n in range(70, 75)]      # ringing
-    numbers += [f"+447700913{n:03d}" for n in range(10)]          # answered, 2 s
+    numbers = [f"+4477009000{n:02d}" for n in (4, 5, 6)]  # answered, 4–6 s
+    numbers += [f"+4477009002{n:02d}" for n in range(70, 75)]  # ringing
+    numbers += [f"+447700913{n:03d}" for n in range(10)]  # answered, 2 s
     before = lab_calls()
     campaign = create_campaign(
-        lab_config_path, tmp_path, numbers, concurrency=30, ring_timeout="6s",
-        retry={"max_attempts": 2, "delay": "3s", "on_system": ["no_answer", "timeout"],
-               "on_custom": []})
+        lab_config_path,
+        tmp_path,
+        numbers,
+        concurrency=30,
+        ring_timeout="6s",
+        retry={
+            "max_attempts": 2,
+            "delay": "3s",
+            "on_system": ["no_answer", "timeout"],
+            "on_custom": [],
+        },
+    )
     daemon = Daemon(lab_config_path, tmp_path / "daemon1.log").start()
     deadline = time.monotonic() + 20
     while show(lab_config_path, campaign)["stats"]["connected"] < 3:
@@ -123,8 +149,7 @@ def test_kill_9_and_restart_recovers_without_double_dial(lab_config_path: Path,
         assert per_number[number][0]["outcome"] == "answered"
 
 
-def test_two_daemons_never_claim_the_same_contact(lab_config_path: Path,
-                                                  tmp_path: Path) -> None:
+def test_two_daemons_never_claim_the_same_contact(lab_config_path: Path, tmp_path: Path) -> None:
     numbers = [f"+447700914{n:03d}" for n in range(60)]  # answered, 2 s
     # The second daemon shares the database and Asterisk, not the listening ports (the
     # dialplan's attach goes to the first; either can serve any attempt from the database).
@@ -135,8 +160,7 @@ def test_two_daemons_never_claim_the_same_contact(lab_config_path: Path,
     second.write_text(yaml.safe_dump(config))
     before = lab_calls()
     campaign = create_campaign(lab_config_path, tmp_path, numbers, concurrency=12)
-    with running(lab_config_path, tmp_path / "a.log") as a, \
-            running(second, tmp_path / "b.log"):
+    with running(lab_config_path, tmp_path / "a.log") as a, running(second, tmp_path / "b.log"):
         wait_for(lab_config_path, campaign, "completed", 120, a)
     rows = report(lab_config_path, campaign)
     assert sorted(r["phone_number"] for r in rows) == sorted(numbers)  # one attempt each
@@ -164,8 +188,7 @@ class ThreadedRelay:
         self.thread.start()
 
         async def serve() -> None:
-            self.link.server = await asyncio.start_server(self.link._handle, "127.0.0.1",
-                                                          self.port)
+            self.link.server = await asyncio.start_server(self.link._handle, "127.0.0.1", self.port)
 
         asyncio.run_coroutine_threadsafe(serve(), self.loop).result(5)
 
@@ -176,8 +199,7 @@ class ThreadedRelay:
         self.loop.close()
 
 
-def test_ami_down_claims_nothing_and_uses_no_attempt(lab_config_path: Path,
-                                                     tmp_path: Path) -> None:
+def test_ami_down_claims_nothing_and_uses_no_attempt(lab_config_path: Path, tmp_path: Path) -> None:
     config = yaml.safe_load(lab_config_path.read_text())
     target = (config["asterisk"][0]["ami"]["host"], config["asterisk"][0]["ami"]["port"])
     port = free_port()  # nothing listens here: the daemon's AMI connection cannot come up

@@ -20,10 +20,10 @@ CONCURRENCY = 40
 
 
 def numbers_over_every_behaviour() -> list[str]:
-    numbers = [f"+4477009000{n:02d}" for n in range(0, 6)]         # answer, hold 1–5 s
-    numbers += [f"+447700900{code}" for code in REJECT_CODES]        # every rejection code
-    numbers += [f"+4477009002{n:02d}" for n in range(60)]            # ring, never answer
-    numbers += [f"+4477009003{n:02d}" for n in range(60)]            # never respond
+    numbers = [f"+4477009000{n:02d}" for n in range(0, 6)]  # answer, hold 1–5 s
+    numbers += [f"+447700900{code}" for code in REJECT_CODES]  # every rejection code
+    numbers += [f"+4477009002{n:02d}" for n in range(60)]  # ring, never answer
+    numbers += [f"+4477009003{n:02d}" for n in range(60)]  # never respond
     numbers += [f"+447700911{n:03d}" for n in range(300 - len(numbers))]  # answer, hold 2 s
     return numbers
 
@@ -34,32 +34,46 @@ def expected_attempts(number: str) -> list[tuple[str, str, str, str]]:
     if plan.behaviour is Behaviour.ANSWER:
         return [("answered", "200", "completed", "done")]
     if plan.behaviour is Behaviour.REJECT:
-        outcome, code = classify(placed=True, answered=False, sip_code=plan.code,
-                                 our_ring_timeout=False)
+        outcome, code = classify(
+            placed=True, answered=False, sip_code=plan.code, our_ring_timeout=False
+        )
         sip = str(code)
     else:
-        outcome, sip = classify(placed=True, answered=False, sip_code=None,
-                                our_ring_timeout=True)[0], ""
+        outcome, sip = (
+            classify(placed=True, answered=False, sip_code=None, our_ring_timeout=True)[0],
+            "",
+        )
     actions = ["retry"] * (MAX_ATTEMPTS - 1) + ["exhausted"]
     return [(outcome.value, sip, outcome.value, action) for action in actions]
 
 
-def test_campaign_of_300_contacts_runs_to_completion(lab_config_path: Path,
-                                                     tmp_path: Path) -> None:
+def test_campaign_of_300_contacts_runs_to_completion(lab_config_path: Path, tmp_path: Path) -> None:
     numbers = numbers_over_every_behaviour()
     assert len(numbers) == 300
     before = lab_calls()
     campaign = create_campaign(
-        lab_config_path, tmp_path, numbers, concurrency=CONCURRENCY,
+        lab_config_path,
+        tmp_path,
+        numbers,
+        concurrency=CONCURRENCY,
         variables={"Name": [f"Customer {i}" for i in range(len(numbers))]},
-        retry={"max_attempts": MAX_ATTEMPTS, "delay": "2s",
-               "on_system": ["no_answer", "rejected"], "on_custom": []})
+        retry={
+            "max_attempts": MAX_ATTEMPTS,
+            "delay": "2s",
+            "on_system": ["no_answer", "rejected"],
+            "on_custom": [],
+        },
+    )
     with running(lab_config_path, tmp_path / "daemon.log") as daemon:
         final = wait_for(lab_config_path, campaign, "completed", 300, daemon)
 
     rows = report(lab_config_path, campaign)
-    got = {number: [(r["outcome"], r["sip_code"], r["disposition"], r["next_action"])
-                    for r in attempts] for number, attempts in by_number(rows).items()}
+    got = {
+        number: [
+            (r["outcome"], r["sip_code"], r["disposition"], r["next_action"]) for r in attempts
+        ]
+        for number, attempts in by_number(rows).items()
+    }
     assert got == {number: expected_attempts(number) for number in numbers}
 
     # The carrier's own count: one call per attempt, per number — no double dial.

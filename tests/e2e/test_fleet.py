@@ -29,14 +29,18 @@ pytestmark = pytest.mark.e2e
 
 
 def test_answered_call_reaches_the_worker_and_audio_flows_both_ways(
-        lab_config_path: Path, tmp_path: Path) -> None:
+    lab_config_path: Path, tmp_path: Path
+) -> None:
     number = "+447700900006"  # answers, holds 6 s, echoes media
     campaign = create_campaign(lab_config_path, tmp_path, [number])
     with running(lab_config_path, tmp_path / "daemon.log") as daemon:
         wait_for(lab_config_path, campaign, "completed", 60, daemon)
     [row] = report(lab_config_path, campaign)
     assert (row["outcome"], row["disposition"], row["worker"]) == (
-        "answered", "completed", "lab-worker")
+        "answered",
+        "completed",
+        "lab-worker",
+    )
     # What the worker heard: its own greeting, sent to the callee through Asterisk and echoed
     # back by the carrier (G.711 both ways). Checked here on its recording, independently.
     recording = DEFAULT_STATE_DIR / "recordings" / f"{row['attempt_id']}.wav"
@@ -52,21 +56,40 @@ def fleet_config(lab_config_path: Path, tmp_path: Path, capacity: int) -> tuple[
     rotation while this config's daemon runs) and a short result timeout."""
     config: dict[str, Any] = yaml.safe_load(lab_config_path.read_text())
     name, port = f"test-worker-{uuid.uuid4().hex[:6]}", free_port()
-    config["fleet"] = {"workers": [{"name": name, "host": "127.0.0.1", "port": port,
-                                    "capacity": capacity}]}
+    config["fleet"] = {
+        "workers": [{"name": name, "host": "127.0.0.1", "port": port, "capacity": capacity}]
+    }
     config["scheduler"] = {"result_timeout": "3s"}
     path = tmp_path / "fleet.yaml"
     path.write_text(yaml.safe_dump(config))
     return path, name, port
 
 
-def start_worker(config: Path, name: str, port: int, capacity: int,
-                 log: Path) -> subprocess.Popen[bytes]:
+def start_worker(
+    config: Path, name: str, port: int, capacity: int, log: Path
+) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "dialler.cli", "--config", str(config), "worker",
-             "--name", name, "--listen", f"127.0.0.1:{port}", "--capacity", str(capacity),
-             "--talk", "60s"], stdout=out, stderr=out, stdin=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-m",
+                "dialler.cli",
+                "--config",
+                str(config),
+                "worker",
+                "--name",
+                name,
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--capacity",
+                str(capacity),
+                "--talk",
+                "60s",
+            ],
+            stdout=out,
+            stderr=out,
+            stdin=subprocess.DEVNULL,
+        )
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if _listening(port):
@@ -149,8 +172,9 @@ def slots_left(config: Path) -> int:
     return asyncio.run(count())
 
 
-def test_only_worker_gone_while_ringing_callee_hears_message(lab_config_path: Path,
-                                                             tmp_path: Path) -> None:
+def test_only_worker_gone_while_ringing_callee_hears_message(
+    lab_config_path: Path, tmp_path: Path
+) -> None:
     config, name, port = fleet_config(lab_config_path, tmp_path, capacity=5)
     worker = start_worker(config, name, port, 5, tmp_path / "worker.log")
     numbers = ["+447700900020", "+447700900021"]  # ring ~1 s, then answer and hold 20 s

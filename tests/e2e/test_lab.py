@@ -36,8 +36,9 @@ def lab_processes(state_dir: Path) -> list[str]:
 
 
 def lab_mounts(state_dir: Path) -> list[str]:
-    return [line for line in Path("/proc/mounts").read_text().splitlines()
-            if str(state_dir) in line]
+    return [
+        line for line in Path("/proc/mounts").read_text().splitlines() if str(state_dir) in line
+    ]
 
 
 def test_up_is_idempotent_and_down_leaves_nothing(lab_config_path: Path) -> None:
@@ -56,8 +57,10 @@ def test_up_is_idempotent_and_down_leaves_nothing(lab_config_path: Path) -> None
         assert lab_processes(DEFAULT_STATE_DIR) == []
         assert lab_mounts(DEFAULT_STATE_DIR) == []
         for pid in state.values():
-            assert not Path(f"/proc/{pid}/cmdline").exists() or \
-                Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z"
+            assert (
+                not Path(f"/proc/{pid}/cmdline").exists()
+                or Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z"
+            )
         down = dialler("lab", "status", "--json", check=False)
         assert down.returncode == 1
         assert json.loads(down.stdout)["up"] is False

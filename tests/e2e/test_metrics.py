@@ -31,15 +31,15 @@ def scrape(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
     return series
 
 
-def value(series: dict[str, list[tuple[dict[str, str], float]]], name: str,
-          **labels: str) -> float:
+def value(series: dict[str, list[tuple[dict[str, str], float]]], name: str, **labels: str) -> float:
     return sum(v for lab, v in series.get(name, []) if labels.items() <= lab.items())
 
 
 def test_metrics_during_a_lab_campaign(lab_config_path: Path, tmp_path: Path) -> None:
     port = yaml.safe_load(lab_config_path.read_text())["listeners"]["metrics"]["port"]
     numbers = ["+447700900005", "+447700900486", "+447700900503"] + [
-        f"+447700918{n:03d}" for n in range(6)]
+        f"+447700918{n:03d}" for n in range(6)
+    ]
     campaign = create_campaign(lab_config_path, tmp_path, numbers, concurrency=9)
     with running(lab_config_path, tmp_path / "daemon.log") as daemon:
         deadline = time.monotonic() + 30
@@ -55,14 +55,17 @@ def test_metrics_during_a_lab_campaign(lab_config_path: Path, tmp_path: Path) ->
     assert value(during, "dialler_campaign_stalled", campaign=campaign) == 0
     assert value(during, "dialler_calls_in_flight", campaign=campaign) >= 1
     assert value(during, "dialler_contacts", campaign=campaign) == len(numbers)
-    assert value(during, "dialler_campaign_last_dial_timestamp_seconds",
-                 campaign=campaign) > time.time() - 120
+    assert (
+        value(during, "dialler_campaign_last_dial_timestamp_seconds", campaign=campaign)
+        > time.time() - 120
+    )
     assert value(during, "dialler_fleet_slots", state="total") >= 1
     assert value(during, "dialler_ami_connected", asterisk="lab") == 1
     assert value(after, "dialler_originations_total", campaign=campaign) == len(numbers)
     assert value(after, "dialler_attempt_outcomes_total", campaign=campaign) == len(numbers)
-    assert value(after, "dialler_attempt_outcomes_total", campaign=campaign,
-                 outcome="rejected") == 2
+    assert (
+        value(after, "dialler_attempt_outcomes_total", campaign=campaign, outcome="rejected") == 2
+    )
     assert value(after, "dialler_sip_responses_total", code="486") >= 1
     assert value(after, "dialler_originate_to_answer_seconds_count", carrier="lab") >= 7
     assert value(after, "dialler_answer_to_attach_seconds_count") >= 7

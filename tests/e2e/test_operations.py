@@ -23,14 +23,20 @@ from .lab_helpers import lab_calls
 pytestmark = pytest.mark.e2e
 
 
-def api(config: Path, method: str, path: str, body: dict[str, Any] | None = None
-        ) -> tuple[int, Any]:
+def api(
+    config: Path, method: str, path: str, body: dict[str, Any] | None = None
+) -> tuple[int, Any]:
     loaded = load_config(str(config))
     url = f"http://127.0.0.1:{loaded.listeners.http.port}{path}"
     request = urllib.request.Request(
-        url, method=method, data=json.dumps(body).encode() if body is not None else None,
-        headers={"Authorization": f"Bearer {loaded.api.tokens[0]}",
-                 "Content-Type": "application/json"})
+        url,
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={
+            "Authorization": f"Bearer {loaded.api.tokens[0]}",
+            "Content-Type": "application/json",
+        },
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             raw = response.read()
@@ -55,11 +61,14 @@ def notes_of(config: Path, campaign: str) -> list[str]:
     async def fetch() -> list[str]:
         conn = await connect(load_config(str(config)).database.dsn)
         try:
-            rows = await conn.fetch("SELECT notes FROM attempts WHERE campaign_id = $1 "
-                                    "AND state = 'final'", uuid.UUID(campaign))
+            rows = await conn.fetch(
+                "SELECT notes FROM attempts WHERE campaign_id = $1 AND state = 'final'",
+                uuid.UUID(campaign),
+            )
             return [r["notes"] or "" for r in rows]
         finally:
             await conn.close()
+
     return asyncio.run(fetch())
 
 
@@ -69,11 +78,22 @@ def test_always_on_campaign_fed_by_the_trigger(lab_config_path: Path, tmp_path: 
     bot.write_text(yaml.safe_dump({"name": name, "prompt": "Hi {{Name}}, {{call.Plan}}"}))
     cli(lab_config_path, "bot", "create", str(bot))
     spec = tmp_path / "c.yaml"
-    spec.write_text(yaml.safe_dump({
-        "name": name, "bot": name, "numbers": ["+441632960001"], "always_on": True,
-        "ring_timeout": "3s",
-        "window": {"start": "00:00", "end": "24:00",
-                   "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]}}))
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "name": name,
+                "bot": name,
+                "numbers": ["+441632960001"],
+                "always_on": True,
+                "ring_timeout": "3s",
+                "window": {
+                    "start": "00:00",
+                    "end": "24:00",
+                    "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+                },
+            }
+        )
+    )
     campaign = cli(lab_config_path, "campaign", "create", str(spec)).stdout.strip()
     cli(lab_config_path, "campaign", "start", campaign)  # no CSV: always-on
     numbers = ["+447700900002", "+447700920501"]
@@ -81,9 +101,12 @@ def test_always_on_campaign_fed_by_the_trigger(lab_config_path: Path, tmp_path: 
     with running(lab_config_path, tmp_path / "daemon.log") as daemon:
         wait_api(lab_config_path)
         for i, number in enumerate(numbers):
-            status, _ = api(lab_config_path, "POST", f"/v1/campaigns/{campaign}/contacts",
-                            {"phone_number": number,
-                             "metadata": {"Name": f"Zed {i}", "Plan": "gold"}})
+            status, _ = api(
+                lab_config_path,
+                "POST",
+                f"/v1/campaigns/{campaign}/contacts",
+                {"phone_number": number, "metadata": {"Name": f"Zed {i}", "Plan": "gold"}},
+            )
             assert status in (200, 201)
         deadline = time.monotonic() + 40
         while show(lab_config_path, campaign)["stats"]["done"] < 2:
@@ -115,7 +138,9 @@ def test_suppressed_number_is_never_dialled(lab_config_path: Path, tmp_path: Pat
     after = lab_calls()
     assert after.get(block, 0) == before.get(block, 0)  # never dialled
     assert after.get(keep, 0) == before.get(keep, 0) + 1
-    calls = {c["phone_number"]: c for c in json.loads(
-        cli(lab_config_path, "calls", campaign, "--json").stdout)}
+    calls = {
+        c["phone_number"]: c
+        for c in json.loads(cli(lab_config_path, "calls", campaign, "--json").stdout)
+    }
     assert calls[block]["state"] == "cancelled"
     cli(lab_config_path, "suppress", "remove", block)

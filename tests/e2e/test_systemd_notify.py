@@ -55,16 +55,16 @@ class Systemd:
         self.received.append((time.monotonic(), fields))
         return fields
 
-    def wait_for(self, match: Callable[[Fields], bool], timeout: float,
-                 what: str) -> Fields:
+    def wait_for(self, match: Callable[[Fields], bool], timeout: float, what: str) -> Fields:
         """The next message `match` accepts (messages before it are kept in `received`)."""
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
             fields = self._receive(left)
             if fields is not None and match(fields):
                 return fields
-        raise AssertionError(f"no {what} within {timeout} s; received: "
-                             f"{[f for _t, f in self.received]}")
+        raise AssertionError(
+            f"no {what} within {timeout} s; received: {[f for _t, f in self.received]}"
+        )
 
     def collect(self, seconds: float) -> list[Fields]:
         """Every message arriving during the next `seconds`."""
@@ -119,14 +119,21 @@ def lab_copy(lab_config_path: Path, tmp_path: Path) -> tuple[Path, dict[str, Any
 @pytest.fixture
 def daemon(lab_config_path: Path, tmp_path: Path, systemd: Systemd) -> Iterator[Daemon]:
     config, _data, http_port = lab_copy(lab_config_path, tmp_path)
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+    }
     env.update(NOTIFY_SOCKET=str(systemd.path), WATCHDOG_USEC="2000000")
     log = tmp_path / "daemon.log"
     with log.open("ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "dialler.cli", "--config", str(config),
-                                 "run"], stdout=out, stderr=out, stdin=subprocess.DEVNULL,
-                                env=env)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dialler.cli", "--config", str(config), "run"],
+            stdout=out,
+            stderr=out,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
     running = Daemon(proc, config, http_port, log)
     try:
         yield running
@@ -144,8 +151,9 @@ def ready(fields: Fields) -> bool:
     return fields.get("READY") == "1"
 
 
-def test_ready_after_serving_then_watchdog_status_and_stop(daemon: Daemon,
-                                                           systemd: Systemd) -> None:
+def test_ready_after_serving_then_watchdog_status_and_stop(
+    daemon: Daemon, systemd: Systemd
+) -> None:
     systemd.wait_for(ready, 60, "READY=1")
     # READY=1 means serving: /healthz answers at once, no retry.
     assert daemon.healthz() == 200, daemon.log_tail()
@@ -163,8 +171,10 @@ def test_ready_after_serving_then_watchdog_status_and_stop(daemon: Daemon,
     assert daemon.proc.wait(150) == 0, daemon.log_tail()
 
 
-def test_sighup_refuses_a_bad_file_and_applies_a_good_one(daemon: Daemon, systemd: Systemd,
-                                                          ) -> None:
+def test_sighup_refuses_a_bad_file_and_applies_a_good_one(
+    daemon: Daemon,
+    systemd: Systemd,
+) -> None:
     systemd.wait_for(ready, 60, "READY=1")
     good: dict[str, Any] = yaml.safe_load(daemon.config.read_text())
 
@@ -173,8 +183,11 @@ def test_sighup_refuses_a_bad_file_and_applies_a_good_one(daemon: Daemon, system
     bad["carriers"][0]["max_channels"] = 0
     daemon.config.write_text(yaml.safe_dump(bad, sort_keys=False))
     daemon.proc.send_signal(signal.SIGHUP)
-    refused = systemd.wait_for(lambda f: "refused" in f.get("STATUS", "").lower(), 15,
-                               "a STATUS saying the reload was refused")
+    refused = systemd.wait_for(
+        lambda f: "refused" in f.get("STATUS", "").lower(),
+        15,
+        "a STATUS saying the reload was refused",
+    )
     assert "max_channels" in refused["STATUS"], refused
     time.sleep(1)
     assert daemon.proc.poll() is None, daemon.log_tail()

@@ -52,8 +52,14 @@ def test_test_call_prints_every_stage(lab_config_path: Path, tmp_path: Path, bot
     with daemon_up(lab_config_path, tmp_path / "daemon.log"):
         proc = cli(lab_config_path, "test-call", "--bot", bot, "--to", "+447700900003")
     got = stages(proc.stdout)
-    assert [s for s, _t in got] == ["originated", "ringing", "answered", "attached", "audio",
-                                    "result"]
+    assert [s for s, _t in got] == [
+        "originated",
+        "ringing",
+        "answered",
+        "attached",
+        "audio",
+        "result",
+    ]
     times = [t for _s, t in got]
     assert times == sorted(times)
     assert "worker lab-worker" in proc.stdout
@@ -63,25 +69,31 @@ def test_test_call_prints_every_stage(lab_config_path: Path, tmp_path: Path, bot
 
 
 def test_test_call_to_a_rejecting_number_names_the_failed_stage(
-        lab_config_path: Path, tmp_path: Path, bot: str) -> None:
+    lab_config_path: Path, tmp_path: Path, bot: str
+) -> None:
     with daemon_up(lab_config_path, tmp_path / "daemon.log"):
-        proc = cli(lab_config_path, "test-call", "--bot", bot, "--to", "+447700900486",
-                   check=False)
+        proc = cli(lab_config_path, "test-call", "--bot", bot, "--to", "+447700900486", check=False)
     assert proc.returncode == 1
     assert [s for s, _t in stages(proc.stdout)] == ["originated", "failed"]
     assert "rejected: SIP 486" in proc.stdout
 
 
 def test_test_call_without_a_daemon_says_so(lab_config_path: Path, bot: str) -> None:
-    proc = cli(lab_config_path, "test-call", "--bot", bot, "--to", "+447700900003",
-               check=False)
+    proc = cli(lab_config_path, "test-call", "--bot", bot, "--to", "+447700900003", check=False)
     assert proc.returncode == 1
     assert "no daemon is running" in proc.stderr
 
 
 def test_test_call_unknown_bot_is_refused(lab_config_path: Path, tmp_path: Path) -> None:
     with daemon_up(lab_config_path, tmp_path / "daemon.log"):
-        proc = cli(lab_config_path, "test-call", "--bot", "no-such-bot", "--to",
-                   "+447700900003", check=False)
+        proc = cli(
+            lab_config_path,
+            "test-call",
+            "--bot",
+            "no-such-bot",
+            "--to",
+            "+447700900003",
+            check=False,
+        )
     assert proc.returncode == 2
     assert "no bot named 'no-such-bot'" in proc.stderr

@@ -16,16 +16,16 @@ def write_config(directory: Path, dsn: str, numbers: str = "") -> Path:
     path = directory / "dialler.yaml"
     path.write_text(
         "database:\n"
-        f"  dsn: \"{dsn}\"\n"
+        f'  dsn: "{dsn}"\n'
         "asterisk:\n"
         "  - name: test\n"
         "    ami:\n"
         "      username: dialler\n"
         f"      secret_env: {AMI_SECRET_ENV}\n"
         "carriers:\n"
-        "  - name: lab\n"
-        + (f"numbers:\n{numbers}" if numbers else ""),
-        encoding="utf-8")
+        "  - name: lab\n" + (f"numbers:\n{numbers}" if numbers else ""),
+        encoding="utf-8",
+    )
     return path
 
 
@@ -35,8 +35,15 @@ async def run_cli(*args: str, cwd: Path | None = None) -> tuple[int, str, str]:
     env = {**os.environ, AMI_SECRET_ENV: "not-used"}
     env.pop("DIALLER_CONFIG", None)
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "dialler.cli", *args, env=env, cwd=cwd,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "dialler.cli",
+        *args,
+        env=env,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await process.communicate()
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()

@@ -103,8 +103,9 @@ async def db_dsn(pg_cluster: PgCluster, migrated_template: str) -> AsyncIterator
 
 
 @pytest.fixture
-async def new_empty_db(pg_cluster: PgCluster,
-                       db_owner: str) -> AsyncIterator[Callable[[], Awaitable[str]]]:
+async def new_empty_db(
+    pg_cluster: PgCluster, db_owner: str
+) -> AsyncIterator[Callable[[], Awaitable[str]]]:
     """A factory of fresh databases without any schema (for migration tests).
 
     Each call returns the DSN of a new database owned by `DB_OWNER`; all are dropped after

@@ -40,17 +40,19 @@ class Lab:
     def write_config(self, disabled: tuple[str, ...] = ()) -> None:
         numbers = "".join(
             f"  - {{number: '{number}', carrier: lab, enabled: {number not in disabled}}}\n"
-            for number in NUMBERS)
+            for number in NUMBERS
+        )
         self.config.write_text(
             "database:\n"
-            f"  dsn: \"{self.dsn}\"\n"
+            f'  dsn: "{self.dsn}"\n'
             "asterisk:\n"
             "  - name: test\n"
             "    ami: {username: dialler, secret_env: " + AMI_SECRET_ENV + "}\n"
             "carriers:\n"
             "  - name: lab\n"
             "numbers:\n" + numbers,
-            encoding="utf-8")
+            encoding="utf-8",
+        )
 
     def file(self, name: str, text: str) -> str:
         """Write `text` to `name` in the working directory of the commands; returns `name`."""
@@ -81,8 +83,12 @@ class Lab:
 
 def good_campaign(name: str = "Renewals", **lines: str) -> str:
     """A campaign file that passes every start check (with contacts); `lines` replace keys."""
-    keys = {"name": name, "bot": "renewals-bot", "numbers": '["+441632960001", "+441632960002"]',
-            "concurrency": "5"}
+    keys = {
+        "name": name,
+        "bot": "renewals-bot",
+        "numbers": '["+441632960001", "+441632960002"]',
+        "concurrency": "5",
+    }
     keys.update(lines)
     return "".join(f"{key}: {value}\n" for key, value in keys.items() if value)
 
@@ -104,8 +110,9 @@ async def db(db_dsn: str) -> AsyncIterator[asyncpg.Connection]:
 _phones = itertools.count(900000)
 
 
-async def add_contacts(db: asyncpg.Connection, campaign_id: str, count: int = 2,
-                       state: str = "pending") -> None:
+async def add_contacts(
+    db: asyncpg.Connection, campaign_id: str, count: int = 2, state: str = "pending"
+) -> None:
     """`count` contacts in `state` (in-flight ones with a lease, as a daemon would hold)."""
     in_flight = state in ("dialing", "connected", "wrapping")
     for _ in range(count):
@@ -113,12 +120,17 @@ async def add_contacts(db: asyncpg.Connection, campaign_id: str, count: int = 2,
             "INSERT INTO contacts (campaign_id, phone_number, state, next_due_at, lease_owner,"
             " lease_expires_at) VALUES ($1, $2, $3, CASE WHEN $4 THEN NULL ELSE now() END,"
             " CASE WHEN $4 THEN 'test' END, CASE WHEN $4 THEN now() + interval '1 hour' END)",
-            uuid.UUID(campaign_id), f"+447700{next(_phones)}", state, in_flight)
+            uuid.UUID(campaign_id),
+            f"+447700{next(_phones)}",
+            state,
+            in_flight,
+        )
 
 
 async def state_of(db: asyncpg.Connection, campaign_id: str) -> str:
-    state: str = await db.fetchval("SELECT state FROM campaigns WHERE id = $1",
-                                   uuid.UUID(campaign_id))
+    state: str = await db.fetchval(
+        "SELECT state FROM campaigns WHERE id = $1", uuid.UUID(campaign_id)
+    )
     return state
 
 
@@ -131,6 +143,7 @@ async def ready(lab: Lab, db: asyncpg.Connection, text: str | None = None) -> st
 
 
 # --- bots ------------------------------------------------------------------------------------
+
 
 async def test_bot_create_prints_its_id_and_list_shows_it(lab: Lab) -> None:
     bot_id = await lab.bot()
@@ -151,20 +164,35 @@ async def test_bot_create_reports_every_problem(lab: Lab) -> None:
 
 # --- campaign create -------------------------------------------------------------------------
 
+
 async def test_campaign_create_prints_only_the_id_and_stores_a_draft(
-        lab: Lab, db: asyncpg.Connection) -> None:
+    lab: Lab, db: asyncpg.Connection
+) -> None:
     await lab.bot()
-    result = await lab.ok("campaign", "create", lab.file("c.yaml", good_campaign(
-        concurrency="", ring_timeout="45s", retry="{max_attempts: 3, delay: 90s}")))
+    result = await lab.ok(
+        "campaign",
+        "create",
+        lab.file(
+            "c.yaml",
+            good_campaign(
+                concurrency="", ring_timeout="45s", retry="{max_attempts: 3, delay: 90s}"
+            ),
+        ),
+    )
     campaign_id = result.out.strip()
     assert result.out == f"{uuid.UUID(campaign_id)}\n"
     row = await db.fetchrow("SELECT * FROM campaigns WHERE id = $1", uuid.UUID(campaign_id))
     assert row["state"] == "draft"
     assert row["concurrency"] == 50
     assert (row["ring_timeout_ms"], row["retry_max_attempts"], row["retry_delay_ms"]) == (
-        45000, 3, 90000)
-    pool = await db.fetch("SELECT number FROM campaign_numbers WHERE campaign_id = $1 "
-                          "ORDER BY number", uuid.UUID(campaign_id))
+        45000,
+        3,
+        90000,
+    )
+    pool = await db.fetch(
+        "SELECT number FROM campaign_numbers WHERE campaign_id = $1 ORDER BY number",
+        uuid.UUID(campaign_id),
+    )
     assert [r["number"] for r in pool] == ["+441632960001", "+441632960002"]
 
 
@@ -180,12 +208,17 @@ async def test_campaign_create_with_unknown_bot_names_the_key(lab: Lab) -> None:
 
 async def test_campaign_create_refuses_unconfigured_numbers_and_bad_types(lab: Lab) -> None:
     await lab.bot()
-    result = await lab.refused("campaign", "create", lab.file("c.yaml", good_campaign(
-        numbers='["+441632960009"]', concurrency="lots", ring_timeout="0")))
+    result = await lab.refused(
+        "campaign",
+        "create",
+        lab.file(
+            "c.yaml",
+            good_campaign(numbers='["+441632960009"]', concurrency="lots", ring_timeout="0"),
+        ),
+    )
     lines = result.err.splitlines()
     assert lines[0] == "dialler: error: c.yaml: 3 problems:"
-    assert lines[1].startswith("  - c.yaml:3: numbers[0]: +441632960009 is not a configured "
-                               "number")
+    assert lines[1].startswith("  - c.yaml:3: numbers[0]: +441632960009 is not a configured number")
     assert lines[2] == "  - c.yaml:4: concurrency: expected an integer, got str 'lots'"
     assert lines[3] == "  - c.yaml:5: ring_timeout: must be greater than 0, got 0"
 
@@ -201,27 +234,47 @@ async def test_campaign_list(lab: Lab) -> None:
     first = await lab.campaign(good_campaign("Alpha"))
     second = await lab.campaign("name: Beta\n")
     lines = (await lab.ok("campaign", "list")).out.splitlines()
-    assert lines[0].split() == ["ID", "NAME", "STATE", "BOT", "CONCURRENCY", "NUMBERS",
-                                "ALWAYS_ON", "CREATED"]
+    assert lines[0].split() == [
+        "ID",
+        "NAME",
+        "STATE",
+        "BOT",
+        "CONCURRENCY",
+        "NUMBERS",
+        "ALWAYS_ON",
+        "CREATED",
+    ]
     assert lines[1].split()[:7] == [first, "Alpha", "draft", "renewals-bot", "5", "2", "no"]
     assert lines[2].split()[:7] == [second, "Beta", "draft", "-", "50", "0", "no"]
 
 
 # --- start -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("lines", "message"), [
-    ({"bot": ""}, "no bot selected: set `bot:` to one of renewals-bot (create one with "
-                  "`dialler bot create`)"),
-    ({"numbers": ""}, "number pool is empty: add caller IDs under `numbers:`"),
-    ({"concurrency": "0"}, "concurrency must be at least 1 (got 0)"),
-    ({"window": "{start: 9am}"}, "window.start: '9am' is not HH:MM (24-hour, two digits each, "
-                                 "e.g. '09:00')"),
-    ({"window": "{days: []}"}, "window.days: at least one day is required"),
-    ({"window": "{timezone: Mars/Olympus}"}, "window.timezone: unknown time zone "
-                                             "'Mars/Olympus'"),
-])
-async def test_start_refusals(lab: Lab, db: asyncpg.Connection, lines: dict[str, str],
-                              message: str) -> None:
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        (
+            {"bot": ""},
+            "no bot selected: set `bot:` to one of renewals-bot (create one with "
+            "`dialler bot create`)",
+        ),
+        ({"numbers": ""}, "number pool is empty: add caller IDs under `numbers:`"),
+        ({"concurrency": "0"}, "concurrency must be at least 1 (got 0)"),
+        (
+            {"window": "{start: 9am}"},
+            "window.start: '9am' is not HH:MM (24-hour, two digits each, e.g. '09:00')",
+        ),
+        ({"window": "{days: []}"}, "window.days: at least one day is required"),
+        (
+            {"window": "{timezone: Mars/Olympus}"},
+            "window.timezone: unknown time zone 'Mars/Olympus'",
+        ),
+    ],
+)
+async def test_start_refusals(
+    lab: Lab, db: asyncpg.Connection, lines: dict[str, str], message: str
+) -> None:
     campaign_id = await ready(lab, db, good_campaign(**lines))
     result = await lab.refused("campaign", "start", campaign_id)
     assert result.err.splitlines()[0] == "dialler: error: campaign Renewals cannot start:"
@@ -231,39 +284,54 @@ async def test_start_refusals(lab: Lab, db: asyncpg.Connection, lines: dict[str,
 
 
 async def test_start_refused_without_contacts_unless_always_on(
-        lab: Lab, db: asyncpg.Connection) -> None:
+    lab: Lab, db: asyncpg.Connection
+) -> None:
     await lab.bot()
     campaign_id = await lab.campaign(good_campaign())
     result = await lab.refused("campaign", "start", campaign_id)
     assert result.err.splitlines()[1:] == [
         "  - no contacts: import a CSV with `dialler contacts import` (or make the campaign "
-        "always_on)"]
+        "always_on)"
+    ]
     always_on = await lab.campaign(good_campaign("Inbound", always_on="true"), "c2.yaml")
     await lab.ok("campaign", "start", always_on)
 
 
 async def test_start_lists_every_problem(lab: Lab, db: asyncpg.Connection) -> None:
     campaign_id = await lab.campaign(
-        "name: Empty\nconcurrency: 0\nwindow: {start: '18:00', end: '09:00', days: []}\n")
+        "name: Empty\nconcurrency: 0\nwindow: {start: '18:00', end: '09:00', days: []}\n"
+    )
     result = await lab.refused("campaign", "start", campaign_id)
     lines = result.err.splitlines()
     assert lines[0] == "dialler: error: campaign Empty cannot start:"
     assert [line.split(":")[0] for line in lines[1:]] == [
-        "  - no bot selected, and no bot exists yet", "  - number pool is empty",
-        "  - concurrency must be at least 1 (got 0)", "  - window.end", "  - window.days",
-        "  - no contacts"]
+        "  - no bot selected, and no bot exists yet",
+        "  - number pool is empty",
+        "  - concurrency must be at least 1 (got 0)",
+        "  - window.end",
+        "  - window.days",
+        "  - no contacts",
+    ]
 
 
 async def test_start_runs_the_campaign_and_wakes_the_daemons(
-        lab: Lab, db: asyncpg.Connection) -> None:
-    campaign_id = await ready(lab, db, good_campaign(
-        redial="{stop_after_connect_longer_than: 20s, redial_after_connect_shorter_than: 30s}"))
+    lab: Lab, db: asyncpg.Connection
+) -> None:
+    campaign_id = await ready(
+        lab,
+        db,
+        good_campaign(
+            redial="{stop_after_connect_longer_than: 20s, redial_after_connect_shorter_than: 30s}"
+        ),
+    )
     woken: list[str] = []
     await db.add_listener("dialler_wakeup", lambda *args: woken.append(args[3]))
     result = await lab.ok("campaign", "start", campaign_id)
     assert result.out == ""
-    assert ("dialler: warning: redial rules overlap: a connect between 20s and 30s matches "
-            "both; the stop rule wins") in result.err
+    assert (
+        "dialler: warning: redial rules overlap: a connect between 20s and 30s matches "
+        "both; the stop rule wins"
+    ) in result.err
     assert await state_of(db, campaign_id) == "running"
     for _ in range(50):
         if woken:
@@ -276,7 +344,8 @@ async def test_start_runs_the_campaign_and_wakes_the_daemons(
 
 
 async def test_every_number_disabled_refuses_start_until_one_is_enabled(
-        lab: Lab, db: asyncpg.Connection) -> None:
+    lab: Lab, db: asyncpg.Connection
+) -> None:
     campaign_id = await ready(lab, db)
     await lab.ok("number", "disable", "+441632960001")
     result = await lab.ok("number", "disable", "+441632960002")
@@ -285,16 +354,21 @@ async def test_every_number_disabled_refuses_start_until_one_is_enabled(
     refused = await lab.refused("campaign", "start", campaign_id)
     assert refused.err.splitlines()[1] == (
         "  - every number in the pool is disabled: +441632960001, +441632960002 (enable one "
-        "with `dialler number enable NUMBER`, or add an enabled number under `numbers:`)")
+        "with `dialler number enable NUMBER`, or add an enabled number under `numbers:`)"
+    )
 
     await lab.ok("number", "enable", "+441632960002")
     started = await lab.ok("campaign", "start", campaign_id)
-    assert ("dialler: warning: 1 of 2 numbers in the pool are disabled (+441632960001); "
-            "calls go out from the others") in started.err
+    assert (
+        "dialler: warning: 1 of 2 numbers in the pool are disabled (+441632960001); "
+        "calls go out from the others"
+    ) in started.err
 
     stranded = await lab.ok("number", "disable", "+441632960002")
-    assert ("dialler: warning: campaign Renewals has no enabled number left; it places no "
-            "calls until one is enabled") in stranded.err
+    assert (
+        "dialler: warning: campaign Renewals has no enabled number left; it places no "
+        "calls until one is enabled"
+    ) in stranded.err
 
 
 async def test_number_commands(lab: Lab, db: asyncpg.Connection) -> None:
@@ -311,12 +385,15 @@ async def test_number_commands(lab: Lab, db: asyncpg.Connection) -> None:
     # A number the config disables is disabled by the sync and cannot be enabled by hand.
     lab.write_config(disabled=("+441632960001",))
     refused = await lab.refused("number", "enable", "+441632960001")
-    assert ("number +441632960001 is disabled in the config (numbers[0].enabled: false); "
-            "set it to true there") in refused.err
+    assert (
+        "number +441632960001 is disabled in the config (numbers[0].enabled: false); "
+        "set it to true there"
+    ) in refused.err
     assert await db.fetchval("SELECT enabled FROM numbers WHERE number = '+441632960001'") is False
 
 
 # --- pause, resume, cancel -------------------------------------------------------------------
+
 
 async def test_pause_resume_and_wrong_transitions(lab: Lab, db: asyncpg.Connection) -> None:
     campaign_id = await ready(lab, db)
@@ -335,8 +412,9 @@ async def test_pause_resume_and_wrong_transitions(lab: Lab, db: asyncpg.Connecti
     await lab.ok("number", "disable", "+441632960001")
     await lab.ok("number", "disable", "+441632960002")
     refused = await lab.refused("campaign", "resume", campaign_id)
-    assert refused.err.startswith("dialler: error: campaign Renewals cannot resume:\n"
-                                  "  - every number in the pool is disabled")
+    assert refused.err.startswith(
+        "dialler: error: campaign Renewals cannot resume:\n  - every number in the pool is disabled"
+    )
     await lab.ok("number", "enable", "+441632960001")
     await lab.ok("campaign", "resume", campaign_id)
     assert await state_of(db, campaign_id) == "running"
@@ -360,19 +438,24 @@ async def test_unknown_campaign(lab: Lab, ref: str) -> None:
 
 
 async def test_cancel_with_nothing_in_flight_completes_at_once(
-        lab: Lab, db: asyncpg.Connection) -> None:
+    lab: Lab, db: asyncpg.Connection
+) -> None:
     campaign_id = await ready(lab, db)
     await lab.ok("campaign", "start", campaign_id)
     await add_contacts(db, campaign_id, 1, "retry_scheduled")
     await add_contacts(db, campaign_id, 1, "done")
     result = await lab.ok("campaign", "cancel", campaign_id)
     assert "3 waiting contact(s) cancelled; completed" in result.err
-    row = await db.fetchrow("SELECT state, cancelled_at, completed_at FROM campaigns "
-                            "WHERE id = $1", uuid.UUID(campaign_id))
+    row = await db.fetchrow(
+        "SELECT state, cancelled_at, completed_at FROM campaigns WHERE id = $1",
+        uuid.UUID(campaign_id),
+    )
     assert row["state"] == "completed"
     assert row["cancelled_at"] is not None and row["completed_at"] is not None
-    states = await db.fetch("SELECT state, count(*) FROM contacts WHERE campaign_id = $1 "
-                            "GROUP BY state ORDER BY state", uuid.UUID(campaign_id))
+    states = await db.fetch(
+        "SELECT state, count(*) FROM contacts WHERE campaign_id = $1 GROUP BY state ORDER BY state",
+        uuid.UUID(campaign_id),
+    )
     assert [(r["state"], r["count"]) for r in states] == [("cancelled", 3), ("done", 1)]
 
     again = await lab.refused("campaign", "cancel", campaign_id)
@@ -387,8 +470,9 @@ async def test_cancel_with_live_calls_waits_for_them(lab: Lab, db: asyncpg.Conne
     await add_contacts(db, campaign_id, 1, "dialing")
     result = await lab.ok("campaign", "cancel", campaign_id)
     assert "2 waiting contact(s) cancelled; it completes when its 1 live call(s) end" in result.err
-    row = await db.fetchrow("SELECT state, cancelled_at FROM campaigns WHERE id = $1",
-                            uuid.UUID(campaign_id))
+    row = await db.fetchrow(
+        "SELECT state, cancelled_at FROM campaigns WHERE id = $1", uuid.UUID(campaign_id)
+    )
     assert row["state"] == "running" and row["cancelled_at"] is not None
     listing = (await lab.ok("campaign", "list")).out
     assert "running (cancelled)" in listing
@@ -411,40 +495,55 @@ async def test_cancel_a_draft(lab: Lab, db: asyncpg.Connection) -> None:
 
 # --- edit ------------------------------------------------------------------------------------
 
+
 async def test_edit_a_draft_replaces_its_settings(lab: Lab, db: asyncpg.Connection) -> None:
     await lab.bot()
     campaign_id = await lab.campaign("name: Sketch\nnumbers: ['+441632960001']\n")
-    await lab.ok("campaign", "edit", "Sketch", lab.file("c.yaml", good_campaign(
-        "Renamed", numbers='["+441632960003"]', concurrency="9")))
-    row = await db.fetchrow("SELECT name, concurrency, bot_id FROM campaigns WHERE id = $1",
-                            uuid.UUID(campaign_id))
+    await lab.ok(
+        "campaign",
+        "edit",
+        "Sketch",
+        lab.file("c.yaml", good_campaign("Renamed", numbers='["+441632960003"]', concurrency="9")),
+    )
+    row = await db.fetchrow(
+        "SELECT name, concurrency, bot_id FROM campaigns WHERE id = $1", uuid.UUID(campaign_id)
+    )
     assert (row["name"], row["concurrency"]) == ("Renamed", 9)
     assert row["bot_id"] is not None
-    pool = await db.fetch("SELECT number FROM campaign_numbers WHERE campaign_id = $1",
-                          uuid.UUID(campaign_id))
+    pool = await db.fetch(
+        "SELECT number FROM campaign_numbers WHERE campaign_id = $1", uuid.UUID(campaign_id)
+    )
     assert [r["number"] for r in pool] == ["+441632960003"]
 
 
-async def test_edit_a_paused_campaign_keeps_it_startable(
-        lab: Lab, db: asyncpg.Connection) -> None:
+async def test_edit_a_paused_campaign_keeps_it_startable(lab: Lab, db: asyncpg.Connection) -> None:
     campaign_id = await ready(lab, db)
     await lab.ok("campaign", "start", campaign_id)
-    running = await lab.refused("campaign", "edit", campaign_id,
-                                lab.file("c.yaml", good_campaign(concurrency="9")))
-    assert ("campaign Renewals is running, not draft or paused: cannot edit it"
-            in running.err)
+    running = await lab.refused(
+        "campaign", "edit", campaign_id, lab.file("c.yaml", good_campaign(concurrency="9"))
+    )
+    assert "campaign Renewals is running, not draft or paused: cannot edit it" in running.err
 
     await lab.ok("campaign", "pause", campaign_id)
-    await lab.ok("campaign", "edit", campaign_id,
-                 lab.file("c.yaml", good_campaign(concurrency="9")))
-    assert await db.fetchval("SELECT concurrency FROM campaigns WHERE id = $1",
-                             uuid.UUID(campaign_id)) == 9
+    await lab.ok(
+        "campaign", "edit", campaign_id, lab.file("c.yaml", good_campaign(concurrency="9"))
+    )
+    assert (
+        await db.fetchval("SELECT concurrency FROM campaigns WHERE id = $1", uuid.UUID(campaign_id))
+        == 9
+    )
 
-    bad = await lab.refused("campaign", "edit", campaign_id, lab.file("c.yaml", good_campaign(
-        concurrency="0", window="{start: '25:00'}")))
+    bad = await lab.refused(
+        "campaign",
+        "edit",
+        campaign_id,
+        lab.file("c.yaml", good_campaign(concurrency="0", window="{start: '25:00'}")),
+    )
     lines = bad.err.splitlines()
     assert lines[0] == "dialler: error: campaign Renewals cannot take these settings while paused:"
     assert lines[1] == "  - concurrency must be at least 1 (got 0)"
     assert lines[2].startswith("  - window.start: '25:00' is not a time of day")
-    assert await db.fetchval("SELECT concurrency FROM campaigns WHERE id = $1",
-                             uuid.UUID(campaign_id)) == 9
+    assert (
+        await db.fetchval("SELECT concurrency FROM campaigns WHERE id = $1", uuid.UUID(campaign_id))
+        == 9
+    )

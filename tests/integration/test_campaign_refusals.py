@@ -46,8 +46,9 @@ def config(tmp_path: Path, db_dsn: str, monkeypatch: pytest.MonkeyPatch) -> Conf
     return load_config(str(write_config(tmp_path, db_dsn, NUMBERS)))
 
 
-async def draft(conn: Connection, config: Config, name: str = "Renewals",
-                bot: str = "renewals-bot") -> uuid.UUID:
+async def draft(
+    conn: Connection, config: Config, name: str = "Renewals", bot: str = "renewals-bot"
+) -> uuid.UUID:
     text = f"name: {name}\nbot: {bot}\nnumbers: ['+441632960001']\nalways_on: true\n"
     spec = await repo.read_campaign_spec(conn, config, parse_text(text, "c.yaml"))
     return await repo.create_campaign(conn, spec)
@@ -77,16 +78,16 @@ async def test_wrong_state_carries_the_states(conn: Connection, config: Config) 
     await repo.start_campaign(conn, config, campaign_id)
     await repo.cancel_campaign(conn, campaign_id)
     with pytest.raises(WrongState, match=r"was cancelled at .* cannot edit it") as edit:
-        await repo.edit_campaign(conn, campaign_id, (await repo.get_campaign(
-            conn, campaign_id)).spec)
+        await repo.edit_campaign(
+            conn, campaign_id, (await repo.get_campaign(conn, campaign_id)).spec
+        )
     assert edit.value.allowed == ("draft", "paused")
     with pytest.raises(WrongState, match="was already cancelled at") as cancel:
         await repo.cancel_campaign(conn, campaign_id)
     assert cancel.value.state == "completed"
 
 
-async def test_start_checks_failed_lists_every_problem(conn: Connection,
-                                                       config: Config) -> None:
+async def test_start_checks_failed_lists_every_problem(conn: Connection, config: Config) -> None:
     text = "name: Empty\nconcurrency: 0\n"
     spec = await repo.read_campaign_spec(conn, config, parse_text(text, "c.yaml"))
     campaign_id = await repo.create_campaign(conn, spec)
@@ -94,8 +95,11 @@ async def test_start_checks_failed_lists_every_problem(conn: Connection,
         await repo.start_campaign(conn, config, campaign_id)
     problems = refused.value.problems
     assert [problem.split(":")[0] for problem in problems] == [
-        "no bot selected, and no bot exists yet", "number pool is empty",
-        "concurrency must be at least 1 (got 0)", "no contacts"]
+        "no bot selected, and no bot exists yet",
+        "number pool is empty",
+        "concurrency must be at least 1 (got 0)",
+        "no contacts",
+    ]
     assert str(refused.value) == "campaign Empty cannot start:\n  - " + "\n  - ".join(problems)
     assert refused.value.campaign == "Empty"
 

@@ -13,12 +13,14 @@ from .cli_helpers import run_cli, write_config
 
 pytestmark = pytest.mark.integration
 
+
 async def run_dialler(*args: str) -> tuple[int, str, str]:
     return await run_cli(*args)
 
 
 async def test_db_migrate_applies_then_reports_up_to_date(
-        tmp_path: Path, new_empty_db: Callable[[], Awaitable[str]]) -> None:
+    tmp_path: Path, new_empty_db: Callable[[], Awaitable[str]]
+) -> None:
     config = write_config(tmp_path, await new_empty_db())
 
     code, out, err = await run_dialler("--config", str(config), "db", "migrate")
@@ -32,9 +34,9 @@ async def test_db_migrate_applies_then_reports_up_to_date(
 
 
 async def test_db_migrate_unreachable_database_exits_1_with_one_line(
-        tmp_path: Path, closed_port: int) -> None:
-    config = write_config(
-        tmp_path, f"postgresql://dialler:s3cret@127.0.0.1:{closed_port}/dialler")
+    tmp_path: Path, closed_port: int
+) -> None:
+    config = write_config(tmp_path, f"postgresql://dialler:s3cret@127.0.0.1:{closed_port}/dialler")
 
     code, out, err = await run_dialler("--config", str(config), "db", "migrate")
     assert code == 1

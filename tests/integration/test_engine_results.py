@@ -29,11 +29,15 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def config(db_dsn: str) -> Config:
-    return parse_config({
-        "database": {"dsn": db_dsn},
-        "asterisk": [{"name": "pbx", "ami": {"username": "u", "secret_env": "S"}}],
-        "carriers": [{"name": "lab"}],
-    }, "test", env={"S": "secret"})
+    return parse_config(
+        {
+            "database": {"dsn": db_dsn},
+            "asterisk": [{"name": "pbx", "ami": {"username": "u", "secret_env": "S"}}],
+            "carriers": [{"name": "lab"}],
+        },
+        "test",
+        env={"S": "secret"},
+    )
 
 
 @pytest.fixture
@@ -57,17 +61,24 @@ async def conn(db_dsn: str) -> AsyncIterator[Any]:
 async def open_attempt(conn: Any, state: str) -> uuid.UUID:
     """A running campaign with one contact in a call, and its open attempt in `state`."""
     bot = await conn.fetchval(
-        "INSERT INTO bots (name, prompt) VALUES ($1, 'hi') RETURNING id", f"bot-{uuid.uuid4()}")
+        "INSERT INTO bots (name, prompt) VALUES ($1, 'hi') RETURNING id", f"bot-{uuid.uuid4()}"
+    )
     campaign = await conn.fetchval(
         """INSERT INTO campaigns (name, bot_id, state, window_start, window_end, window_days,
                                   timezone, started_at)
            VALUES ($1, $2, 'running', '00:00', '24:00', '{mon,tue,wed,thu,fri,sat,sun}',
                    'UTC', now())
-           RETURNING id""", f"c-{uuid.uuid4()}", bot)
+           RETURNING id""",
+        f"c-{uuid.uuid4()}",
+        bot,
+    )
     contact_state = "wrapping" if state == "wrapping" else state
     contact = await conn.fetchval(
         """INSERT INTO contacts (campaign_id, phone_number, state, attempts_used)
-           VALUES ($1, '+447700900001', $2, 1) RETURNING id""", campaign, contact_state)
+           VALUES ($1, '+447700900001', $2, 1) RETURNING id""",
+        campaign,
+        contact_state,
+    )
     attempt = uuid.uuid4()
     ended = "now()" if state == "wrapping" else "NULL"
     await conn.execute(
@@ -75,7 +86,11 @@ async def open_attempt(conn: Any, state: str) -> uuid.UUID:
                                   dialled_at, answered_at, ended_at, duration_ms, deadline_at)
             VALUES ($1, $2, $3, 1, 'test', $4, now() - interval '20 s',
                     now() - interval '15 s', {ended}, 15000, now() + interval '1 hour')""",
-        attempt, contact, campaign, state)
+        attempt,
+        contact,
+        campaign,
+        state,
+    )
     return attempt
 
 
@@ -85,13 +100,19 @@ async def test_an_unknown_call_is_refused(config: Config, pool: Pool) -> None:
         await engine.record_result(uuid.uuid4(), WorkerResult("completed"))
 
 
-async def test_a_result_during_the_call_is_stored_with_its_audio(config: Config, pool: Pool,
-                                                                 conn: Any) -> None:
+async def test_a_result_during_the_call_is_stored_with_its_audio(
+    config: Config, pool: Pool, conn: Any
+) -> None:
     engine = Engine(config, pool, {}, "test")
     attempt = await open_attempt(conn, "connected")
-    recorded = await engine.record_result(attempt, WorkerResult(
-        "completed", notes="frames sent 1, received 2 (a note, never parsed)",
-        audio=AudioStats(frames_sent=250, frames_received=248)))
+    recorded = await engine.record_result(
+        attempt,
+        WorkerResult(
+            "completed",
+            notes="frames sent 1, received 2 (a note, never parsed)",
+            audio=AudioStats(frames_sent=250, frames_received=248),
+        ),
+    )
     assert recorded is ResultRecorded.STORED
     async with pool.acquire() as c:
         progress = await testcall.test_progress(c, attempt)
@@ -101,17 +122,24 @@ async def test_a_result_during_the_call_is_stored_with_its_audio(config: Config,
     assert progress.notes == "frames sent 1, received 2 (a note, never parsed)"
 
 
-async def test_a_result_after_the_hang_up_decides_the_attempt(config: Config, pool: Pool,
-                                                              conn: Any) -> None:
+async def test_a_result_after_the_hang_up_decides_the_attempt(
+    config: Config, pool: Pool, conn: Any
+) -> None:
     engine = Engine(config, pool, {}, "test")
     attempt = await open_attempt(conn, "wrapping")
-    assert await engine.record_result(attempt, WorkerResult("completed")) is \
-        ResultRecorded.FINAL
+    assert await engine.record_result(attempt, WorkerResult("completed")) is ResultRecorded.FINAL
     row = await conn.fetchrow(
         """SELECT a.state, a.disposition, a.next_action, a.audio_frames_sent, c.state AS contact
-           FROM attempts a JOIN contacts c ON c.id = a.contact_id WHERE a.id = $1""", attempt)
-    assert dict(row) == {"state": "final", "disposition": "completed", "next_action": "done",
-                         "audio_frames_sent": None, "contact": "done"}
+           FROM attempts a JOIN contacts c ON c.id = a.contact_id WHERE a.id = $1""",
+        attempt,
+    )
+    assert dict(row) == {
+        "state": "final",
+        "disposition": "completed",
+        "next_action": "done",
+        "audio_frames_sent": None,
+        "contact": "done",
+    }
     with pytest.raises(AlreadyFinal):
         await engine.record_result(attempt, WorkerResult("completed"))
 
@@ -127,7 +155,8 @@ class _DownPool:
 
 
 async def test_a_call_end_that_cannot_be_written_is_logged_and_kept(
-        config: Config, caplog: pytest.LogCaptureFixture) -> None:
+    config: Config, caplog: pytest.LogCaptureFixture
+) -> None:
     engine = Engine(config, _DownPool(), {}, "test")
     loop = asyncio.get_running_loop()
     call = TrackedCall("x", 30.0, time.time(), loop.create_future())
@@ -145,10 +174,12 @@ async def test_a_call_end_that_cannot_be_written_is_logged_and_kept(
 
 
 async def test_an_answer_write_that_fails_is_logged_not_lost(
-        config: Config, caplog: pytest.LogCaptureFixture) -> None:
+    config: Config, caplog: pytest.LogCaptureFixture
+) -> None:
     engine = Engine(config, _DownPool(), {}, "test")
-    call = TrackedCall(str(uuid.uuid4()), 30.0, time.time(),
-                       asyncio.get_running_loop().create_future())
+    call = TrackedCall(
+        str(uuid.uuid4()), 30.0, time.time(), asyncio.get_running_loop().create_future()
+    )
     call.answered_at = time.time()
     with caplog.at_level(logging.ERROR, logger="dialler.engine.engine"):
         engine._on_stage(call, "answered")
@@ -176,17 +207,27 @@ class _QuietAmi:
 
 
 async def test_recovery_writes_the_end_it_kept_instead_of_a_timeout(
-        config: Config, pool: Pool, conn: Any) -> None:
+    config: Config, pool: Pool, conn: Any
+) -> None:
     engine = Engine(config, pool, {"pbx": CallTracker(_QuietAmi())}, "test")  # type: ignore[arg-type]
     attempt = await open_attempt(conn, "dialing")
-    await conn.execute("UPDATE attempts SET asterisk = 'pbx', answered_at = NULL, "
-                       "deadline_at = now() - interval '1 s' WHERE id = $1", attempt)
+    await conn.execute(
+        "UPDATE attempts SET asterisk = 'pbx', answered_at = NULL, "
+        "deadline_at = now() - interval '1 s' WHERE id = $1",
+        attempt,
+    )
     ended = time.time()
-    engine.unsettled[attempt] = Unsettled(DialResult(Outcome.REJECTED, 486, ended_at=ended),
-                                          "rejected")
+    engine.unsettled[attempt] = Unsettled(
+        DialResult(Outcome.REJECTED, 486, ended_at=ended), "rejected"
+    )
     assert await Recovery(engine).run_once() == 1
-    row = await conn.fetchrow("SELECT state, outcome, sip_code, disposition FROM attempts "
-                              "WHERE id = $1", attempt)
-    assert dict(row) == {"state": "final", "outcome": "rejected", "sip_code": 486,
-                         "disposition": "rejected"}
+    row = await conn.fetchrow(
+        "SELECT state, outcome, sip_code, disposition FROM attempts WHERE id = $1", attempt
+    )
+    assert dict(row) == {
+        "state": "final",
+        "outcome": "rejected",
+        "sip_code": 486,
+        "disposition": "rejected",
+    }
     assert engine.unsettled == {}

@@ -33,39 +33,59 @@ async def conn(db_dsn: str) -> AsyncIterator[Any]:
 
 @pytest.fixture
 def config(db_dsn: str) -> Config:
-    return parse_config({
-        "database": {"dsn": db_dsn},
-        "asterisk": [{"name": "pbx", "ami": {"username": "u", "secret_env": "S"}}],
-        "carriers": [{"name": "lab"}],
-        "scheduler": {"stall_after": "120s"},
-    }, "test", env={"S": "secret"})
+    return parse_config(
+        {
+            "database": {"dsn": db_dsn},
+            "asterisk": [{"name": "pbx", "ami": {"username": "u", "secret_env": "S"}}],
+            "carriers": [{"name": "lab"}],
+            "scheduler": {"stall_after": "120s"},
+        },
+        "test",
+        env={"S": "secret"},
+    )
 
 
 def scrape() -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     text = generate_latest(metrics.REGISTRY).decode()
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
-def value(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str,
-          **labels: str) -> float | None:
+def value(
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float | None:
     return samples.get((name, frozenset(labels.items())))
 
 
-async def campaign(conn: Any, bot: uuid.UUID, name: str, state: str,
-                   days: list[str] | None = None, last_dial: str | None = None) -> uuid.UUID:
+async def campaign(
+    conn: Any,
+    bot: uuid.UUID,
+    name: str,
+    state: str,
+    days: list[str] | None = None,
+    last_dial: str | None = None,
+) -> uuid.UUID:
     campaign_id: uuid.UUID = await conn.fetchval(
         """INSERT INTO campaigns (name, bot_id, state, window_start, window_end, window_days,
                                   timezone, started_at, last_dial_at)
            VALUES ($1, $2, $3, '00:00', '24:00', $4, 'UTC', now() - interval '1 hour',
                    now() - $5::text::interval)
            RETURNING id""",
-        name, bot, state, days or list(DAYS), last_dial)
+        name,
+        bot,
+        state,
+        days or list(DAYS),
+        last_dial,
+    )
     return campaign_id
 
 
-async def contacts(conn: Any, campaign_id: uuid.UUID, states: dict[str, int],
-                   first: int) -> dict[str, list[uuid.UUID]]:
+async def contacts(
+    conn: Any, campaign_id: uuid.UUID, states: dict[str, int], first: int
+) -> dict[str, list[uuid.UUID]]:
     """`states[s]` contacts in state s, numbered from +4477009000<first>."""
     made: dict[str, list[uuid.UUID]] = {}
     n = first
@@ -73,39 +93,65 @@ async def contacts(conn: Any, campaign_id: uuid.UUID, states: dict[str, int],
         for _ in range(count):
             # Waiting contacts: due now, except retries (due in an hour).
             due = "1 hour" if state == "retry_scheduled" else "-1 minute"
-            made.setdefault(state, []).append(await conn.fetchval(
-                """INSERT INTO contacts (campaign_id, phone_number, state, next_due_at)
+            made.setdefault(state, []).append(
+                await conn.fetchval(
+                    """INSERT INTO contacts (campaign_id, phone_number, state, next_due_at)
                    VALUES ($1, $2, $3, now() + $4::text::interval) RETURNING id""",
-                campaign_id, f"+44770090{n:04d}", state, due))
+                    campaign_id,
+                    f"+44770090{n:04d}",
+                    state,
+                    due,
+                )
+            )
             n += 1
     return made
 
 
-async def attempt(conn: Any, contact_id: uuid.UUID, campaign_id: uuid.UUID, state: str,
-                  deadline: str) -> uuid.UUID:
+async def attempt(
+    conn: Any, contact_id: uuid.UUID, campaign_id: uuid.UUID, state: str, deadline: str
+) -> uuid.UUID:
     attempt_id = uuid.uuid4()
     await conn.execute(
         """INSERT INTO attempts (id, contact_id, campaign_id, attempt_number, caller_id, carrier,
                                  asterisk, daemon_id, state, dialled_at, deadline_at)
            VALUES ($1, $2, $3, 1, '+441632960001', 'lab', 'pbx', 'd1', $4,
                    now() - interval '5 minutes', now() + $5::text::interval)""",
-        attempt_id, contact_id, campaign_id, state, deadline)
+        attempt_id,
+        contact_id,
+        campaign_id,
+        state,
+        deadline,
+    )
     return attempt_id
 
 
 async def test_refresh_exports_campaign_contact_call_and_fleet_gauges(
-        conn: Any, config: Config) -> None:
+    conn: Any, config: Config
+) -> None:
     now = datetime.now(UTC)
     bot = await conn.fetchval("INSERT INTO bots (name, prompt) VALUES ('b', 'Hi') RETURNING id")
     running = await campaign(conn, bot, "running", "running", last_dial="10 minutes")
     # Paused, and today is not one of its days: its window is closed.
-    paused = await campaign(conn, bot, "paused", "paused",
-                            days=[d for i, d in enumerate(DAYS) if i != now.weekday()])
+    paused = await campaign(
+        conn, bot, "paused", "paused", days=[d for i, d in enumerate(DAYS) if i != now.weekday()]
+    )
     done = await campaign(conn, bot, "completed", "completed", last_dial="1 day")
     draft = await campaign(conn, bot, "draft", "draft")
-    made = await contacts(conn, running, {
-        "pending": 3, "retry_scheduled": 1, "callback_scheduled": 1, "dialing": 1,
-        "connected": 1, "done": 2, "exhausted": 1, "cancelled": 1}, first=1)
+    made = await contacts(
+        conn,
+        running,
+        {
+            "pending": 3,
+            "retry_scheduled": 1,
+            "callback_scheduled": 1,
+            "dialing": 1,
+            "connected": 1,
+            "done": 2,
+            "exhausted": 1,
+            "cancelled": 1,
+        },
+        first=1,
+    )
     await contacts(conn, paused, {"pending": 2}, first=100)
     await contacts(conn, done, {"done": 5}, first=200)
     await contacts(conn, draft, {"pending": 1}, first=300)
@@ -118,8 +164,12 @@ async def test_refresh_exports_campaign_contact_call_and_fleet_gauges(
                                                last_heartbeat_at)
                           VALUES ('gone', '127.0.0.1', 57002, 10, 'api',
                                   now() - interval '1 hour')""")
-    await conn.execute("""INSERT INTO worker_slots (attempt_id, worker)
-                          VALUES ($1, 'w1'), ($2, 'w1')""", stuck, talking)
+    await conn.execute(
+        """INSERT INTO worker_slots (attempt_id, worker)
+                          VALUES ($1, 'w1'), ($2, 'w1')""",
+        stuck,
+        talking,
+    )
 
     await metrics.refresh(conn, config, now)
     samples = scrape()
@@ -133,13 +183,22 @@ async def test_refresh_exports_campaign_contact_call_and_fleet_gauges(
     assert value(samples, "dialler_campaign_stalled", campaign=r) == 1
     assert value(samples, "dialler_campaign_stalled", campaign=p) == 0
     last_dial = await conn.fetchval("SELECT last_dial_at FROM campaigns WHERE id = $1", running)
-    assert value(samples, "dialler_campaign_last_dial_timestamp_seconds",
-                 campaign=r) == pytest.approx(last_dial.timestamp())
+    assert value(
+        samples, "dialler_campaign_last_dial_timestamp_seconds", campaign=r
+    ) == pytest.approx(last_dial.timestamp())
     assert value(samples, "dialler_campaign_last_dial_timestamp_seconds", campaign=p) is None
 
-    expected_contacts = {"pending": 3, "retry_scheduled": 1, "callback_scheduled": 1,
-                         "dialing": 1, "connected": 1, "wrapping": 0, "done": 2,
-                         "exhausted": 1, "cancelled": 1}
+    expected_contacts = {
+        "pending": 3,
+        "retry_scheduled": 1,
+        "callback_scheduled": 1,
+        "dialing": 1,
+        "connected": 1,
+        "wrapping": 0,
+        "done": 2,
+        "exhausted": 1,
+        "cancelled": 1,
+    }
     assert set(expected_contacts) == set(STATES)
     for state, n in expected_contacts.items():
         assert value(samples, "dialler_contacts", campaign=r, state=state) == n, state
@@ -170,7 +229,8 @@ async def test_refresh_exports_campaign_contact_call_and_fleet_gauges(
 
 
 async def test_refresh_follows_dials_and_drops_campaigns_that_end(
-        conn: Any, config: Config) -> None:
+    conn: Any, config: Config
+) -> None:
     bot = await conn.fetchval("INSERT INTO bots (name, prompt) VALUES ('b', 'Hi') RETURNING id")
     running = await campaign(conn, bot, "running", "running", last_dial="10 minutes")
     await contacts(conn, running, {"pending": 1}, first=1)

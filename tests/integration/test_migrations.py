@@ -21,13 +21,20 @@ NewDb = Callable[[], Awaitable[str]]
 async def dump_schema(cluster: PgCluster, dsn: str) -> list[str]:
     """`pg_dump --schema-only` of a database, without the lines that differ between dumps."""
     process = await asyncio.create_subprocess_exec(
-        str(cluster.bindir / "pg_dump"), "--schema-only", "--no-owner", "--no-privileges",
-        "--exclude-table=schema_migrations", f"--dbname={dsn}",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        str(cluster.bindir / "pg_dump"),
+        "--schema-only",
+        "--no-owner",
+        "--no-privileges",
+        "--exclude-table=schema_migrations",
+        f"--dbname={dsn}",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await process.communicate()
     assert process.returncode == 0, err.decode()
     return [
-        line for line in out.decode().splitlines()
+        line
+        for line in out.decode().splitlines()
         # Comments (they name the dump), session SETs, and psql meta-commands (recent
         # pg_dump versions add `\restrict <random key>`) vary from dump to dump.
         if line.strip() and not line.startswith(("--", "SET ", "SELECT pg_catalog.", "\\"))
@@ -52,8 +59,9 @@ def test_available_migrations_are_numbered_in_order() -> None:
     assert all(len(migration.checksum) == 64 for migration in migrations)
 
 
-async def test_migrations_build_the_fresh_install_schema(pg_cluster: PgCluster,
-                                                         new_empty_db: NewDb) -> None:
+async def test_migrations_build_the_fresh_install_schema(
+    pg_cluster: PgCluster, new_empty_db: NewDb
+) -> None:
     migrated, fresh = await new_empty_db(), await new_empty_db()
     await migrate(migrated)
     schema_sql = (resources.files("dialler.store") / "schema.sql").read_text(encoding="utf-8")
@@ -90,7 +98,8 @@ async def test_a_changed_migration_is_refused_naming_the_file(db_dsn: str) -> No
     conn = await asyncpg.connect(db_dsn)
     try:
         await conn.execute(
-            "UPDATE schema_migrations SET checksum = 'tampered' WHERE version = '0001'")
+            "UPDATE schema_migrations SET checksum = 'tampered' WHERE version = '0001'"
+        )
     finally:
         await conn.close()
     with pytest.raises(OperationalError, match=r"0001_initial\.sql was changed"):
@@ -100,8 +109,9 @@ async def test_a_changed_migration_is_refused_naming_the_file(db_dsn: str) -> No
 async def test_a_database_from_a_newer_dialler_is_refused(db_dsn: str) -> None:
     conn = await asyncpg.connect(db_dsn)
     try:
-        await conn.execute("INSERT INTO schema_migrations (version, name, checksum) "
-                           "VALUES ('9999', 'future', 'x')")
+        await conn.execute(
+            "INSERT INTO schema_migrations (version, name, checksum) VALUES ('9999', 'future', 'x')"
+        )
     finally:
         await conn.close()
     with pytest.raises(OperationalError, match="9999"):
@@ -118,11 +128,16 @@ async def test_check_constraints_reject_an_unknown_contact_state(db_dsn: str) ->
     conn = await asyncpg.connect(db_dsn)
     try:
         campaign = await conn.fetchval("INSERT INTO campaigns (name) VALUES ('c') RETURNING id")
-        await conn.execute("INSERT INTO contacts (campaign_id, phone_number) "
-                           "VALUES ($1, '+447700900001')", campaign)
+        await conn.execute(
+            "INSERT INTO contacts (campaign_id, phone_number) VALUES ($1, '+447700900001')",
+            campaign,
+        )
         with pytest.raises(asyncpg.CheckViolationError, match="contacts_state_check"):
-            await conn.execute("INSERT INTO contacts (campaign_id, phone_number, state) "
-                               "VALUES ($1, '+447700900002', 'ringing')", campaign)
+            await conn.execute(
+                "INSERT INTO contacts (campaign_id, phone_number, state) "
+                "VALUES ($1, '+447700900002', 'ringing')",
+                campaign,
+            )
     finally:
         await conn.close()
 
@@ -131,17 +146,22 @@ async def test_only_draft_campaigns_may_hold_an_invalid_configuration(db_dsn: st
     conn = await asyncpg.connect(db_dsn)
     try:
         bot = await conn.fetchval(
-            "INSERT INTO bots (name, prompt) VALUES ('b', 'Hello') RETURNING id")
+            "INSERT INTO bots (name, prompt) VALUES ('b', 'Hello') RETURNING id"
+        )
         # A draft keeps what the operator wrote, so `campaign start` can name the problem.
         campaign = await conn.fetchval(
             "INSERT INTO campaigns (name, window_start, window_days, concurrency) "
-            "VALUES ('c', '9am', '{}', 0) RETURNING id")
+            "VALUES ('c', '9am', '{}', 0) RETURNING id"
+        )
         with pytest.raises(asyncpg.CheckViolationError, match="campaigns_startable_check"):
-            await conn.execute("UPDATE campaigns SET state = 'running', bot_id = $2 "
-                               "WHERE id = $1", campaign, bot)
+            await conn.execute(
+                "UPDATE campaigns SET state = 'running', bot_id = $2 WHERE id = $1", campaign, bot
+            )
         await conn.execute(
             "UPDATE campaigns SET state = 'running', bot_id = $2, window_start = '09:00', "
             "window_end = '24:00', window_days = '{sat,sun}', concurrency = 1 WHERE id = $1",
-            campaign, bot)
+            campaign,
+            bot,
+        )
     finally:
         await conn.close()

@@ -27,10 +27,12 @@ async def conn(db_dsn: str) -> AsyncIterator[Any]:
 
 async def campaign_with(conn: Any, name: str, *numbers: str) -> uuid.UUID:
     campaign_id: uuid.UUID = await conn.fetchval(
-        "INSERT INTO campaigns (name) VALUES ($1) RETURNING id", name)
+        "INSERT INTO campaigns (name) VALUES ($1) RETURNING id", name
+    )
     for number in numbers:
-        await conn.execute("INSERT INTO contacts (campaign_id, phone_number) VALUES ($1, $2)",
-                           campaign_id, number)
+        await conn.execute(
+            "INSERT INTO contacts (campaign_id, phone_number) VALUES ($1, $2)", campaign_id, number
+        )
     return campaign_id
 
 
@@ -38,20 +40,30 @@ async def test_add_list_remove(conn: Any, db_dsn: str, tmp_path: Path) -> None:
     config = str(write_config(tmp_path, db_dsn))
     first = await campaign_with(conn, "First", "+447700900123", "+447700900124")
     await campaign_with(conn, "Second", "+447700900123")
-    await conn.execute("UPDATE contacts SET state = 'done', next_due_at = NULL "
-                       "WHERE campaign_id = $1 AND phone_number = '+447700900123'", first)
+    await conn.execute(
+        "UPDATE contacts SET state = 'done', next_due_at = NULL "
+        "WHERE campaign_id = $1 AND phone_number = '+447700900123'",
+        first,
+    )
 
-    code, out, err = await run_cli("--config", config, "suppress", "add", "07700 900123",
-                                   "--reason", "asked not to be called")
+    code, out, err = await run_cli(
+        "--config", config, "suppress", "add", "07700 900123", "--reason", "asked not to be called"
+    )
     assert code == 0, err
     assert out == "+447700900123\n"
     assert "1 waiting contact(s) cancelled in 1 campaign(s)" in err
-    states = {(r["name"], r["phone_number"]): r["state"] for r in await conn.fetch(
-        "SELECT c.name, ct.phone_number, ct.state FROM contacts ct "
-        "JOIN campaigns c ON c.id = ct.campaign_id")}
-    assert states == {("First", "+447700900123"): "done",
-                      ("First", "+447700900124"): "pending",
-                      ("Second", "+447700900123"): "cancelled"}
+    states = {
+        (r["name"], r["phone_number"]): r["state"]
+        for r in await conn.fetch(
+            "SELECT c.name, ct.phone_number, ct.state FROM contacts ct "
+            "JOIN campaigns c ON c.id = ct.campaign_id"
+        )
+    }
+    assert states == {
+        ("First", "+447700900123"): "done",
+        ("First", "+447700900124"): "pending",
+        ("Second", "+447700900123"): "cancelled",
+    }
 
     code, out, err = await run_cli("--config", config, "suppress", "add", "+447700900123")
     assert code == 0, err
@@ -73,12 +85,15 @@ async def test_add_list_remove(conn: Any, db_dsn: str, tmp_path: Path) -> None:
     assert (code, out.splitlines()) == (0, ["NUMBER  ADDED  REASON"])
 
 
-@pytest.mark.parametrize("args", [
-    ("suppress", "add", "12"),
-    ("suppress", "add", "+447700900123", "--reason", "two\nlines"),
-    ("suppress", "remove", "not a number"),
-    ("suppress", "remove", "+447700900123"),  # not on the list
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("suppress", "add", "12"),
+        ("suppress", "add", "+447700900123", "--reason", "two\nlines"),
+        ("suppress", "remove", "not a number"),
+        ("suppress", "remove", "+447700900123"),  # not on the list
+    ],
+)
 async def test_refused(db_dsn: str, tmp_path: Path, args: tuple[str, ...]) -> None:
     config = str(write_config(tmp_path, db_dsn))
     code, out, err = await run_cli("--config", config, *args)

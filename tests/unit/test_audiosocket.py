@@ -49,10 +49,17 @@ def test_frame_helpers() -> None:
 
 def _messages() -> st.SearchStrategy[list[Frame]]:
     audio_frame = st.binary(min_size=1, max_size=700).map(
-        lambda b: Frame.of(Kind.AUDIO, b + b"\x00" if len(b) % 2 else b))
-    fixed = st.sampled_from([Frame.of(Kind.HANGUP), Frame.of(Kind.UUID, CALL.bytes),
-                             Frame.of(Kind.DTMF, b"#"), Frame.of(Kind.ERROR, b"\x04"),
-                             Frame.of(Kind.ERROR)])
+        lambda b: Frame.of(Kind.AUDIO, b + b"\x00" if len(b) % 2 else b)
+    )
+    fixed = st.sampled_from(
+        [
+            Frame.of(Kind.HANGUP),
+            Frame.of(Kind.UUID, CALL.bytes),
+            Frame.of(Kind.DTMF, b"#"),
+            Frame.of(Kind.ERROR, b"\x04"),
+            Frame.of(Kind.ERROR),
+        ]
+    )
     return st.lists(audio_frame | fixed, max_size=20)
 
 
@@ -74,7 +81,7 @@ def test_split_reads_byte_by_byte() -> None:
     reader = FrameReader()
     seen: list[Frame] = []
     for i in range(len(stream)):
-        got = reader.feed(stream[i:i + 1])
+        got = reader.feed(stream[i : i + 1])
         # A frame comes out exactly when its last byte arrives, not before.
         assert bool(got) == (i + 1 in (19, 19 + 323, len(stream)))
         seen += got
@@ -90,11 +97,14 @@ def test_merged_reads() -> None:
     assert [f.kind for f in reader.feed(stream[-2:])] == [Kind.HANGUP]
 
 
-@pytest.mark.parametrize(("stream", "have", "need"), [
-    (b"\x10", 1, 3),                                 # inside the header
-    (b"\x10\x01\x40" + bytes(100), 103, 323),        # inside the payload
-    (b"\x01\x00\x10" + bytes(15), 18, 19),
-])
+@pytest.mark.parametrize(
+    ("stream", "have", "need"),
+    [
+        (b"\x10", 1, 3),  # inside the header
+        (b"\x10\x01\x40" + bytes(100), 103, 323),  # inside the payload
+        (b"\x01\x00\x10" + bytes(15), 18, 19),
+    ],
+)
 def test_truncated_frame(stream: bytes, have: int, need: int) -> None:
     reader = FrameReader()
     assert reader.feed(stream) == []
@@ -113,14 +123,17 @@ def test_unknown_kind() -> None:
         encode(0x11, bytes(640))  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("kind", "payload", "message"), [
-    (Kind.UUID, bytes(15), "16-byte UUID"),
-    (Kind.HANGUP, b"\x00", "no payload"),
-    (Kind.AUDIO, b"", "non-empty"),
-    (Kind.AUDIO, bytes(3), "16-bit samples"),
-    (Kind.DTMF, b"12", "one digit"),
-    (Kind.AUDIO, bytes(0x10000), "limit of 65535"),
-])
+@pytest.mark.parametrize(
+    ("kind", "payload", "message"),
+    [
+        (Kind.UUID, bytes(15), "16-byte UUID"),
+        (Kind.HANGUP, b"\x00", "no payload"),
+        (Kind.AUDIO, b"", "non-empty"),
+        (Kind.AUDIO, bytes(3), "16-bit samples"),
+        (Kind.DTMF, b"12", "one digit"),
+        (Kind.AUDIO, bytes(0x10000), "limit of 65535"),
+    ],
+)
 def test_payload_must_fit_its_kind(kind: Kind, payload: bytes, message: str) -> None:
     with pytest.raises(InvalidFrame, match=message):
         encode(kind, payload)

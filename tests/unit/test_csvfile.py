@@ -19,8 +19,9 @@ from dialler.contacts.phone import InvalidNumber, normalise_phone
 from dialler.errors import InvalidInput
 
 
-def read(tmp_path: Path, content: str | bytes,
-         region: str = "GB") -> tuple[list[ParsedRow], list[RowError]]:
+def read(
+    tmp_path: Path, content: str | bytes, region: str = "GB"
+) -> tuple[list[ParsedRow], list[RowError]]:
     path = tmp_path / "contacts.csv"
     path.write_bytes(content.encode() if isinstance(content, str) else content)
     with read_contacts(path, region) as stream:
@@ -39,22 +40,31 @@ def file_error(tmp_path: Path, content: str | bytes) -> CsvFileError:
 
 # --- the file as a whole ---------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"])
 @pytest.mark.parametrize("newline", [b"\n", b"\r\n"])
 def test_bom_and_line_endings(tmp_path: Path, bom: bytes, newline: bytes) -> None:
-    content = bom + newline.join([b"phone_number,Name", b"+447700900001,Ann",
-                                  b"+447700900002,Bob", b""])
+    content = bom + newline.join(
+        [b"phone_number,Name", b"+447700900001,Ann", b"+447700900002,Bob", b""]
+    )
     rows, errors = read(tmp_path, content)
     assert errors == []
-    assert rows == [ParsedRow(2, "+447700900001", {"Name": "Ann"}, "+447700900001"),
-                    ParsedRow(3, "+447700900002", {"Name": "Bob"}, "+447700900002")]
+    assert rows == [
+        ParsedRow(2, "+447700900001", {"Name": "Ann"}, "+447700900001"),
+        ParsedRow(3, "+447700900002", {"Name": "Bob"}, "+447700900002"),
+    ]
 
 
 def test_headers_kept_exactly_in_column_order(tmp_path: Path) -> None:
-    rows, _ = read(tmp_path, "CustomerName,phone_number,plan,PLAN, Spaced \n"
-                             "Ann,+447700900001,gold,GOLD,x\n")
+    rows, _ = read(
+        tmp_path, "CustomerName,phone_number,plan,PLAN, Spaced \nAnn,+447700900001,gold,GOLD,x\n"
+    )
     assert list(rows[0].variables.items()) == [
-        ("CustomerName", "Ann"), ("plan", "gold"), ("PLAN", "GOLD"), (" Spaced ", "x")]
+        ("CustomerName", "Ann"),
+        ("plan", "gold"),
+        ("PLAN", "GOLD"),
+        (" Spaced ", "x"),
+    ]
 
 
 def test_file_error_is_invalid_input(tmp_path: Path) -> None:
@@ -70,8 +80,7 @@ def test_missing_phone_column_lists_columns_and_suggests(tmp_path: Path) -> None
     assert error.line == 1
 
 
-@pytest.mark.parametrize("header", ["phone number", " phone_number", "PHONE-NUMBER",
-                                    "phone_numbr"])
+@pytest.mark.parametrize("header", ["phone number", " phone_number", "PHONE-NUMBER", "phone_numbr"])
 def test_missing_phone_column_suggestions(tmp_path: Path, header: str) -> None:
     assert f"did you mean {header!r}" in str(file_error(tmp_path, f"{header},x\n1,2\n"))
 
@@ -99,12 +108,12 @@ def test_duplicate_header_name(tmp_path: Path) -> None:
 
 def test_empty_header_name(tmp_path: Path) -> None:
     assert "column 3 of the header has no name" in str(
-        file_error(tmp_path, "phone_number,Name,\n+447700900001,Ann,\n"))
+        file_error(tmp_path, "phone_number,Name,\n+447700900001,Ann,\n")
+    )
 
 
 def test_undecodable_bytes_name_their_line(tmp_path: Path) -> None:
-    error = file_error(tmp_path, b"phone_number,Name\n+447700900001,Ann\n"
-                                 b"+447700900002,Ren\xe9e\n")
+    error = file_error(tmp_path, b"phone_number,Name\n+447700900001,Ann\n+447700900002,Ren\xe9e\n")
     assert error.line == 3
     assert "not UTF-8" in str(error)
     assert "0xe9" in str(error)
@@ -115,11 +124,14 @@ def test_undecodable_line_after_a_multiline_field(tmp_path: Path) -> None:
     assert error.line == 5
 
 
-@pytest.mark.parametrize("content", [
-    b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00",        # an .xlsx
-    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
-    b"phone_number\n\x00\x01\x02\x03binary",
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00",  # an .xlsx
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
+        b"phone_number\n\x00\x01\x02\x03binary",
+    ],
+)
 def test_binary_file(tmp_path: Path, content: bytes) -> None:
     message = str(file_error(tmp_path, content))
     assert "not CSV" in message or "binary" in message
@@ -144,14 +156,21 @@ def test_missing_file(tmp_path: Path) -> None:
 
 # --- rows ------------------------------------------------------------------------------------
 
+
 def test_ragged_rows(tmp_path: Path) -> None:
-    rows, errors = read(tmp_path, "phone_number,Name,plan\n+447700900001,Ann\n"
-                                  "+447700900002,Bob,gold,extra\n+447700900003,Cy,x\n")
+    rows, errors = read(
+        tmp_path,
+        "phone_number,Name,plan\n+447700900001,Ann\n"
+        "+447700900002,Bob,gold,extra\n+447700900003,Cy,x\n",
+    )
     assert [row.line for row in rows] == [4]
     assert errors == [
         RowError(2, ["+447700900001", "Ann"], "expected 3 fields (as in the header), got 2"),
-        RowError(3, ["+447700900002", "Bob", "gold", "extra"],
-                 "expected 3 fields (as in the header), got 4"),
+        RowError(
+            3,
+            ["+447700900002", "Bob", "gold", "extra"],
+            "expected 3 fields (as in the header), got 4",
+        ),
     ]
 
 
@@ -159,9 +178,12 @@ def test_field_over_64_kib(tmp_path: Path) -> None:
     fits = "x" * MAX_FIELD_BYTES
     over = "x" * (MAX_FIELD_BYTES + 1)
     # Characters of several bytes count as bytes: 30,000 × "é" is 60,000 B; 40,000 is 80,000.
-    rows, errors = read(tmp_path, f"phone_number,Note\n+447700900001,{fits}\n"
-                                  f"+447700900002,{over}\n+447700900003,{'é' * 30_000}\n"
-                                  f"+447700900004,{'é' * 40_000}\n+447700900005,ok\n")
+    rows, errors = read(
+        tmp_path,
+        f"phone_number,Note\n+447700900001,{fits}\n"
+        f"+447700900002,{over}\n+447700900003,{'é' * 30_000}\n"
+        f"+447700900004,{'é' * 40_000}\n+447700900005,ok\n",
+    )
     assert [row.line for row in rows] == [2, 4, 6]
     assert [(error.line, error.reason) for error in errors] == [
         (3, "field 'Note' is 65537 bytes long, over the limit of 65536 (64 KiB)"),
@@ -172,16 +194,18 @@ def test_field_over_64_kib(tmp_path: Path) -> None:
 
 def test_field_beyond_the_csv_module_limit_is_a_row_error(tmp_path: Path) -> None:
     huge = "y" * (17 * 1024 * 1024)
-    rows, errors = read(tmp_path, f"phone_number,Note\n+447700900001,{huge}\n"
-                                  "+447700900002,ok\n")
+    rows, errors = read(tmp_path, f"phone_number,Note\n+447700900001,{huge}\n+447700900002,ok\n")
     assert [row.line for row in rows] == [3]
     assert [error.line for error in errors] == [2]
     assert "64 KiB" in errors[0].reason
 
 
 def test_duplicates_in_the_file_name_the_first_line(tmp_path: Path) -> None:
-    rows, errors = read(tmp_path, "phone_number,Name\n+447700900001,Ann\n07700 900002,Bob\n"
-                                  "07700900001,Ann again\n+44 7700 900002,Bob again\n")
+    rows, errors = read(
+        tmp_path,
+        "phone_number,Name\n+447700900001,Ann\n07700 900002,Bob\n"
+        "07700900001,Ann again\n+44 7700 900002,Bob again\n",
+    )
     assert [row.line for row in rows] == [2, 3]
     assert [(error.line, error.reason) for error in errors] == [
         (4, "duplicate: +447700900001 is already on line 2"),
@@ -190,21 +214,29 @@ def test_duplicates_in_the_file_name_the_first_line(tmp_path: Path) -> None:
 
 
 def test_line_numbers_with_quoted_multiline_fields(tmp_path: Path) -> None:
-    content = ('phone_number,Address\r\n'
-               '+447700900001,"1 High St\r\nLondon"\r\n'
-               '+447700900002,"a\nb\nc\nd"\n'
-               '\n'
-               'bad,"x\ny"\n'
-               '+447700900003,plain\n')
+    content = (
+        "phone_number,Address\r\n"
+        '+447700900001,"1 High St\r\nLondon"\r\n'
+        '+447700900002,"a\nb\nc\nd"\n'
+        "\n"
+        'bad,"x\ny"\n'
+        "+447700900003,plain\n"
+    )
     rows, errors = read(tmp_path, content)
     assert [(row.line, row.variables["Address"]) for row in rows] == [
-        (2, "1 High St\r\nLondon"), (4, "a\nb\nc\nd"), (11, "plain")]
+        (2, "1 High St\r\nLondon"),
+        (4, "a\nb\nc\nd"),
+        (11, "plain"),
+    ]
     assert [error.line for error in errors] == [9]
 
 
 def test_bad_numbers(tmp_path: Path) -> None:
-    rows, errors = read(tmp_path, "phone_number,Name\nhello,a\n12,b\n+44 20 7946 0958 ext. 4,c\n"
-                                  "+999 1234 5678,d\n,e\n+447700900001,f\n")
+    rows, errors = read(
+        tmp_path,
+        "phone_number,Name\nhello,a\n12,b\n+44 20 7946 0958 ext. 4,c\n"
+        "+999 1234 5678,d\n,e\n+447700900001,f\n",
+    )
     assert [row.line for row in rows] == [7]
     reasons = {error.line: error.reason for error in errors}
     assert reasons[2] == "invalid phone number 'hello': not a phone number"
@@ -215,8 +247,9 @@ def test_bad_numbers(tmp_path: Path) -> None:
 
 
 def test_national_numbers_use_the_default_region(tmp_path: Path) -> None:
-    rows, errors = read(tmp_path, "phone_number\n07700 900123\n0044 1632 960001\n"
-                                  "+1 202 555 0144\n", region="GB")
+    rows, errors = read(
+        tmp_path, "phone_number\n07700 900123\n0044 1632 960001\n+1 202 555 0144\n", region="GB"
+    )
     assert errors == []
     assert [row.phone for row in rows] == ["+447700900123", "+441632960001", "+12025550144"]
     rows, _ = read(tmp_path, "phone_number\n(202) 555-0143\n", region="US")
@@ -224,18 +257,23 @@ def test_national_numbers_use_the_default_region(tmp_path: Path) -> None:
 
 
 def test_blank_lines_are_skipped_silently(tmp_path: Path) -> None:
-    rows, errors = read(tmp_path, "\nphone_number,Name\n\n+447700900001,Ann\n\n,\n  \n"
-                                  "+447700900002,Bob\n\n")
+    rows, errors = read(
+        tmp_path, "\nphone_number,Name\n\n+447700900001,Ann\n\n,\n  \n+447700900002,Bob\n\n"
+    )
     assert errors == []
     assert [row.line for row in rows] == [4, 8]
 
 
 def test_bad_quoting_is_a_row_error_with_the_raw_text(tmp_path: Path) -> None:
-    rows, errors = read(tmp_path, 'phone_number,Name\n+447700900001,"Ann"x\n'
-                                  '+447700900002,Bob\n+447700900003,"unclosed\nmore\n')
+    rows, errors = read(
+        tmp_path,
+        'phone_number,Name\n+447700900001,"Ann"x\n'
+        '+447700900002,Bob\n+447700900003,"unclosed\nmore\n',
+    )
     assert [row.line for row in rows] == [3]
-    assert errors[0] == RowError(2, ['+447700900001,"Ann"x\n'],
-                                 "bad CSV quoting: ',' expected after '\"'")
+    assert errors[0] == RowError(
+        2, ['+447700900001,"Ann"x\n'], "bad CSV quoting: ',' expected after '\"'"
+    )
     assert errors[1].line == 4
     assert errors[1].raw == ['+447700900003,"unclosed\nmore\n']
     assert "unclosed quote" in errors[1].reason
@@ -247,8 +285,10 @@ def test_a_field_over_the_csv_modules_limit_is_a_row_error_and_the_rest_imports(
     # A quoted field of 17 MiB: the csv module gives up on it (its limit is 16 MiB); that row
     # is rejected with a reason, and the rows around it are read.
     huge = "x" * (17 * 1024 * 1024)
-    rows, errors = read(tmp_path, f'phone_number,Name\n+447700900001,Ann\n+447700900002,"{huge}"'
-                                  '\n+447700900003,Bob\n')
+    rows, errors = read(
+        tmp_path,
+        f'phone_number,Name\n+447700900001,Ann\n+447700900002,"{huge}"\n+447700900003,Bob\n',
+    )
     assert [row.phone for row in rows] == ["+447700900001", "+447700900003"]
     assert len(errors) == 1
     assert errors[0].line == 3
@@ -279,14 +319,18 @@ def test_many_rows_stream(tmp_path: Path) -> None:
 
 # --- number normalisation --------------------------------------------------------------------
 
-@pytest.mark.parametrize(("text", "e164"), [
-    ("+447700900123", "+447700900123"),      # lab callee range (Ofcom drama numbers)
-    ("07700 900123", "+447700900123"),
-    ("+441632960001", "+441632960001"),      # lab caller-ID range
-    ("01632 960001", "+441632960001"),
-    ("0044 20 7946 0958", "+442079460958"),
-    (" +1 (202) 555-0143 ", "+12025550143"),
-])
+
+@pytest.mark.parametrize(
+    ("text", "e164"),
+    [
+        ("+447700900123", "+447700900123"),  # lab callee range (Ofcom drama numbers)
+        ("07700 900123", "+447700900123"),
+        ("+441632960001", "+441632960001"),  # lab caller-ID range
+        ("01632 960001", "+441632960001"),
+        ("0044 20 7946 0958", "+442079460958"),
+        (" +1 (202) 555-0143 ", "+12025550143"),
+    ],
+)
 def test_normalise_phone(text: str, e164: str) -> None:
     assert normalise_phone(text, "GB") == e164
 
@@ -301,7 +345,8 @@ def test_seen_numbers_table_grows_and_remembers_first_lines() -> None:
     seen = _SeenNumbers()
     # Consecutive numbers, and numbers sharing their last six digits.
     numbers = [447700000000 + i for i in range(100_000)] + [
-        330000000000 + i * 1_000_000 for i in range(50_000)]
+        330000000000 + i * 1_000_000 for i in range(50_000)
+    ]
     for line, number in enumerate(numbers, start=2):
         assert seen.first_line(number, line) == line
     for line, number in enumerate(numbers, start=2):

@@ -32,14 +32,21 @@ def compose_config(env: dict[str, str], tmp: Path) -> subprocess.CompletedProces
     --env-file, so a developer's docker/.env plays no part."""
     compose = shutil.which("docker-compose")
     if compose is None:
-        pytest.fail("docker-compose is not installed (Debian: package docker-compose; "
-                    "scripts/bootstrap.sh installs it)")
+        pytest.fail(
+            "docker-compose is not installed (Debian: package docker-compose; "
+            "scripts/bootstrap.sh installs it)"
+        )
     empty = tmp / "empty.env"
     empty.write_text("")
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DIALLER_", "GRAFANA_"))}
-    return subprocess.run([compose, "--env-file", str(empty), "-f", str(COMPOSE), "config"],
-                          capture_output=True, text=True, timeout=120, check=False,
-                          env={**clean, **env})
+    return subprocess.run(
+        [compose, "--env-file", str(empty), "-f", str(COMPOSE), "config"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**clean, **env},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +74,14 @@ def test_env_example_supplies_every_variable(tmp_path: Path) -> None:
     compose = shutil.which("docker-compose")
     assert compose is not None
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DIALLER_", "GRAFANA_"))}
-    proc = subprocess.run([compose, "--env-file", str(DOCKER / "env.example"), "-f",
-                           str(COMPOSE), "config"], capture_output=True, text=True,
-                          timeout=120, check=False, env=clean)
+    proc = subprocess.run(
+        [compose, "--env-file", str(DOCKER / "env.example"), "-f", str(COMPOSE), "config"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=clean,
+    )
     assert proc.returncode == 0, proc.stderr
 
 
@@ -78,7 +90,8 @@ def test_daemon_runs_after_the_migration(rendered: dict[str, Any]) -> None:
     assert services["migrate"]["command"] == ["db", "migrate"]
     assert services["dialler"]["command"] == ["run"]
     assert services["dialler"]["depends_on"]["migrate"] == {
-        "condition": "service_completed_successfully"}
+        "condition": "service_completed_successfully"
+    }
     assert services["migrate"]["depends_on"]["postgres"] == {"condition": "service_healthy"}
     assert services["worker"]["command"][0] == "worker"
     assert services["postgres"]["image"].startswith("postgres:15")
@@ -95,10 +108,13 @@ def test_mounted_files_exist(rendered: dict[str, Any]) -> None:
                 mounted.append(Path(source))
                 assert Path(source).exists(), f"{name} mounts {source}, which does not exist"
     # Includes the shipped alert rules and Grafana dashboard (ops/).
-    expected = {DOCKER / "dialler.yaml", DOCKER / "grafana" / "provisioning",
-                DOCKER / "prometheus" / "prometheus.yml",
-                ROOT / "ops" / "prometheus" / "dialler-rules.yml",
-                ROOT / "ops" / "grafana" / "dialler-dashboard.json"}
+    expected = {
+        DOCKER / "dialler.yaml",
+        DOCKER / "grafana" / "provisioning",
+        DOCKER / "prometheus" / "prometheus.yml",
+        ROOT / "ops" / "prometheus" / "dialler-rules.yml",
+        ROOT / "ops" / "grafana" / "dialler-dashboard.json",
+    }
     assert expected <= set(mounted)
 
 
@@ -147,15 +163,23 @@ def test_docker_config_is_valid(tmp_path: Path) -> None:
     data["api"]["tokens_file"] = str(tokens)
     config = parse_config(data, "docker/dialler.yaml", ENV)
     assert config.asterisk[0].ami.host == "asterisk"
-    assert {config.listeners.agi.host, config.listeners.http.host,
-            config.listeners.metrics.host} == {"0.0.0.0"}
+    assert {
+        config.listeners.agi.host,
+        config.listeners.http.host,
+        config.listeners.metrics.host,
+    } == {"0.0.0.0"}
 
 
 def test_published_rtp_ports_match_rtp_conf(rendered: dict[str, Any]) -> None:
-    settings = dict(line.replace(" ", "").split("=", 1)
-                    for line in (DOCKER / "asterisk" / "rtp.conf").read_text().splitlines()
-                    if "=" in line and not line.startswith(";"))
+    settings = dict(
+        line.replace(" ", "").split("=", 1)
+        for line in (DOCKER / "asterisk" / "rtp.conf").read_text().splitlines()
+        if "=" in line and not line.startswith(";")
+    )
     rtp = set(range(int(settings["rtpstart"]), int(settings["rtpend"]) + 1))
-    published = {int(p["target"]) for p in rendered["services"]["asterisk"]["ports"]
-                 if p["protocol"] == "udp" and int(p["target"]) != 5060}
+    published = {
+        int(p["target"])
+        for p in rendered["services"]["asterisk"]["ports"]
+        if p["protocol"] == "udp" and int(p["target"]) != 5060
+    }
     assert published == rtp

@@ -22,6 +22,7 @@ RATE = 8000
 
 # --- G.711 μ-law, written out here: `audioop` is deprecated (and warnings are errors) -------
 
+
 def ulaw_encode(sample: int) -> int:
     sign = 0x80 if sample < 0 else 0
     magnitude = min(abs(sample), 32635) + 0x84
@@ -47,6 +48,7 @@ def test_ulaw_helpers_follow_g711() -> None:
 
 # --- helpers -----------------------------------------------------------------------------
 
+
 def samples_of(pcm: bytes) -> list[int]:
     values = array.array("h")
     values.frombytes(pcm)
@@ -64,12 +66,14 @@ def pcm_of(samples: list[int]) -> bytes:
 
 def tones(pairs: list[tuple[float, ...]], seconds: float, amplitude: int = 8000) -> list[int]:
     each = round(seconds * RATE)
-    return [round(amplitude * sum(math.sin(2 * math.pi * f * n / RATE) for f in freqs))
-            for freqs in pairs for n in range(each)]
+    return [
+        round(amplitude * sum(math.sin(2 * math.pi * f * n / RATE) for f in freqs))
+        for freqs in pairs
+        for n in range(each)
+    ]
 
 
-def through_the_network(pcm: bytes, delay_ms: float, noise: float,
-                        seed: int = 7) -> bytes:
+def through_the_network(pcm: bytes, delay_ms: float, noise: float, seed: int = 7) -> bytes:
     """What the worker hears back: delayed, with line noise, through μ-law both ways."""
     rng = random.Random(seed)
     delayed = [0] * round(delay_ms * RATE / 1000) + samples_of(pcm) + [0] * RATE
@@ -78,6 +82,7 @@ def through_the_network(pcm: bytes, delay_ms: float, noise: float,
 
 
 # --- the greeting ------------------------------------------------------------------------
+
 
 def test_greeting_format() -> None:
     pcm = greeting()
@@ -116,7 +121,7 @@ def test_detected_at_any_level() -> None:
 
 
 def test_only_what_was_heard_counts() -> None:
-    half = greeting()[:len(greeting()) // 2]
+    half = greeting()[: len(greeting()) // 2]
     assert 0.4 < detect_greeting(half) < 0.6
 
 
@@ -138,22 +143,33 @@ def test_noise_scores_low() -> None:
     assert detect_greeting(noise) < 0.1
 
 
-@pytest.mark.parametrize("other", [
-    pytest.param(tones([(1000,)], 3.0), id="1 kHz tone"),
-    pytest.param(tones([(697, 1209), (770, 1336), (852, 1477), (941, 1633), (697, 1336),
-                        (770, 1477)], 0.25), id="DTMF digits"),
-    pytest.param(tones([(540, 1040, 1400, 1820, 2300, 2860)], 1.5, 3000), id="all six at once"),
-    pytest.param(tones([(540,), (1040,), (1400,), (1820,), (2300,), (2860,)], 0.25),
-                 id="its tones one by one"),
-    pytest.param(tones(list(reversed(SEQUENCE)), 0.25), id="its pairs in reverse"),
-])
+@pytest.mark.parametrize(
+    "other",
+    [
+        pytest.param(tones([(1000,)], 3.0), id="1 kHz tone"),
+        pytest.param(
+            tones(
+                [(697, 1209), (770, 1336), (852, 1477), (941, 1633), (697, 1336), (770, 1477)], 0.25
+            ),
+            id="DTMF digits",
+        ),
+        pytest.param(tones([(540, 1040, 1400, 1820, 2300, 2860)], 1.5, 3000), id="all six at once"),
+        pytest.param(
+            tones([(540,), (1040,), (1400,), (1820,), (2300,), (2860,)], 0.25),
+            id="its tones one by one",
+        ),
+        pytest.param(tones(list(reversed(SEQUENCE)), 0.25), id="its pairs in reverse"),
+    ],
+)
 def test_other_sounds_score_low(other: list[int]) -> None:
     assert detect_greeting(pcm_of(other)) < 0.3
 
 
 def test_chirp_scores_low() -> None:
-    sweep = [round(12000 * math.sin(2 * math.pi * (300 * t + 900 * t * t)))
-             for t in (n / RATE for n in range(3 * RATE))]  # 300 Hz → 3.3 kHz in 1.5 s
+    sweep = [
+        round(12000 * math.sin(2 * math.pi * (300 * t + 900 * t * t)))
+        for t in (n / RATE for n in range(3 * RATE))
+    ]  # 300 Hz → 3.3 kHz in 1.5 s
     assert detect_greeting(pcm_of(sweep)) < 0.2
 
 

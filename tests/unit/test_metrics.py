@@ -82,8 +82,7 @@ def test_registry_holds_exactly_the_documented_metrics() -> None:
         assert metric.describe()[0].documentation, f"{name} has no help text"
 
 
-def test_label_names_are_exactly_the_documented_ones(
-        probed: dict[str, MetricWrapperBase]) -> None:
+def test_label_names_are_exactly_the_documented_ones(probed: dict[str, MetricWrapperBase]) -> None:
     for family, (_, labels) in EXPECTED.items():
         metric = probed[family]
         if not labels:
@@ -109,13 +108,13 @@ def test_names_use_the_prefix_and_base_units() -> None:
         assert not re.search(r"_(milliseconds|ms|minutes|hours|percent)$", name)
 
 
-def test_latency_histograms_have_a_two_second_bucket(
-        probed: dict[str, MetricWrapperBase]) -> None:
+def test_latency_histograms_have_a_two_second_bucket(probed: dict[str, MetricWrapperBase]) -> None:
     bounds: dict[str, set[float]] = {}
     for family in metrics.REGISTRY.collect():
         if family.type == "histogram":
-            bounds[family.name] = {float(s.labels["le"]) for s in family.samples
-                                   if s.name.endswith("_bucket")}
+            bounds[family.name] = {
+                float(s.labels["le"]) for s in family.samples if s.name.endswith("_bucket")
+            }
     assert 2.0 in bounds["dialler_originate_to_answer_seconds"]
     assert 2.0 in bounds["dialler_answer_to_attach_seconds"]
     assert min(bounds["dialler_claim_duration_seconds"]) == 0.001

@@ -26,24 +26,33 @@ RULE_TESTS = PROMETHEUS / "dialler-rules.test.yml"
 CONFIG = PROMETHEUS / "prometheus.yml"
 DASHBOARD = ROOT / "ops" / "grafana" / "dialler-dashboard.json"
 METRIC_NAME = re.compile(r"\bdialler_[a-z_]+")
-ALERTS = {"DiallerCampaignStalled", "DiallerSipErrorStorm", "DiallerFleetSaturated",
-          "DiallerInFlightBuildUp", "DiallerAmiDown", "DiallerDown"}
+ALERTS = {
+    "DiallerCampaignStalled",
+    "DiallerSipErrorStorm",
+    "DiallerFleetSaturated",
+    "DiallerInFlightBuildUp",
+    "DiallerAmiDown",
+    "DiallerDown",
+}
 
 
 def promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
     tool = shutil.which("promtool") or "/usr/bin/promtool"
     if not Path(tool).exists():
         pytest.fail("promtool is not installed (Debian: apt-get install prometheus)")
-    return subprocess.run([tool, *map(str, args)], capture_output=True, text=True, timeout=120,
-                          check=False)
+    return subprocess.run(
+        [tool, *map(str, args)], capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def exposed_names() -> set[str]:
     """Every sample name `metrics.REGISTRY` exposes, as PromQL sees it."""
-    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"),
-                "gauge": ("",)}
-    return {family.name + suffix for family in metrics.REGISTRY.collect()
-            for suffix in suffixes[family.type]}
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+    return {
+        family.name + suffix
+        for family in metrics.REGISTRY.collect()
+        for suffix in suffixes[family.type]
+    }
 
 
 def rules() -> list[dict[str, Any]]:
@@ -59,8 +68,7 @@ def panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 def dashboard_exprs() -> list[str]:
     dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
-    exprs = [target["expr"] for panel in panels(dashboard)
-             for target in panel.get("targets", [])]
+    exprs = [target["expr"] for panel in panels(dashboard) for target in panel.get("targets", [])]
     for variable in dashboard["templating"]["list"]:
         if variable["type"] == "query":
             query = variable["query"]
@@ -68,11 +76,15 @@ def dashboard_exprs() -> list[str]:
     return exprs
 
 
-@pytest.mark.parametrize(("args", "path"), [
-    (("check", "rules"), RULES),
-    (("test", "rules"), RULE_TESTS),
-    (("check", "config"), CONFIG),
-], ids=["check-rules", "test-rules", "check-config"])
+@pytest.mark.parametrize(
+    ("args", "path"),
+    [
+        (("check", "rules"), RULES),
+        (("test", "rules"), RULE_TESTS),
+        (("check", "config"), CONFIG),
+    ],
+    ids=["check-rules", "test-rules", "check-config"],
+)
 def test_promtool(args: tuple[str, str], path: Path) -> None:
     result = promtool(*args, path)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -81,9 +93,12 @@ def test_promtool(args: tuple[str, str], path: Path) -> None:
 def test_every_alert_is_shipped_with_severity_guidance_and_a_test() -> None:
     shipped = {rule["alert"]: rule for rule in rules() if "alert" in rule}
     assert set(shipped) == ALERTS
-    tested = {case["alertname"]
-              for test in yaml.safe_load(RULE_TESTS.read_text(encoding="utf-8"))["tests"]
-              for case in test.get("alert_rule_test", []) if case.get("exp_alerts")}
+    tested = {
+        case["alertname"]
+        for test in yaml.safe_load(RULE_TESTS.read_text(encoding="utf-8"))["tests"]
+        for case in test.get("alert_rule_test", [])
+        if case.get("exp_alerts")
+    }
     assert tested == ALERTS, "every alert must be seen firing in dialler-rules.test.yml"
     for name, rule in shipped.items():
         assert rule["labels"]["severity"] in {"warning", "critical"}, name
@@ -123,10 +138,15 @@ def test_dashboard_expressions_use_defined_metrics() -> None:
 def test_dashboard_expressions_parse(tmp_path: Path) -> None:
     # promtool parses PromQL when checking rules: each panel expression becomes a recording
     # rule, with Grafana's variables replaced by what they expand to.
-    exprs = [e.replace("$__rate_interval", "5m").replace("$campaign", ".*")
-             for e in dashboard_exprs() if not e.startswith("label_values(")]
-    group = {"name": "dashboard",
-             "rules": [{"record": f"dashboard:expr_{i}", "expr": e} for i, e in enumerate(exprs)]}
+    exprs = [
+        e.replace("$__rate_interval", "5m").replace("$campaign", ".*")
+        for e in dashboard_exprs()
+        if not e.startswith("label_values(")
+    ]
+    group = {
+        "name": "dashboard",
+        "rules": [{"record": f"dashboard:expr_{i}", "expr": e} for i, e in enumerate(exprs)],
+    }
     path = tmp_path / "dashboard-rules.yml"
     path.write_text(yaml.safe_dump({"groups": [group]}), encoding="utf-8")
     result = promtool("check", "rules", path)

@@ -13,43 +13,66 @@ from dialler.domain.outcomes import (
 @pytest.mark.parametrize(
     ("code", "expected"),
     [
-        (408, Outcome.NO_ANSWER), (480, Outcome.NO_ANSWER),
-        (486, Outcome.REJECTED), (603, Outcome.REJECTED), (503, Outcome.REJECTED),
-        (404, Outcome.REJECTED), (429, Outcome.REJECTED), (487, Outcome.REJECTED),
-        (600, Outcome.REJECTED), (500, Outcome.REJECTED), (403, Outcome.REJECTED),
+        (408, Outcome.NO_ANSWER),
+        (480, Outcome.NO_ANSWER),
+        (486, Outcome.REJECTED),
+        (603, Outcome.REJECTED),
+        (503, Outcome.REJECTED),
+        (404, Outcome.REJECTED),
+        (429, Outcome.REJECTED),
+        (487, Outcome.REJECTED),
+        (600, Outcome.REJECTED),
+        (500, Outcome.REJECTED),
+        (403, Outcome.REJECTED),
     ],
 )
 def test_callee_final_codes(code: int, expected: Outcome) -> None:
     assert classify(placed=True, answered=False, sip_code=code, our_ring_timeout=False) == (
-        expected, code)
+        expected,
+        code,
+    )
 
 
 def test_no_final_code_is_no_answer_without_code() -> None:
     assert classify(placed=True, answered=False, sip_code=None, our_ring_timeout=False) == (
-        Outcome.NO_ANSWER, None)
+        Outcome.NO_ANSWER,
+        None,
+    )
 
 
 @pytest.mark.parametrize("code", [480, 487, None])
 def test_our_ring_timeout_keeps_no_code(code: int | None) -> None:
     # Asterisk synthesises 480 for its own timeout; the callee answers our CANCEL with 487.
     assert classify(placed=True, answered=False, sip_code=code, our_ring_timeout=True) == (
-        Outcome.NO_ANSWER, None)
+        Outcome.NO_ANSWER,
+        None,
+    )
 
 
 def test_answered_records_200() -> None:
     assert classify(placed=True, answered=True, sip_code=None, our_ring_timeout=False) == (
-        Outcome.ANSWERED, 200)
+        Outcome.ANSWERED,
+        200,
+    )
 
 
 def test_not_placed_is_error() -> None:
     assert classify(placed=False, answered=False, sip_code=None, our_ring_timeout=False) == (
-        Outcome.ERROR, None)
+        Outcome.ERROR,
+        None,
+    )
 
 
 @pytest.mark.parametrize(
     ("raw", "code"),
-    [("486", 486), ("SIP 486 Busy Here", 486), ("", None), (None, None), ("SIP", None),
-     ("0", None)],
+    [
+        ("486", 486),
+        ("SIP 486 Busy Here", 486),
+        ("", None),
+        (None, None),
+        ("SIP", None),
+        ("0", None),
+    ],
 )
 def test_parse_tech_cause(raw: str | None, code: int | None) -> None:
     assert parse_tech_cause(raw) == code
@@ -57,10 +80,16 @@ def test_parse_tech_cause(raw: str | None, code: int | None) -> None:
 
 def test_q850_fallback_keeps_the_outcome() -> None:
     # busy, declined → rejected; no user responding, no answer → no_answer
-    for cause, outcome in ((17, Outcome.REJECTED), (21, Outcome.REJECTED),
-                           (18, Outcome.NO_ANSWER), (19, Outcome.NO_ANSWER)):
+    for cause, outcome in (
+        (17, Outcome.REJECTED),
+        (21, Outcome.REJECTED),
+        (18, Outcome.NO_ANSWER),
+        (19, Outcome.NO_ANSWER),
+    ):
         code = sip_code_from_q850(cause)
-        assert classify(placed=True, answered=False, sip_code=code,
-                        our_ring_timeout=False)[0] is outcome
+        assert (
+            classify(placed=True, answered=False, sip_code=code, our_ring_timeout=False)[0]
+            is outcome
+        )
     assert sip_code_from_q850(16) is None
     assert sip_code_from_q850(None) is None

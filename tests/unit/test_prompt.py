@@ -18,11 +18,13 @@ from dialler.domain.prompt import (
 
 # --- placeholders ----------------------------------------------------------------------------
 
+
 def test_flat_and_namespaced_forms_in_order() -> None:
     found = placeholders("Hello {{CustomerName}}, your {{call.Plan}} plan")
     assert [(p.form, p.name, p.text) for p in found] == [
         (Form.FLAT, "CustomerName", "{{CustomerName}}"),
-        (Form.NAMESPACED, "Plan", "{{call.Plan}}")]
+        (Form.NAMESPACED, "Plan", "{{call.Plan}}"),
+    ]
     assert [p.start for p in found] == [6, 29]
     assert all(p.valid and p.problem is None for p in found)
 
@@ -30,7 +32,10 @@ def test_flat_and_namespaced_forms_in_order() -> None:
 def test_whitespace_inside_the_braces() -> None:
     found = placeholders("{{ Name }} {{\tcall.Plan  }} {{\n  Town\n}}")
     assert [(p.form, p.name) for p in found] == [
-        (Form.FLAT, "Name"), (Form.NAMESPACED, "Plan"), (Form.FLAT, "Town")]
+        (Form.FLAT, "Name"),
+        (Form.NAMESPACED, "Plan"),
+        (Form.FLAT, "Town"),
+    ]
 
 
 def test_names_take_letters_digits_underscores_and_dashes() -> None:
@@ -39,23 +44,36 @@ def test_names_take_letters_digits_underscores_and_dashes() -> None:
 
 
 def test_no_placeholders() -> None:
-    assert placeholders("Hello there. { single } braces, }} and JSON {\"a\": {\"b\": 1}}") == []
+    assert placeholders('Hello there. { single } braces, }} and JSON {"a": {"b": 1}}') == []
 
 
-@pytest.mark.parametrize(("prompt", "text", "problem"), [
-    ("a {{}} b", "{{}}", "no variable name between the braces"),
-    ("a {{   }} b", "{{   }}", "no variable name between the braces"),
-    ("a {{call.}} b", "{{call.}}", "no variable name after 'call.'"),
-    ("a {{ x y }} b", "{{ x y }}", "'x y' is not a variable name: a name has no spaces"),
-    ("a {{call. x}} b", "{{call. x}}", "' x' is not a variable name: a name has no spaces"),
-    ("a {{a.b}} b", "{{a.b}}", "'a.b' is not a variable name: '.' only follows the 'call.' "
-                               "prefix ({{call.NAME}})"),
-    ("a {{Call.Plan}} b", "{{Call.Plan}}", "'Call.Plan' is not a variable name: '.' only "
-                                           "follows the 'call.' prefix ({{call.NAME}})"),
-    ("a {{name!}} b", "{{name!}}", "'name!' is not a variable name (letters, digits, '_' and "
-                                   "'-' only)"),
-    ("a {{ Name b", "{{", "'{{' without a closing '}}' (before the next '{{' or the end)"),
-])
+@pytest.mark.parametrize(
+    ("prompt", "text", "problem"),
+    [
+        ("a {{}} b", "{{}}", "no variable name between the braces"),
+        ("a {{   }} b", "{{   }}", "no variable name between the braces"),
+        ("a {{call.}} b", "{{call.}}", "no variable name after 'call.'"),
+        ("a {{ x y }} b", "{{ x y }}", "'x y' is not a variable name: a name has no spaces"),
+        ("a {{call. x}} b", "{{call. x}}", "' x' is not a variable name: a name has no spaces"),
+        (
+            "a {{a.b}} b",
+            "{{a.b}}",
+            "'a.b' is not a variable name: '.' only follows the 'call.' prefix ({{call.NAME}})",
+        ),
+        (
+            "a {{Call.Plan}} b",
+            "{{Call.Plan}}",
+            "'Call.Plan' is not a variable name: '.' only "
+            "follows the 'call.' prefix ({{call.NAME}})",
+        ),
+        (
+            "a {{name!}} b",
+            "{{name!}}",
+            "'name!' is not a variable name (letters, digits, '_' and '-' only)",
+        ),
+        ("a {{ Name b", "{{", "'{{' without a closing '}}' (before the next '{{' or the end)"),
+    ],
+)
 def test_malformed_placeholders_are_reported(prompt: str, text: str, problem: str) -> None:
     [found] = placeholders(prompt)
     assert (found.form, found.name, found.valid) == (Form.INVALID, None, False)
@@ -74,9 +92,12 @@ def test_lines_of_placeholders() -> None:
 
 # --- render ----------------------------------------------------------------------------------
 
+
 def test_both_forms_resolve_the_same_variable() -> None:
-    rendered = render("Hello {{CustomerName}}, your {{call.Plan}} plan ({{ call.CustomerName }})",
-                      {"CustomerName": "Ann", "Plan": "gold"})
+    rendered = render(
+        "Hello {{CustomerName}}, your {{call.Plan}} plan ({{ call.CustomerName }})",
+        {"CustomerName": "Ann", "Plan": "gold"},
+    )
     assert rendered.text == "Hello Ann, your gold plan (Ann)"
     assert rendered.unresolved == []
     assert rendered.invalid == []
@@ -130,23 +151,28 @@ def test_a_prompt_without_placeholders_is_unchanged() -> None:
 
 # --- missing variables and suggestions -------------------------------------------------------
 
-@pytest.mark.parametrize(("available", "suggestion"), [
-    (["CUSTOMERNAME"], "CUSTOMERNAME"),
-    (["customername"], "customername"),
-    (["Customer_Name"], "Customer_Name"),
-    (["customer_name"], "customer_name"),
-    (["Customer Name"], "Customer Name"),
-    ([" CustomerName "], " CustomerName "),
-    (["customer-name"], "customer-name"),
-    (["CustomerNme"], "CustomerNme"),
-    (["CustomerNames"], "CustomerNames"),
-    (["Plan", "Town"], None),
-    (["Name"], None),
-    ([], None),
-])
+
+@pytest.mark.parametrize(
+    ("available", "suggestion"),
+    [
+        (["CUSTOMERNAME"], "CUSTOMERNAME"),
+        (["customername"], "customername"),
+        (["Customer_Name"], "Customer_Name"),
+        (["customer_name"], "customer_name"),
+        (["Customer Name"], "Customer Name"),
+        ([" CustomerName "], " CustomerName "),
+        (["customer-name"], "customer-name"),
+        (["CustomerNme"], "CustomerNme"),
+        (["CustomerNames"], "CustomerNames"),
+        (["Plan", "Town"], None),
+        (["Name"], None),
+        ([], None),
+    ],
+)
 def test_suggestions(available: list[str], suggestion: str | None) -> None:
     assert missing_variables("Hello {{CustomerName}}", available) == [
-        Missing("CustomerName", suggestion, Form.FLAT)]
+        Missing("CustomerName", suggestion, Form.FLAT)
+    ]
 
 
 def test_the_suggestion_equal_up_to_case_comes_first() -> None:
@@ -162,17 +188,20 @@ def test_a_typo_in_the_prompt_is_caught_too() -> None:
 def test_present_variables_are_not_missing_and_each_missing_one_is_listed_once() -> None:
     prompt = "{{Name}} {{call.Plan}} {{Plan}} {{call.Town}} {{ x y }}"
     assert missing_variables(prompt, iter(["Name"])) == [
-        Missing("Plan", None, Form.NAMESPACED), Missing("Town", None, Form.NAMESPACED)]
+        Missing("Plan", None, Form.NAMESPACED),
+        Missing("Town", None, Form.NAMESPACED),
+    ]
     assert missing_variables(prompt, ["Name", "Plan", "Town"]) == []
 
 
 def test_format_missing() -> None:
     assert format_missing(Missing("CustomerName", "CUSTOMERNAME")) == (
         "prompt variable {{CustomerName}} has no column in the contacts (did you mean "
-        "'CUSTOMERNAME'?)")
-    assert format_missing(Missing("Plan", None, Form.NAMESPACED),
-                          "is not among this contact's variables") == (
-        "prompt variable {{call.Plan}} is not among this contact's variables")
+        "'CUSTOMERNAME'?)"
+    )
+    assert format_missing(
+        Missing("Plan", None, Form.NAMESPACED), "is not among this contact's variables"
+    ) == ("prompt variable {{call.Plan}} is not among this contact's variables")
 
 
 def test_prompt_warnings_list_missing_variables_then_malformed_placeholders() -> None:
@@ -182,7 +211,8 @@ def test_prompt_warnings_list_missing_variables_then_malformed_placeholders() ->
         "'CUSTOMERNAME'?)",
         "prompt variable {{call.Plan}} has no column in the contacts",
         "prompt placeholder '{{ x y }}' (line 2 of the prompt) is malformed: 'x y' is not a "
-        "variable name: a name has no spaces; the bot is given nothing in its place"]
+        "variable name: a name has no spaces; the bot is given nothing in its place",
+    ]
     assert prompt_warnings("Hello {{Name}}", ["Name"]) == []
 
 
@@ -194,11 +224,18 @@ def test_a_long_malformed_placeholder_is_shortened_in_the_message() -> None:
 
 # --- the start warnings ----------------------------------------------------------------------
 
-def start_facts(prompt: str | None, variables: tuple[str, ...],
-                has_contacts: bool = True) -> StartFacts:
-    return StartFacts(spec=CampaignSpec(name="R", bot="b", numbers=("+441632960001",)),
-                      bots=("b",), pool={"+441632960001": True}, has_contacts=has_contacts,
-                      prompt=prompt, contact_variables=variables)
+
+def start_facts(
+    prompt: str | None, variables: tuple[str, ...], has_contacts: bool = True
+) -> StartFacts:
+    return StartFacts(
+        spec=CampaignSpec(name="R", bot="b", numbers=("+441632960001",)),
+        bots=("b",),
+        pool={"+441632960001": True},
+        has_contacts=has_contacts,
+        prompt=prompt,
+        contact_variables=variables,
+    )
 
 
 def test_start_warns_about_variables_no_contact_has() -> None:
@@ -206,12 +243,14 @@ def test_start_warns_about_variables_no_contact_has() -> None:
     assert start_warnings(facts) == [
         "prompt variable {{CustomerName}} is not a variable of any contact (did you mean "
         "'CUSTOMERNAME'?)",
-        "prompt variable {{call.Plan}} is not a variable of any contact"]
+        "prompt variable {{call.Plan}} is not a variable of any contact",
+    ]
 
 
 def test_start_without_contacts_or_bot_warns_only_about_malformed_placeholders() -> None:
     assert start_warnings(start_facts("Hi {{Name}}", (), has_contacts=False)) == []
     assert start_warnings(start_facts("Hi {{Name}} {{}}", (), has_contacts=False)) == [
         "prompt placeholder '{{}}' (line 1 of the prompt) is malformed: no variable name "
-        "between the braces; the bot is given nothing in its place"]
+        "between the braces; the bot is given nothing in its place"
+    ]
     assert start_warnings(start_facts(None, ())) == []

@@ -21,10 +21,13 @@ ENV = {"DIALLER_AMI_SECRET": SECRET}
 def base(tokens_file: Path) -> dict[str, Any]:
     return {
         "database": {"dsn": "postgresql://dialler:pw-in-dsn@127.0.0.1:5432/dialler"},
-        "asterisk": [{"name": "pbx1",
-                      "ami": {"username": "dialler", "secret_env": "DIALLER_AMI_SECRET"}}],
-        "carriers": [{"name": "lab", "max_channels": 100, "calls_per_second": 10},
-                     {"name": "backup", "max_channels": 10}],
+        "asterisk": [
+            {"name": "pbx1", "ami": {"username": "dialler", "secret_env": "DIALLER_AMI_SECRET"}}
+        ],
+        "carriers": [
+            {"name": "lab", "max_channels": 100, "calls_per_second": 10},
+            {"name": "backup", "max_channels": 10},
+        ],
         "numbers": [{"number": "+441632960001", "carrier": "lab"}],
         "listeners": {"http": {"port": 8080}},
         "scheduler": {"poll_interval": "1s"},
@@ -61,6 +64,7 @@ def files(tmp_path: Path) -> Files:
 
 
 # --- a bad file: the running config stays ------------------------------------------------
+
 
 def test_invalid_value_keeps_the_current_config_and_names_the_key(files: Files) -> None:
     data = files.changed()
@@ -99,11 +103,13 @@ def test_missing_file_is_refused(files: Files) -> None:
 def test_missing_secret_is_refused(files: Files) -> None:
     config, messages = files.reload(env={})
     assert config is files.current
-    assert messages == ["asterisk[0].ami.secret_env: environment variable DIALLER_AMI_SECRET "
-                        "is not set"]
+    assert messages == [
+        "asterisk[0].ami.secret_env: environment variable DIALLER_AMI_SECRET is not set"
+    ]
 
 
 # --- live changes: applied and described -------------------------------------------------
+
 
 def test_live_changes_are_applied_and_described(files: Files) -> None:
     data = files.changed()
@@ -168,6 +174,7 @@ def test_unchanged_file_changes_nothing(files: Files) -> None:
 
 # --- restart-only changes: refused, saying why --------------------------------------------
 
+
 def test_database_change_is_refused_without_showing_the_dsn(files: Files) -> None:
     data = files.changed()
     data["database"]["dsn"] = "postgresql://dialler:other-pw@10.0.0.5:5432/dialler"
@@ -212,5 +219,7 @@ def test_describe_changes_splits_live_and_restart_only(files: Files) -> None:
     files.write(data)
     new = load_config(str(files.path), ENV)
     assert describe_changes(files.current, new) == (
-        ["scheduler.poll_interval: 1 → 3"], ["listeners.http.port: 8080 → 8081"])
+        ["scheduler.poll_interval: 1 → 3"],
+        ["listeners.http.port: 8080 → 8081"],
+    )
     assert describe_changes(files.current, files.current) == ([], [])

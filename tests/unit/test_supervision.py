@@ -12,7 +12,8 @@ from dialler.app import Loop, LoopFailed, OnFailure, supervise
 
 
 async def test_a_failing_loop_is_logged_and_restarted_with_backoff(
-        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     runs = 0
     sleeps: list[float] = []
     real_sleep = asyncio.sleep
@@ -39,12 +40,15 @@ async def test_a_failing_loop_is_logged_and_restarted_with_backoff(
 
 
 async def test_a_loop_whose_failure_stops_the_daemon_raises_loop_failed(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     async def broken() -> None:
         raise RuntimeError("boom")
 
-    with caplog.at_level(logging.CRITICAL, logger="dialler.app"), \
-            pytest.raises(LoopFailed) as failed:
+    with (
+        caplog.at_level(logging.CRITICAL, logger="dialler.app"),
+        pytest.raises(LoopFailed) as failed,
+    ):
         await supervise(Loop("watchdog", broken, OnFailure.STOP))
     assert failed.value.name == "watchdog"
     assert isinstance(failed.value.__cause__, RuntimeError)
@@ -73,7 +77,8 @@ async def test_a_fatal_loop_in_a_task_group_ends_the_group_and_cancels_the_other
 
 
 async def test_cancelling_a_supervised_loop_is_not_a_failure(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     task = asyncio.create_task(supervise(Loop("idle", asyncio.Event().wait, OnFailure.STOP)))
     await asyncio.sleep(0)
     task.cancel()

@@ -122,15 +122,15 @@ def test_abstract_socket(make: MakeNotifier, abstract_receiver: Receiver) -> Non
     assert int(fields["MONOTONIC_USEC"]) > 0
 
 
-def test_reads_os_environ_by_default(make: MakeNotifier, receiver: Receiver,
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_reads_os_environ_by_default(
+    make: MakeNotifier, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("NOTIFY_SOCKET", receiver.env["NOTIFY_SOCKET"])
     assert make().watchdog()
     assert receiver.message() == {"WATCHDOG": "1"}
 
 
-def test_no_notify_socket_is_a_no_op(make: MakeNotifier,
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_notify_socket_is_a_no_op(make: MakeNotifier, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
     for notifier in (make(), make({}), make({"WATCHDOG_USEC": "2000000"})):
         assert not notifier.enabled
@@ -142,8 +142,9 @@ def test_no_notify_socket_is_a_no_op(make: MakeNotifier,
         assert notifier.watchdog_interval() is None
 
 
-def test_unsupported_address_is_a_no_op(make: MakeNotifier,
-                                        caplog: pytest.LogCaptureFixture) -> None:
+def test_unsupported_address_is_a_no_op(
+    make: MakeNotifier, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.WARNING, logger="dialler.systemd"):
         notifier = make({"NOTIFY_SOCKET": "vsock:2:1234"})
     assert not notifier.enabled
@@ -151,8 +152,9 @@ def test_unsupported_address_is_a_no_op(make: MakeNotifier,
     assert "NOTIFY_SOCKET" in caplog.text
 
 
-def test_failure_never_raises_and_is_logged_once(make: MakeNotifier, tmp_path: Path,
-                                                 caplog: pytest.LogCaptureFixture) -> None:
+def test_failure_never_raises_and_is_logged_once(
+    make: MakeNotifier, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     notifier = make({"NOTIFY_SOCKET": str(tmp_path / "nobody-listens")})
     with caplog.at_level(logging.WARNING, logger="dialler.systemd"):
         for _ in range(5):
@@ -175,25 +177,30 @@ def test_recovers_when_the_socket_appears(make: MakeNotifier, tmp_path: Path) ->
         sock.close()
 
 
-@pytest.mark.parametrize(("env", "expected"), [
-    ({"WATCHDOG_USEC": "30000000"}, 15.0),
-    ({"WATCHDOG_USEC": "2000000"}, 1.0),
-    ({"WATCHDOG_USEC": "2000000", "WATCHDOG_PID": "{pid}"}, 1.0),
-    ({"WATCHDOG_USEC": "2000000", "WATCHDOG_PID": "1"}, None),   # meant for another process
-    ({"WATCHDOG_USEC": "2000000", "WATCHDOG_PID": "x"}, None),
-    ({"WATCHDOG_USEC": "0"}, None),
-    ({"WATCHDOG_USEC": "-5"}, None),
-    ({"WATCHDOG_USEC": "soon"}, None),
-    ({}, None),
-])
-def test_watchdog_interval(make: MakeNotifier, receiver: Receiver, env: dict[str, str],
-                           expected: float | None) -> None:
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"WATCHDOG_USEC": "30000000"}, 15.0),
+        ({"WATCHDOG_USEC": "2000000"}, 1.0),
+        ({"WATCHDOG_USEC": "2000000", "WATCHDOG_PID": "{pid}"}, 1.0),
+        ({"WATCHDOG_USEC": "2000000", "WATCHDOG_PID": "1"}, None),  # meant for another process
+        ({"WATCHDOG_USEC": "2000000", "WATCHDOG_PID": "x"}, None),
+        ({"WATCHDOG_USEC": "0"}, None),
+        ({"WATCHDOG_USEC": "-5"}, None),
+        ({"WATCHDOG_USEC": "soon"}, None),
+        ({}, None),
+    ],
+)
+def test_watchdog_interval(
+    make: MakeNotifier, receiver: Receiver, env: dict[str, str], expected: float | None
+) -> None:
     env = {k: v.format(pid=os.getpid()) for k, v in env.items()}
     assert make({**receiver.env, **env}).watchdog_interval() == expected
 
 
-async def test_watchdog_loop_pings_at_the_interval_and_stops(make: MakeNotifier,
-                                                            receiver: Receiver) -> None:
+async def test_watchdog_loop_pings_at_the_interval_and_stops(
+    make: MakeNotifier, receiver: Receiver
+) -> None:
     notifier = make({**receiver.env, "WATCHDOG_USEC": "200000"})  # a ping every 0.1 s
     stop = asyncio.Event()
     task = asyncio.create_task(watchdog_loop(notifier, stop))
@@ -219,8 +226,9 @@ async def test_blocked_loop_stops_the_pings(make: MakeNotifier, receiver: Receiv
     await task
 
 
-async def test_watchdog_loop_returns_at_once_without_a_watchdog(make: MakeNotifier,
-                                                                receiver: Receiver) -> None:
+async def test_watchdog_loop_returns_at_once_without_a_watchdog(
+    make: MakeNotifier, receiver: Receiver
+) -> None:
     stop = asyncio.Event()
     await asyncio.wait_for(watchdog_loop(make(receiver.env), stop), 0.5)
     await asyncio.wait_for(watchdog_loop(make({}), stop), 0.5)

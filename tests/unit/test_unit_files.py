@@ -62,8 +62,13 @@ def verify(unit: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     assert INSTALLED in text
     copy = tmp_path / unit.name
     copy.write_text(text.replace(INSTALLED, "/bin/true"))
-    return subprocess.run([analyze, "verify", "--man=no", str(copy)], capture_output=True,
-                          text=True, timeout=60, check=False)
+    return subprocess.run(
+        [analyze, "verify", "--man=no", str(copy)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 @pytest.mark.parametrize("name", ["dialler.service", "dialler-worker.service"])

@@ -16,8 +16,15 @@ ALL_DAYS = list(DAYS)
 MICROSECOND = timedelta(microseconds=1)
 
 
-def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0,
-        microsecond: int = 0) -> datetime:
+def utc(
+    year: int,
+    month: int,
+    day: int,
+    hour: int = 0,
+    minute: int = 0,
+    second: int = 0,
+    microsecond: int = 0,
+) -> datetime:
     return datetime(year, month, day, hour, minute, second, microsecond, tzinfo=UTC)
 
 
@@ -52,115 +59,297 @@ def test_window_error_is_a_value_error_listing_every_problem() -> None:
 @pytest.mark.parametrize(
     ("start", "end", "days", "zone", "problem"),
     [
-        pytest.param("9:00", "18:00", WEEKDAYS, "UTC",
-                     "window.start: '9:00' is not HH:MM (24-hour, two digits each, e.g. '09:00')",
-                     id="one-digit-hour"),
-        pytest.param("9:5", "18:00", WEEKDAYS, "UTC", "window.start: '9:5' is not HH:MM",
-                     id="one-digit-hour-and-minute"),
-        pytest.param("0900", "18:00", WEEKDAYS, "UTC", "window.start: '0900' is not HH:MM",
-                     id="no-colon"),
-        pytest.param("09:00:00", "18:00", WEEKDAYS, "UTC",
-                     "window.start: '09:00:00' is not HH:MM", id="seconds"),
-        pytest.param(" 09:00", "18:00", WEEKDAYS, "UTC", "window.start: ' 09:00' is not HH:MM",
-                     id="leading-space"),
-        pytest.param("09:00\n", "18:00", WEEKDAYS, "UTC", "window.start: '09:00\\n' is not HH:MM",
-                     id="trailing-newline"),
-        pytest.param("\u0660\u0669:00", "18:00", WEEKDAYS, "UTC",
-                     "window.start: '\u0660\u0669:00' is not HH:MM",
-                     id="non-ascii-digits"),
-        pytest.param("9am", "18:00", WEEKDAYS, "UTC", "window.start: '9am' is not HH:MM",
-                     id="am-pm"),
-        pytest.param("25:00", "18:00", WEEKDAYS, "UTC",
-                     "window.start: '25:00' is not a time of day (00:00 to 23:59)",
-                     id="hour-25"),
-        pytest.param("09:60", "18:00", WEEKDAYS, "UTC",
-                     "window.start: '09:60' is not a time of day (00:00 to 23:59)",
-                     id="minute-60"),
-        pytest.param("09:00", "24:01", WEEKDAYS, "UTC",
-                     "window.end: '24:01' is not a time of day (00:00 to 24:00)",
-                     id="end-past-24:00"),
-        pytest.param("24:00", "24:00", WEEKDAYS, "UTC",
-                     "window.start: '24:00' is allowed only as window.end; use '00:00'",
-                     id="start-24:00"),
-        pytest.param(540, "18:00", WEEKDAYS, "UTC",
-                     "window.start: expected a time such as '09:00', got int 540 (put times in "
-                     "quotes: YAML reads an unquoted 18:00 as a number)",
-                     id="yaml-sexagesimal-int"),
-        pytest.param(None, "18:00", WEEKDAYS, "UTC",
-                     "window.start: expected a time such as '09:00', got null", id="start-null"),
-        pytest.param("09:00", True, WEEKDAYS, "UTC",
-                     "window.end: expected a time such as '09:00', got bool true",
-                     id="end-bool"),
-        pytest.param("09:00", "08:00", WEEKDAYS, "UTC",
-                     "window.end: '08:00' is not after window.start '09:00' (overnight windows "
-                     "are not supported; use '24:00' for midnight)",
-                     id="end-before-start"),
-        pytest.param("09:00", "09:00", WEEKDAYS, "UTC",
-                     "window.end: '09:00' is not after window.start '09:00'",
-                     id="end-equals-start"),
-        pytest.param("09:00", "00:00", WEEKDAYS, "UTC",
-                     "window.end: '00:00' is not after window.start '09:00'", id="end-midnight"),
-        pytest.param("09:00", "18:00", [], "UTC", "window.days: at least one day is required",
-                     id="no-days"),
-        pytest.param("09:00", "18:00", "mon", "UTC",
-                     "window.days: expected a list of days such as [mon, tue, wed], got str 'mon'",
-                     id="days-string"),
-        pytest.param("09:00", "18:00", None, "UTC",
-                     "window.days: expected a list of days such as [mon, tue, wed], got null",
-                     id="days-null"),
-        pytest.param("09:00", "18:00", {"mon": 1}, "UTC",
-                     "window.days: expected a list of days such as [mon, tue, wed], got mapping",
-                     id="days-mapping"),
-        pytest.param("09:00", "18:00", ["mon", "Tue"], "UTC",
-                     "window.days[1]: unknown day 'Tue' (expected one of: mon, tue, wed, thu, "
-                     "fri, sat, sun; did you mean 'tue'?)",
-                     id="day-capitalised"),
-        pytest.param("09:00", "18:00", ["monday"], "UTC",
-                     "window.days[0]: unknown day 'monday' (expected one of: mon, tue, wed, thu, "
-                     "fri, sat, sun; did you mean 'mon'?)",
-                     id="day-long-name"),
-        pytest.param("09:00", "18:00", ["mon", "xyz"], "UTC",
-                     "window.days[1]: unknown day 'xyz' (expected one of: mon, tue, wed, thu, "
-                     "fri, sat, sun)",
-                     id="day-unknown"),
-        pytest.param("09:00", "18:00", [True], "UTC",
-                     "window.days[0]: expected a day name, got bool true", id="day-yaml-bool"),
-        pytest.param("09:00", "18:00", [1], "UTC",
-                     "window.days[0]: expected a day name, got int 1", id="day-number"),
-        pytest.param("09:00", "18:00", WEEKDAYS, "Europe/Londn",
-                     "window.timezone: unknown time zone 'Europe/Londn' (did you mean "
-                     "'Europe/London'?)",
-                     id="zone-typo"),
-        pytest.param("09:00", "18:00", WEEKDAYS, "Mars/Olympus_Mons",
-                     "window.timezone: unknown time zone 'Mars/Olympus_Mons'", id="zone-unknown"),
-        pytest.param("09:00", "18:00", WEEKDAYS, "America/",
-                     "window.timezone: unknown time zone 'America/'", id="zone-not-normalised"),
-        pytest.param("09:00", "18:00", WEEKDAYS, "../../etc/passwd",
-                     "window.timezone: unknown time zone '../../etc/passwd'", id="zone-path"),
-        pytest.param("09:00", "18:00", WEEKDAYS, "/usr/share/zoneinfo/UTC",
-                     "window.timezone: unknown time zone '/usr/share/zoneinfo/UTC'",
-                     id="zone-absolute-path"),
-        pytest.param("09:00", "18:00", WEEKDAYS, "",
-                     "window.timezone: must not be empty; use an IANA name such as "
-                     "'Europe/London'",
-                     id="zone-empty"),
-        pytest.param("09:00", "18:00", WEEKDAYS, "localtime",
-                     "window.timezone: 'localtime' is not a fixed time zone", id="zone-localtime"),
-        pytest.param("09:00", "18:00", WEEKDAYS, "right/UTC",
-                     "window.timezone: 'right/UTC' is not a fixed time zone",
-                     id="zone-leap-seconds"),
-        pytest.param("09:00", "18:00", WEEKDAYS, 0,
-                     "window.timezone: expected an IANA time zone name such as 'Europe/London', "
-                     "got int 0",
-                     id="zone-int"),
-        pytest.param("09:00", "18:00", WEEKDAYS, None,
-                     "window.timezone: expected an IANA time zone name such as 'Europe/London', "
-                     "got null",
-                     id="zone-null"),
+        pytest.param(
+            "9:00",
+            "18:00",
+            WEEKDAYS,
+            "UTC",
+            "window.start: '9:00' is not HH:MM (24-hour, two digits each, e.g. '09:00')",
+            id="one-digit-hour",
+        ),
+        pytest.param(
+            "9:5",
+            "18:00",
+            WEEKDAYS,
+            "UTC",
+            "window.start: '9:5' is not HH:MM",
+            id="one-digit-hour-and-minute",
+        ),
+        pytest.param(
+            "0900", "18:00", WEEKDAYS, "UTC", "window.start: '0900' is not HH:MM", id="no-colon"
+        ),
+        pytest.param(
+            "09:00:00",
+            "18:00",
+            WEEKDAYS,
+            "UTC",
+            "window.start: '09:00:00' is not HH:MM",
+            id="seconds",
+        ),
+        pytest.param(
+            " 09:00",
+            "18:00",
+            WEEKDAYS,
+            "UTC",
+            "window.start: ' 09:00' is not HH:MM",
+            id="leading-space",
+        ),
+        pytest.param(
+            "09:00\n",
+            "18:00",
+            WEEKDAYS,
+            "UTC",
+            "window.start: '09:00\\n' is not HH:MM",
+            id="trailing-newline",
+        ),
+        pytest.param(
+            "\u0660\u0669:00",
+            "18:00",
+            WEEKDAYS,
+            "UTC",
+            "window.start: '\u0660\u0669:00' is not HH:MM",
+            id="non-ascii-digits",
+        ),
+        pytest.param(
+            "9am", "18:00", WEEKDAYS, "UTC", "window.start: '9am' is not HH:MM", id="am-pm"
+        ),
+        pytest.param(
+            "25:00",
+            "18:00",
+            WEEKDAYS,
+            "UTC",
+            "window.start: '25:00' is not a time of day (00:00 to 23:59)",
+            id="hour-25",
+        ),
+        pytest.param(
+            "09:60",
+            "18:00",
+            WEEKDAYS,
+            "UTC",
+            "window.start: '09:60' is not a time of day (00:00 to 23:59)",
+            id="minute-60",
+        ),
+        pytest.param(
+            "09:00",
+            "24:01",
+            WEEKDAYS,
+            "UTC",
+            "window.end: '24:01' is not a time of day (00:00 to 24:00)",
+            id="end-past-24:00",
+        ),
+        pytest.param(
+            "24:00",
+            "24:00",
+            WEEKDAYS,
+            "UTC",
+            "window.start: '24:00' is allowed only as window.end; use '00:00'",
+            id="start-24:00",
+        ),
+        pytest.param(
+            540,
+            "18:00",
+            WEEKDAYS,
+            "UTC",
+            "window.start: expected a time such as '09:00', got int 540 (put times in "
+            "quotes: YAML reads an unquoted 18:00 as a number)",
+            id="yaml-sexagesimal-int",
+        ),
+        pytest.param(
+            None,
+            "18:00",
+            WEEKDAYS,
+            "UTC",
+            "window.start: expected a time such as '09:00', got null",
+            id="start-null",
+        ),
+        pytest.param(
+            "09:00",
+            True,
+            WEEKDAYS,
+            "UTC",
+            "window.end: expected a time such as '09:00', got bool true",
+            id="end-bool",
+        ),
+        pytest.param(
+            "09:00",
+            "08:00",
+            WEEKDAYS,
+            "UTC",
+            "window.end: '08:00' is not after window.start '09:00' (overnight windows "
+            "are not supported; use '24:00' for midnight)",
+            id="end-before-start",
+        ),
+        pytest.param(
+            "09:00",
+            "09:00",
+            WEEKDAYS,
+            "UTC",
+            "window.end: '09:00' is not after window.start '09:00'",
+            id="end-equals-start",
+        ),
+        pytest.param(
+            "09:00",
+            "00:00",
+            WEEKDAYS,
+            "UTC",
+            "window.end: '00:00' is not after window.start '09:00'",
+            id="end-midnight",
+        ),
+        pytest.param(
+            "09:00", "18:00", [], "UTC", "window.days: at least one day is required", id="no-days"
+        ),
+        pytest.param(
+            "09:00",
+            "18:00",
+            "mon",
+            "UTC",
+            "window.days: expected a list of days such as [mon, tue, wed], got str 'mon'",
+            id="days-string",
+        ),
+        pytest.param(
+            "09:00",
+            "18:00",
+            None,
+            "UTC",
+            "window.days: expected a list of days such as [mon, tue, wed], got null",
+            id="days-null",
+        ),
+        pytest.param(
+            "09:00",
+            "18:00",
+            {"mon": 1},
+            "UTC",
+            "window.days: expected a list of days such as [mon, tue, wed], got mapping",
+            id="days-mapping",
+        ),
+        pytest.param(
+            "09:00",
+            "18:00",
+            ["mon", "Tue"],
+            "UTC",
+            "window.days[1]: unknown day 'Tue' (expected one of: mon, tue, wed, thu, "
+            "fri, sat, sun; did you mean 'tue'?)",
+            id="day-capitalised",
+        ),
+        pytest.param(
+            "09:00",
+            "18:00",
+            ["monday"],
+            "UTC",
+            "window.days[0]: unknown day 'monday' (expected one of: mon, tue, wed, thu, "
+            "fri, sat, sun; did you mean 'mon'?)",
+            id="day-long-name",
+        ),
+        pytest.param(
+            "09:00",
+            "18:00",
+            ["mon", "xyz"],
+            "UTC",
+            "window.days[1]: unknown day 'xyz' (expected one of: mon, tue, wed, thu, "
+            "fri, sat, sun)",
+            id="day-unknown",
+        ),
+        pytest.param(
+            "09:00",
+            "18:00",
+            [True],
+            "UTC",
+            "window.days[0]: expected a day name, got bool true",
+            id="day-yaml-bool",
+        ),
+        pytest.param(
+            "09:00",
+            "18:00",
+            [1],
+            "UTC",
+            "window.days[0]: expected a day name, got int 1",
+            id="day-number",
+        ),
+        pytest.param(
+            "09:00",
+            "18:00",
+            WEEKDAYS,
+            "Europe/Londn",
+            "window.timezone: unknown time zone 'Europe/Londn' (did you mean 'Europe/London'?)",
+            id="zone-typo",
+        ),
+        pytest.param(
+            "09:00",
+            "18:00",
+            WEEKDAYS,
+            "Mars/Olympus_Mons",
+            "window.timezone: unknown time zone 'Mars/Olympus_Mons'",
+            id="zone-unknown",
+        ),
+        pytest.param(
+            "09:00",
+            "18:00",
+            WEEKDAYS,
+            "America/",
+            "window.timezone: unknown time zone 'America/'",
+            id="zone-not-normalised",
+        ),
+        pytest.param(
+            "09:00",
+            "18:00",
+            WEEKDAYS,
+            "../../etc/passwd",
+            "window.timezone: unknown time zone '../../etc/passwd'",
+            id="zone-path",
+        ),
+        pytest.param(
+            "09:00",
+            "18:00",
+            WEEKDAYS,
+            "/usr/share/zoneinfo/UTC",
+            "window.timezone: unknown time zone '/usr/share/zoneinfo/UTC'",
+            id="zone-absolute-path",
+        ),
+        pytest.param(
+            "09:00",
+            "18:00",
+            WEEKDAYS,
+            "",
+            "window.timezone: must not be empty; use an IANA name such as 'Europe/London'",
+            id="zone-empty",
+        ),
+        pytest.param(
+            "09:00",
+            "18:00",
+            WEEKDAYS,
+            "localtime",
+            "window.timezone: 'localtime' is not a fixed time zone",
+            id="zone-localtime",
+        ),
+        pytest.param(
+            "09:00",
+            "18:00",
+            WEEKDAYS,
+            "right/UTC",
+            "window.timezone: 'right/UTC' is not a fixed time zone",
+            id="zone-leap-seconds",
+        ),
+        pytest.param(
+            "09:00",
+            "18:00",
+            WEEKDAYS,
+            0,
+            "window.timezone: expected an IANA time zone name such as 'Europe/London', got int 0",
+            id="zone-int",
+        ),
+        pytest.param(
+            "09:00",
+            "18:00",
+            WEEKDAYS,
+            None,
+            "window.timezone: expected an IANA time zone name such as 'Europe/London', got null",
+            id="zone-null",
+        ),
     ],
 )
-def test_parse_refuses_with_field_and_reason(start: object, end: object, days: object,
-                                             zone: object, problem: str) -> None:
+def test_parse_refuses_with_field_and_reason(
+    start: object, end: object, days: object, zone: object, problem: str
+) -> None:
     with pytest.raises(WindowError) as info:
         Window.parse(start, end, days, zone)
     assert len(info.value.problems) == 1, info.value.problems
@@ -171,7 +360,12 @@ def test_parse_reports_every_problem_in_field_order() -> None:
     with pytest.raises(WindowError) as info:
         Window.parse("9:00", "25:00", ["mon", "funday", 3], "Nowhere/Special")
     assert [problem.split(":")[0] for problem in info.value.problems] == [
-        "window.start", "window.end", "window.days[1]", "window.days[2]", "window.timezone"]
+        "window.start",
+        "window.end",
+        "window.days[1]",
+        "window.days[2]",
+        "window.timezone",
+    ]
 
 
 def test_no_overnight_check_when_a_time_is_already_wrong() -> None:
@@ -192,8 +386,9 @@ def test_no_overnight_check_when_a_time_is_already_wrong() -> None:
         pytest.param(540, 600, frozenset({0}), "Nowhere/Special", id="unknown-zone"),
     ],
 )
-def test_direct_construction_is_checked(start: int, end: int, days: frozenset[int],
-                                        zone: str) -> None:
+def test_direct_construction_is_checked(
+    start: int, end: int, days: frozenset[int], zone: str
+) -> None:
     with pytest.raises(WindowError):
         Window(start, end, days, zone)
 
@@ -218,8 +413,9 @@ OFFICE = window("09:00", "18:00", WEEKDAYS)  # UTC; 2025-01-06 is a Monday
         pytest.param(utc(2025, 1, 10, 12, 0), True, id="fri-noon"),
         pytest.param(utc(2025, 1, 11, 12, 0), False, id="sat-noon"),
         pytest.param(utc(2025, 1, 12, 12, 0), False, id="sun-noon"),
-        pytest.param(datetime(2025, 1, 6, 18, 30, tzinfo=ZoneInfo("Asia/Tokyo")), True,
-                     id="other-zone-input"),
+        pytest.param(
+            datetime(2025, 1, 6, 18, 30, tzinfo=ZoneInfo("Asia/Tokyo")), True, id="other-zone-input"
+        ),
     ],
 )
 def test_is_open_office_hours(at: datetime, expected: bool) -> None:
@@ -229,8 +425,9 @@ def test_is_open_office_hours(at: datetime, expected: bool) -> None:
 @pytest.mark.parametrize(
     ("at", "expected"),
     [
-        pytest.param(utc(2025, 1, 6, 10, 15, 30, 5), utc(2025, 1, 6, 10, 15, 30, 5),
-                     id="open-is-itself"),
+        pytest.param(
+            utc(2025, 1, 6, 10, 15, 30, 5), utc(2025, 1, 6, 10, 15, 30, 5), id="open-is-itself"
+        ),
         pytest.param(utc(2025, 1, 6, 7, 0), utc(2025, 1, 6, 9, 0), id="mon-morning"),
         pytest.param(utc(2025, 1, 6, 18, 0), utc(2025, 1, 7, 9, 0), id="mon-evening"),
         pytest.param(utc(2025, 1, 10, 18, 0), utc(2025, 1, 13, 9, 0), id="fri-evening-to-mon"),
@@ -297,71 +494,142 @@ def test_always_open_window_never_closes() -> None:
     ("win", "at", "opens", "closes"),
     [
         # Europe/London 2025-03-30: 01:00 GMT -> 02:00 BST at 01:00 UTC.
-        pytest.param(window("01:30", "03:00", ["sun"], "Europe/London"), utc(2025, 3, 29, 12),
-                     utc(2025, 3, 30, 1, 0), utc(2025, 3, 30, 2, 0),
-                     id="london-spring-start-in-gap-opens-at-02:00-BST"),
-        pytest.param(window("01:00", "01:45", ["sun"], "Europe/London"), utc(2025, 3, 29, 12),
-                     utc(2025, 4, 6, 0, 0), utc(2025, 4, 6, 0, 45),
-                     id="london-spring-window-inside-gap-skips-the-day"),
-        pytest.param(window("09:00", "17:00", ALL_DAYS, "Europe/London"), utc(2025, 3, 30, 0),
-                     utc(2025, 3, 30, 8, 0), utc(2025, 3, 30, 16, 0),
-                     id="london-spring-office-hours-in-bst"),
-        pytest.param(window("00:30", "03:00", ["sun"], "Europe/London"), utc(2025, 3, 30, 0, 45),
-                     utc(2025, 3, 30, 0, 45), utc(2025, 3, 30, 2, 0),
-                     id="london-spring-open-across-the-gap"),
+        pytest.param(
+            window("01:30", "03:00", ["sun"], "Europe/London"),
+            utc(2025, 3, 29, 12),
+            utc(2025, 3, 30, 1, 0),
+            utc(2025, 3, 30, 2, 0),
+            id="london-spring-start-in-gap-opens-at-02:00-BST",
+        ),
+        pytest.param(
+            window("01:00", "01:45", ["sun"], "Europe/London"),
+            utc(2025, 3, 29, 12),
+            utc(2025, 4, 6, 0, 0),
+            utc(2025, 4, 6, 0, 45),
+            id="london-spring-window-inside-gap-skips-the-day",
+        ),
+        pytest.param(
+            window("09:00", "17:00", ALL_DAYS, "Europe/London"),
+            utc(2025, 3, 30, 0),
+            utc(2025, 3, 30, 8, 0),
+            utc(2025, 3, 30, 16, 0),
+            id="london-spring-office-hours-in-bst",
+        ),
+        pytest.param(
+            window("00:30", "03:00", ["sun"], "Europe/London"),
+            utc(2025, 3, 30, 0, 45),
+            utc(2025, 3, 30, 0, 45),
+            utc(2025, 3, 30, 2, 0),
+            id="london-spring-open-across-the-gap",
+        ),
         # Europe/London 2025-10-26: 02:00 BST -> 01:00 GMT at 01:00 UTC.
-        pytest.param(window("01:30", "02:00", ["sun"], "Europe/London"), utc(2025, 10, 25, 12),
-                     utc(2025, 10, 26, 0, 30), utc(2025, 10, 26, 1, 0),
-                     id="london-fall-first-occurrence-then-clock-goes-back"),
-        pytest.param(window("01:30", "02:00", ["sun"], "Europe/London"), utc(2025, 10, 26, 1, 0),
-                     utc(2025, 10, 26, 1, 30), utc(2025, 10, 26, 2, 0),
-                     id="london-fall-second-pass"),
-        pytest.param(window("01:00", "02:00", ["sun"], "Europe/London"), utc(2025, 10, 25, 12),
-                     utc(2025, 10, 26, 0, 0), utc(2025, 10, 26, 2, 0),
-                     id="london-fall-repeated-hour-is-open-twice"),
+        pytest.param(
+            window("01:30", "02:00", ["sun"], "Europe/London"),
+            utc(2025, 10, 25, 12),
+            utc(2025, 10, 26, 0, 30),
+            utc(2025, 10, 26, 1, 0),
+            id="london-fall-first-occurrence-then-clock-goes-back",
+        ),
+        pytest.param(
+            window("01:30", "02:00", ["sun"], "Europe/London"),
+            utc(2025, 10, 26, 1, 0),
+            utc(2025, 10, 26, 1, 30),
+            utc(2025, 10, 26, 2, 0),
+            id="london-fall-second-pass",
+        ),
+        pytest.param(
+            window("01:00", "02:00", ["sun"], "Europe/London"),
+            utc(2025, 10, 25, 12),
+            utc(2025, 10, 26, 0, 0),
+            utc(2025, 10, 26, 2, 0),
+            id="london-fall-repeated-hour-is-open-twice",
+        ),
         # America/New_York 2024-03-10: 02:00 EST -> 03:00 EDT at 07:00 UTC.
-        pytest.param(window("02:30", "05:00", ["sun"], "America/New_York"), utc(2024, 3, 9, 12),
-                     utc(2024, 3, 10, 7, 0), utc(2024, 3, 10, 9, 0),
-                     id="new-york-spring-start-in-gap-opens-at-03:00-EDT"),
-        pytest.param(window("02:00", "02:30", ["sun"], "America/New_York"), utc(2024, 3, 9, 12),
-                     utc(2024, 3, 17, 6, 0), utc(2024, 3, 17, 6, 30),
-                     id="new-york-spring-window-inside-gap-skips-the-day"),
-        pytest.param(window("09:00", "18:00", WEEKDAYS, "America/New_York"),
-                     utc(2024, 3, 8, 23, 0), utc(2024, 3, 11, 13, 0), utc(2024, 3, 11, 22, 0),
-                     id="new-york-spring-friday-est-to-monday-edt"),
+        pytest.param(
+            window("02:30", "05:00", ["sun"], "America/New_York"),
+            utc(2024, 3, 9, 12),
+            utc(2024, 3, 10, 7, 0),
+            utc(2024, 3, 10, 9, 0),
+            id="new-york-spring-start-in-gap-opens-at-03:00-EDT",
+        ),
+        pytest.param(
+            window("02:00", "02:30", ["sun"], "America/New_York"),
+            utc(2024, 3, 9, 12),
+            utc(2024, 3, 17, 6, 0),
+            utc(2024, 3, 17, 6, 30),
+            id="new-york-spring-window-inside-gap-skips-the-day",
+        ),
+        pytest.param(
+            window("09:00", "18:00", WEEKDAYS, "America/New_York"),
+            utc(2024, 3, 8, 23, 0),
+            utc(2024, 3, 11, 13, 0),
+            utc(2024, 3, 11, 22, 0),
+            id="new-york-spring-friday-est-to-monday-edt",
+        ),
         # America/New_York 2024-11-03: 02:00 EDT -> 01:00 EST at 06:00 UTC.
-        pytest.param(window("01:00", "01:30", ["sun"], "America/New_York"), utc(2024, 11, 2, 12),
-                     utc(2024, 11, 3, 5, 0), utc(2024, 11, 3, 5, 30),
-                     id="new-york-fall-first-occurrence"),
-        pytest.param(window("01:00", "01:30", ["sun"], "America/New_York"),
-                     utc(2024, 11, 3, 5, 30), utc(2024, 11, 3, 6, 0), utc(2024, 11, 3, 6, 30),
-                     id="new-york-fall-second-pass"),
-        pytest.param(window("00:30", "01:30", ["sun"], "America/New_York"),
-                     utc(2024, 11, 3, 5, 45), utc(2024, 11, 3, 6, 0), utc(2024, 11, 3, 6, 30),
-                     id="new-york-fall-end-inside-repeat-reopens"),
+        pytest.param(
+            window("01:00", "01:30", ["sun"], "America/New_York"),
+            utc(2024, 11, 2, 12),
+            utc(2024, 11, 3, 5, 0),
+            utc(2024, 11, 3, 5, 30),
+            id="new-york-fall-first-occurrence",
+        ),
+        pytest.param(
+            window("01:00", "01:30", ["sun"], "America/New_York"),
+            utc(2024, 11, 3, 5, 30),
+            utc(2024, 11, 3, 6, 0),
+            utc(2024, 11, 3, 6, 30),
+            id="new-york-fall-second-pass",
+        ),
+        pytest.param(
+            window("00:30", "01:30", ["sun"], "America/New_York"),
+            utc(2024, 11, 3, 5, 45),
+            utc(2024, 11, 3, 6, 0),
+            utc(2024, 11, 3, 6, 30),
+            id="new-york-fall-end-inside-repeat-reopens",
+        ),
         # Australia/Lord_Howe, 30-minute DST. 2024-10-06 02:00 +10:30 -> 02:30 +11 at 15:30 UTC
         # the day before; 2025-04-06 02:00 +11 -> 01:30 +10:30 at 15:00 UTC the day before.
-        pytest.param(window("02:00", "03:00", ["sun"], "Australia/Lord_Howe"),
-                     utc(2024, 10, 5, 0), utc(2024, 10, 5, 15, 30), utc(2024, 10, 5, 16, 0),
-                     id="lord-howe-spring-start-in-half-hour-gap"),
-        pytest.param(window("01:30", "02:00", ["sun"], "Australia/Lord_Howe"),
-                     utc(2025, 4, 5, 0), utc(2025, 4, 5, 14, 30), utc(2025, 4, 5, 15, 30),
-                     id="lord-howe-fall-stays-open-through-the-repeat"),
+        pytest.param(
+            window("02:00", "03:00", ["sun"], "Australia/Lord_Howe"),
+            utc(2024, 10, 5, 0),
+            utc(2024, 10, 5, 15, 30),
+            utc(2024, 10, 5, 16, 0),
+            id="lord-howe-spring-start-in-half-hour-gap",
+        ),
+        pytest.param(
+            window("01:30", "02:00", ["sun"], "Australia/Lord_Howe"),
+            utc(2025, 4, 5, 0),
+            utc(2025, 4, 5, 14, 30),
+            utc(2025, 4, 5, 15, 30),
+            id="lord-howe-fall-stays-open-through-the-repeat",
+        ),
         # Pacific/Kiritimati is UTC+14: Monday 09:00 there is Sunday 19:00 UTC.
-        pytest.param(window("09:00", "17:00", ["mon"], "Pacific/Kiritimati"),
-                     utc(2025, 1, 5, 12), utc(2025, 1, 5, 19, 0), utc(2025, 1, 6, 3, 0),
-                     id="kiritimati-monday-starts-on-utc-sunday"),
-        pytest.param(window("09:00", "17:00", ["mon"], "Pacific/Kiritimati"),
-                     utc(2025, 1, 6, 3, 0), utc(2025, 1, 12, 19, 0), utc(2025, 1, 13, 3, 0),
-                     id="kiritimati-closed-on-utc-monday-afternoon"),
+        pytest.param(
+            window("09:00", "17:00", ["mon"], "Pacific/Kiritimati"),
+            utc(2025, 1, 5, 12),
+            utc(2025, 1, 5, 19, 0),
+            utc(2025, 1, 6, 3, 0),
+            id="kiritimati-monday-starts-on-utc-sunday",
+        ),
+        pytest.param(
+            window("09:00", "17:00", ["mon"], "Pacific/Kiritimati"),
+            utc(2025, 1, 6, 3, 0),
+            utc(2025, 1, 12, 19, 0),
+            utc(2025, 1, 13, 3, 0),
+            id="kiritimati-closed-on-utc-monday-afternoon",
+        ),
         # Pacific/Pago_Pago is UTC-11: Monday 20:00 there is Tuesday 07:00 UTC.
-        pytest.param(window("20:00", "24:00", ["mon"], "Pacific/Pago_Pago"),
-                     utc(2025, 1, 6, 12), utc(2025, 1, 7, 7, 0), utc(2025, 1, 7, 11, 0),
-                     id="pago-pago-monday-evening-is-utc-tuesday"),
+        pytest.param(
+            window("20:00", "24:00", ["mon"], "Pacific/Pago_Pago"),
+            utc(2025, 1, 6, 12),
+            utc(2025, 1, 7, 7, 0),
+            utc(2025, 1, 7, 11, 0),
+            id="pago-pago-monday-evening-is-utc-tuesday",
+        ),
     ],
 )
-def test_dst_and_far_zones(win: Window, at: datetime, opens: datetime,
-                           closes: datetime) -> None:
+def test_dst_and_far_zones(win: Window, at: datetime, opens: datetime, closes: datetime) -> None:
     assert win.next_open(at) == opens
     assert win.is_open(opens)
     assert win.next_close(opens) == closes
@@ -389,17 +657,17 @@ ZONES = [
     "Europe/Berlin",
     "America/New_York",
     "America/Los_Angeles",
-    "America/St_Johns",        # -03:30 / -02:30
-    "America/Santiago",        # transitions at local midnight
-    "America/Havana",          # transitions at local midnight
+    "America/St_Johns",  # -03:30 / -02:30
+    "America/Santiago",  # transitions at local midnight
+    "America/Havana",  # transitions at local midnight
     "America/Sao_Paulo",
     "Australia/Sydney",
-    "Australia/Lord_Howe",     # 30-minute DST
-    "Pacific/Chatham",         # +12:45 / +13:45
-    "Pacific/Kiritimati",      # +14
-    "Pacific/Pago_Pago",       # -11
-    "Asia/Kathmandu",          # +05:45
-    "Africa/Casablanca",       # moves its clock back for Ramadan
+    "Australia/Lord_Howe",  # 30-minute DST
+    "Pacific/Chatham",  # +12:45 / +13:45
+    "Pacific/Kiritimati",  # +14
+    "Pacific/Pago_Pago",  # -11
+    "Asia/Kathmandu",  # +05:45
+    "Africa/Casablanca",  # moves its clock back for Ramadan
 ]
 RANGE_START = utc(2024, 1, 1)
 RANGE_END = utc(2028, 1, 1)
@@ -440,11 +708,19 @@ def cases(draw: st.DrawFn) -> tuple[Window, datetime]:
         before = (change - timedelta(minutes=1)).astimezone(zone)
         after = change.astimezone(zone)
         anchors = [before.hour * 60 + before.minute + 1, after.hour * 60 + after.minute]
-        edge = st.builds(lambda anchor, shift: max(0, min(1440, anchor + shift)),
-                         st.sampled_from(anchors), st.integers(-90, 90))
+        edge = st.builds(
+            lambda anchor, shift: max(0, min(1440, anchor + shift)),
+            st.sampled_from(anchors),
+            st.integers(-90, 90),
+        )
     else:
-        at = draw(st.datetimes(min_value=datetime(2024, 1, 1), max_value=datetime(2027, 12, 31),
-                               timezones=st.just(UTC)))
+        at = draw(
+            st.datetimes(
+                min_value=datetime(2024, 1, 1),
+                max_value=datetime(2027, 12, 31),
+                timezones=st.just(UTC),
+            )
+        )
         edge = st.one_of(st.integers(0, 1440), st.sampled_from([0, 60, 120, 180, 1380, 1440]))
     first, second = draw(edge), draw(edge)
     if first == second:
@@ -454,8 +730,9 @@ def cases(draw: st.DrawFn) -> tuple[Window, datetime]:
     return Window(start, end, days, zone_name), at
 
 
-PROPERTY_SETTINGS = settings(max_examples=300, deadline=None,
-                             suppress_health_check=[HealthCheck.too_slow])
+PROPERTY_SETTINGS = settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 @PROPERTY_SETTINGS

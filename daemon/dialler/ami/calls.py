@@ -49,7 +49,7 @@ class TrackedCall:
 
     attempt_id: str
     ring_timeout: float
-    sent_at: float                      # wall clock (time.time) when the Originate was sent
+    sent_at: float  # wall clock (time.time) when the Originate was sent
     result: asyncio.Future[DialResult]
     placed: bool = False
     channel: str | None = None
@@ -71,8 +71,12 @@ class TrackedCall:
 class CallTracker:
     """Places calls through one Asterisk and resolves each to a `DialResult`."""
 
-    def __init__(self, ami: AmiClient, clock: Callable[[], float] = time.time,
-                 on_stage: Callable[[TrackedCall, str], None] | None = None) -> None:
+    def __init__(
+        self,
+        ami: AmiClient,
+        clock: Callable[[], float] = time.time,
+        on_stage: Callable[[TrackedCall, str], None] | None = None,
+    ) -> None:
         self.ami = ami
         self.clock = clock
         self.on_stage = on_stage
@@ -91,15 +95,17 @@ class CallTracker:
         reconciled against Asterisk's live channels once the link is back.
         """
         loop = asyncio.get_running_loop()
-        call = TrackedCall(request.attempt_id, request.ring_timeout, self.clock(),
-                           loop.create_future())
+        call = TrackedCall(
+            request.attempt_id, request.ring_timeout, self.clock(), loop.create_future()
+        )
         # Registered before sending: events can arrive before the Originate's own response.
         self.calls[request.attempt_id] = call
         try:
             await self.ami.originate(request)
         except AmiActionFailed as exc:
-            self._finish(call, DialResult(Outcome.ERROR, None, ended_at=self.clock(),
-                                          reason=str(exc)))
+            self._finish(
+                call, DialResult(Outcome.ERROR, None, ended_at=self.clock(), reason=str(exc))
+            )
         except AmiDisconnected:
             call.stage("originate-unacknowledged", self.clock())
             self._spawn(self._reconcile_when_ready(), "ami-reconcile-unacked")
@@ -154,11 +160,17 @@ class CallTracker:
         if self.on_stage is not None:
             self.on_stage(call, name)
 
-    def adopt(self, attempt_id: str, ring_timeout: float, sent_at: float,
-              channel_state: str) -> TrackedCall:
+    def adopt(
+        self, attempt_id: str, ring_timeout: float, sent_at: float, channel_state: str
+    ) -> TrackedCall:
         """Follow a live call placed by someone else (a crashed daemon) from now on."""
-        call = TrackedCall(attempt_id, ring_timeout, sent_at,
-                           asyncio.get_running_loop().create_future(), placed=True)
+        call = TrackedCall(
+            attempt_id,
+            ring_timeout,
+            sent_at,
+            asyncio.get_running_loop().create_future(),
+            placed=True,
+        )
         call.stage("adopted", self.clock())
         self.calls[attempt_id] = call
         self._on_newstate(call, channel_state, self.clock())
@@ -182,8 +194,15 @@ class CallTracker:
             return
         if call.originate_failed and not call.placed:
             # Asterisk could not even create the channel (unknown endpoint, no resources).
-            self._finish(call, DialResult(Outcome.ERROR, None, ended_at=self.clock(),
-                                          reason=f"not placed (reason {call.originate_reason})"))
+            self._finish(
+                call,
+                DialResult(
+                    Outcome.ERROR,
+                    None,
+                    ended_at=self.clock(),
+                    reason=f"not placed (reason {call.originate_reason})",
+                ),
+            )
             return
         if call.ended_at is None:
             return
@@ -205,12 +224,23 @@ class CallTracker:
         answered = call.answered_at is not None
         code = call.tech_cause if call.has_tech_cause else sip_code_from_q850(call.cause)
         our_timeout = not answered and self._our_ring_timeout(call)
-        outcome, sip_code = classify(placed=call.placed, answered=answered, sip_code=code,
-                                     our_ring_timeout=our_timeout)
-        reason = "answered" if answered else (
-            "ring timeout" if our_timeout else f"SIP {sip_code}" if sip_code else "no final code")
-        return DialResult(outcome, sip_code, answered_at=call.answered_at,
-                          ended_at=call.ended_at, reason=reason)
+        outcome, sip_code = classify(
+            placed=call.placed, answered=answered, sip_code=code, our_ring_timeout=our_timeout
+        )
+        reason = (
+            "answered"
+            if answered
+            else (
+                "ring timeout"
+                if our_timeout
+                else f"SIP {sip_code}"
+                if sip_code
+                else "no final code"
+            )
+        )
+        return DialResult(
+            outcome, sip_code, answered_at=call.answered_at, ended_at=call.ended_at, reason=reason
+        )
 
     def _finish(self, call: TrackedCall, result: DialResult) -> None:
         self.forget(call.attempt_id)
@@ -224,6 +254,7 @@ class CallTracker:
 
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
         """Run `work` in a task kept until it ends; a failure is logged, never left unseen."""
+
         async def logged() -> None:
             try:
                 await work
@@ -258,5 +289,6 @@ class CallTracker:
                 self._try_finish(call, grace_over=True)
                 continue
             self.forget(attempt_id)
-            call.result.set_exception(CallResultLost(
-                f"attempt {attempt_id}: channel gone while AMI was disconnected"))
+            call.result.set_exception(
+                CallResultLost(f"attempt {attempt_id}: channel gone while AMI was disconnected")
+            )

@@ -53,11 +53,11 @@ class _ForgetEverything:
 
 @dataclass(frozen=True, slots=True)
 class OriginateRequest:
-    attempt_id: str          # becomes the channel's Uniqueid (ChannelId)
-    channel: str             # e.g. PJSIP/+447700900003@lab
+    attempt_id: str  # becomes the channel's Uniqueid (ChannelId)
+    channel: str  # e.g. PJSIP/+447700900003@lab
     context: str
     caller_id: str
-    ring_timeout: float      # seconds
+    ring_timeout: float  # seconds
     variables: Mapping[str, str] | None = None
 
 
@@ -87,12 +87,18 @@ class AmiClient:
         self._closing = False
         ami = config.ami
         self._manager = Manager(
-            host=ami.host, port=ami.port, username=ami.username, secret=ami.secret,
-            events="on", reconnect_timeout=max(1, round(ami.reconnect_delay)),
+            host=ami.host,
+            port=ami.port,
+            username=ami.username,
+            secret=ami.secret,
+            events="on",
+            reconnect_timeout=max(1, round(ami.reconnect_delay)),
             # panoramisk's own ping has no timeout; ours (the watchdog) replaces it.
-            ping_delay=10**7, ping_interval=10**7,
+            ping_delay=10**7,
+            ping_interval=10**7,
             forgetable_actions=_ForgetEverything(),
-            on_connect=self._on_connect, on_login=self._on_login,
+            on_connect=self._on_connect,
+            on_login=self._on_login,
             on_disconnect=self._on_disconnect,
         )
         self._manager.register_event("*", self._dispatch)
@@ -141,8 +147,9 @@ class AmiClient:
         self._on_up.append(callback)
 
     # -- actions ---------------------------------------------------------------------------
-    async def send(self, action: dict[str, str], timeout: float = 10.0,
-                   as_list: bool = False) -> Any:
+    async def send(
+        self, action: dict[str, str], timeout: float = 10.0, as_list: bool = False
+    ) -> Any:
         """Send one action, never re-sent; raises if the link is down or drops meanwhile."""
         if not self.ready:
             raise AmiUnavailable(f"AMI {self.name}: not connected")
@@ -254,7 +261,9 @@ class AmiClient:
                     self._abort(str(exc))
             except AmiUnavailable:
                 pass
-        elif self._connected_at is not None and \
-                time.monotonic() - self._connected_at > ami.connect_timeout:
+        elif (
+            self._connected_at is not None
+            and time.monotonic() - self._connected_at > ami.connect_timeout
+        ):
             self._connected_at = None
             self._abort(f"no login within {ami.connect_timeout:g}s")

@@ -19,8 +19,13 @@ from ..durations import format_duration
 from ..errors import StartChecksFailed
 from .spec import CampaignSpec
 
-__all__ = ["StartFacts", "checks_failed", "prompt_variable_warnings",
-           "start_problems", "start_warnings"]
+__all__ = [
+    "StartFacts",
+    "checks_failed",
+    "prompt_variable_warnings",
+    "start_problems",
+    "start_warnings",
+]
 
 # How many names a message lists before it says "...".
 _LISTED = 5
@@ -29,10 +34,10 @@ _LISTED = 5
 @dataclass(frozen=True, slots=True)
 class StartFacts:
     spec: CampaignSpec
-    bots: Sequence[str]          # every bot's name, for the hint when none is selected
-    pool: Mapping[str, bool]     # the campaign's caller IDs → enabled
+    bots: Sequence[str]  # every bot's name, for the hint when none is selected
+    pool: Mapping[str, bool]  # the campaign's caller IDs → enabled
     has_contacts: bool
-    prompt: str | None = None    # the prompt of the bot `spec.bot` names; None: no bot
+    prompt: str | None = None  # the prompt of the bot `spec.bot` names; None: no bot
     #: Every variable name some contact has (may be left empty when the prompt uses none).
     contact_variables: Collection[str] = ()
 
@@ -46,15 +51,19 @@ def start_problems(facts: StartFacts) -> list[str]:
     if not facts.pool:
         problems.append("number pool is empty: add caller IDs under `numbers:`")
     elif not any(facts.pool.values()):
-        problems.append(f"every number in the pool is disabled: {_listed(sorted(facts.pool))} "
-                        "(enable one with `dialler number enable NUMBER`, or add an enabled "
-                        "number under `numbers:`)")
+        problems.append(
+            f"every number in the pool is disabled: {_listed(sorted(facts.pool))} "
+            "(enable one with `dialler number enable NUMBER`, or add an enabled "
+            "number under `numbers:`)"
+        )
     if spec.concurrency < 1:
         problems.append(f"concurrency must be at least 1 (got {spec.concurrency})")
     problems.extend(window_problems(spec))
     if not facts.has_contacts and not spec.always_on:
-        problems.append("no contacts: import a CSV with `dialler contacts import` "
-                        "(or make the campaign always_on)")
+        problems.append(
+            "no contacts: import a CSV with `dialler contacts import` "
+            "(or make the campaign always_on)"
+        )
     return problems
 
 
@@ -74,12 +83,16 @@ def start_warnings(facts: StartFacts) -> list[str]:
     stop = redial.stop_after_connect_longer_than
     short = redial.redial_after_connect_shorter_than
     if redial.overlaps() and stop is not None and short is not None:
-        warnings.append(f"redial rules overlap: a connect between {format_duration(stop)} and "
-                        f"{format_duration(short)} matches both; the stop rule wins")
+        warnings.append(
+            f"redial rules overlap: a connect between {format_duration(stop)} and "
+            f"{format_duration(short)} matches both; the stop rule wins"
+        )
     disabled = sorted(number for number, enabled in facts.pool.items() if not enabled)
     if disabled and len(disabled) < len(facts.pool):
-        warnings.append(f"{len(disabled)} of {len(facts.pool)} numbers in the pool are "
-                        f"disabled ({_listed(disabled)}); calls go out from the others")
+        warnings.append(
+            f"{len(disabled)} of {len(facts.pool)} numbers in the pool are "
+            f"disabled ({_listed(disabled)}); calls go out from the others"
+        )
     warnings.extend(prompt_variable_warnings(facts))
     return warnings
 
@@ -92,10 +105,14 @@ def prompt_variable_warnings(facts: StartFacts) -> list[str]:
     if facts.prompt is None:
         return []
     if not facts.has_contacts:
-        return [format_invalid(placeholder) for placeholder in placeholders(facts.prompt)
-                if not placeholder.valid]
-    return prompt_warnings(facts.prompt, sorted(facts.contact_variables),
-                           lacking="is not a variable of any contact")
+        return [
+            format_invalid(placeholder)
+            for placeholder in placeholders(facts.prompt)
+            if not placeholder.valid
+        ]
+    return prompt_warnings(
+        facts.prompt, sorted(facts.contact_variables), lacking="is not a variable of any contact"
+    )
 
 
 def checks_failed(name: str, verb: str, problems: Sequence[str]) -> StartChecksFailed:
@@ -106,10 +123,14 @@ def checks_failed(name: str, verb: str, problems: Sequence[str]) -> StartChecksF
 
 def _no_bot(bots: Sequence[str]) -> str:
     if not bots:
-        return ("no bot selected, and no bot exists yet: create one with "
-                "`dialler bot create FILE`, then set `bot:` to its name")
-    return (f"no bot selected: set `bot:` to one of {_listed(sorted(bots))} "
-            "(create one with `dialler bot create`)")
+        return (
+            "no bot selected, and no bot exists yet: create one with "
+            "`dialler bot create FILE`, then set `bot:` to its name"
+        )
+    return (
+        f"no bot selected: set `bot:` to one of {_listed(sorted(bots))} "
+        "(create one with `dialler bot create`)"
+    )
 
 
 def _listed(names: Sequence[str]) -> str:

@@ -81,10 +81,10 @@ class Campaign:
     id: uuid.UUID
     name: str
     state: CampaignState
-    cancelled_at: datetime | None   # set by `cancel`; completes once live calls end
+    cancelled_at: datetime | None  # set by `cancel`; completes once live calls end
     bot_id: uuid.UUID | None
     bot_name: str | None
-    numbers: tuple[str, ...]        # the pool (caller IDs), sorted; enabled: table `numbers`
+    numbers: tuple[str, ...]  # the pool (caller IDs), sorted; enabled: table `numbers`
     concurrency: int
     window_start: str
     window_end: str
@@ -108,11 +108,19 @@ class Campaign:
     def spec(self) -> CampaignSpec:
         """The settings, as a campaign file would give them."""
         return CampaignSpec(
-            name=self.name, bot=self.bot_name, numbers=self.numbers,
-            concurrency=self.concurrency, window_start=self.window_start,
-            window_end=self.window_end, window_days=self.window_days, timezone=self.timezone,
-            always_on=self.always_on, ring_timeout=self.ring_timeout, retry=self.retry,
-            redial=self.redial)
+            name=self.name,
+            bot=self.bot_name,
+            numbers=self.numbers,
+            concurrency=self.concurrency,
+            window_start=self.window_start,
+            window_end=self.window_end,
+            window_days=self.window_days,
+            timezone=self.timezone,
+            always_on=self.always_on,
+            ring_timeout=self.ring_timeout,
+            retry=self.retry,
+            redial=self.redial,
+        )
 
     def window(self) -> Window:
         """The calling window; `WindowError` only for a draft with an invalid one."""
@@ -133,12 +141,13 @@ class Changed:
 @dataclass(frozen=True, slots=True)
 class Cancelled:
     name: str
-    state: str               # completed at once, or what it keeps until live calls end
+    state: str  # completed at once, or what it keeps until live calls end
     contacts_cancelled: int  # waiting contacts that will not be dialled
-    in_flight: int           # live calls still to finish
+    in_flight: int  # live calls still to finish
 
 
 # --- bots ------------------------------------------------------------------------------------
+
 
 async def create_bot(conn: Connection, bot: BotSpec) -> uuid.UUID:
     """Store a bot; `NameTaken` if the name is in use."""
@@ -157,6 +166,7 @@ async def bot_names(conn: Connection) -> list[str]:
 
 # --- the caller-ID pool ----------------------------------------------------------------------
 
+
 async def sync_numbers(conn: Connection, config: Config) -> None:
     """Mirror the config's `numbers` into the `numbers` table.
 
@@ -168,16 +178,25 @@ async def sync_numbers(conn: Connection, config: Config) -> None:
     numbers = [entry.number for entry in configured]
     for number in numbers:
         if not is_e164(number):
-            raise ConfigError([f"numbers: {number} is not a valid E.164 number "
-                               "(a '+', then the country code, which never starts with 0)"])
+            raise ConfigError(
+                [
+                    f"numbers: {number} is not a valid E.164 number "
+                    "(a '+', then the country code, which never starts with 0)"
+                ]
+            )
     async with conn.transaction():
-        await store.upsert_numbers(conn, numbers, [entry.carrier for entry in configured],
-                                   [entry.enabled for entry in configured])
+        await store.upsert_numbers(
+            conn,
+            numbers,
+            [entry.carrier for entry in configured],
+            [entry.enabled for entry in configured],
+        )
         await store.disable_unconfigured_numbers(conn, numbers)
 
 
-async def set_number_enabled(conn: Connection, number: str, enabled: bool, *,
-                             config: Config | None = None) -> list[str]:
+async def set_number_enabled(
+    conn: Connection, number: str, enabled: bool, *, config: Config | None = None
+) -> list[str]:
     """Enable or disable a caller ID (`dialler number enable|disable`).
 
     With `config`, enabling a number the config disables (or no longer lists) is refused: the
@@ -186,14 +205,20 @@ async def set_number_enabled(conn: Connection, number: str, enabled: bool, *,
     `UnknownNumber` (not in the pool).
     """
     if not is_e164(number):
-        raise InvalidNumber(f"{number!r} is not an E.164 number ('+', then the country code "
-                            "and number, e.g. +441632960001)", field="number")
+        raise InvalidNumber(
+            f"{number!r} is not an E.164 number ('+', then the country code "
+            "and number, e.g. +441632960001)",
+            field="number",
+        )
     if enabled and config is not None:
         _check_enable_allowed(config, number)
     if not await store.set_number_enabled(conn, number, enabled):
         known = ", ".join(entry.number for entry in config.numbers) if config else ""
-        raise _unknown_number(number, "it is not in the configured pool"
-                              + (f" ({known})" if known else " (add it under `numbers:`)"))
+        raise _unknown_number(
+            number,
+            "it is not in the configured pool"
+            + (f" ({known})" if known else " (add it under `numbers:`)"),
+        )
     if enabled:
         return []
     return await store.campaigns_without_enabled_numbers(conn, number)
@@ -203,9 +228,11 @@ def _check_enable_allowed(config: Config, number: str) -> None:
     for index, entry in enumerate(config.numbers):
         if entry.number == number:
             if not entry.enabled:
-                raise InvalidInput(f"number {number} is disabled in the config "
-                                   f"(numbers[{index}].enabled: false); set it to true there",
-                                   field="number")
+                raise InvalidInput(
+                    f"number {number} is disabled in the config "
+                    f"(numbers[{index}].enabled: false); set it to true there",
+                    field="number",
+                )
             return
     raise _unknown_number(number, "it is not in the config's `numbers:`")
 
@@ -216,15 +243,16 @@ def _unknown_number(number: str, why: str) -> UnknownNumber:
 
 # --- campaigns: settings ---------------------------------------------------------------------
 
-async def read_campaign_spec(conn: Connection, config: Config,
-                             document: Document) -> CampaignSpec:
+
+async def read_campaign_spec(conn: Connection, config: Config, document: Document) -> CampaignSpec:
     """The campaign in `document`, checked against the bots and the configured numbers.
 
     Syncs the number pool first, so that every configured number can be referenced.
     """
     await sync_numbers(conn, config)
-    return parse_campaign(document, bots=await bot_names(conn),
-                          numbers=[entry.number for entry in config.numbers])
+    return parse_campaign(
+        document, bots=await bot_names(conn), numbers=[entry.number for entry in config.numbers]
+    )
 
 
 async def create_campaign(conn: Connection, spec: CampaignSpec) -> uuid.UUID:
@@ -235,8 +263,7 @@ async def create_campaign(conn: Connection, spec: CampaignSpec) -> uuid.UUID:
     return campaign_id
 
 
-async def edit_campaign(conn: Connection, campaign_id: uuid.UUID,
-                        spec: CampaignSpec) -> Changed:
+async def edit_campaign(conn: Connection, campaign_id: uuid.UUID, spec: CampaignSpec) -> Changed:
     """Replace the settings of a draft or paused campaign with `spec` (numbers synced).
 
     A paused campaign must stay startable (it resumes without another start): its new settings
@@ -246,22 +273,20 @@ async def edit_campaign(conn: Connection, campaign_id: uuid.UUID,
     async with conn.transaction():
         campaign = await _locked(conn, campaign_id)
         if campaign.cancelled or campaign.state not in (_DRAFT, _PAUSED):
-            _refuse(campaign.name, campaign.state, campaign.cancelled_at, "edit",
-                    (_DRAFT, _PAUSED))
+            _refuse(campaign.name, campaign.state, campaign.cancelled_at, "edit", (_DRAFT, _PAUSED))
         warnings: list[str] = []
         if campaign.state == _PAUSED:
             facts = await _facts(conn, campaign_id, spec)
             problems = start_problems(facts)
             if problems:
-                raise checks_failed(campaign.name, "take these settings while paused",
-                                    problems)
+                raise checks_failed(campaign.name, "take these settings while paused", problems)
             warnings = start_warnings(facts)
         try:
-            updated = await store.update_campaign(conn, campaign_id, _settings(spec),
-                                                  campaign.state)
+            updated = await store.update_campaign(
+                conn, campaign_id, _settings(spec), campaign.state
+            )
         except SettingsRefused as exc:
-            raise InvalidInput(_check_refused(campaign.name, "take these settings", exc)
-                               ) from None
+            raise InvalidInput(_check_refused(campaign.name, "take these settings", exc)) from None
         if not updated:  # not reachable while the row is locked; kept as a guard
             await _refuse_current(conn, campaign_id, "edit", (_DRAFT, _PAUSED))
         await store.replace_campaign_numbers(conn, campaign_id, spec.numbers)
@@ -271,16 +296,24 @@ async def edit_campaign(conn: Connection, campaign_id: uuid.UUID,
 def _settings(spec: CampaignSpec) -> CampaignSettings:
     """The campaign columns of `spec`."""
     return CampaignSettings(
-        name=spec.name, bot_name=spec.bot, concurrency=spec.concurrency,
-        window_start=spec.window_start, window_end=spec.window_end,
-        window_days=tuple(spec.window_days), timezone=spec.timezone,
-        always_on=spec.always_on, ring_timeout_ms=_ms(spec.ring_timeout),
-        retry_max_attempts=spec.retry.max_attempts, retry_delay_ms=_ms(spec.retry.delay),
-        retry_on_system=tuple(name for name in system_dispositions()
-                              if name in spec.retry.on_system),
+        name=spec.name,
+        bot_name=spec.bot,
+        concurrency=spec.concurrency,
+        window_start=spec.window_start,
+        window_end=spec.window_end,
+        window_days=tuple(spec.window_days),
+        timezone=spec.timezone,
+        always_on=spec.always_on,
+        ring_timeout_ms=_ms(spec.ring_timeout),
+        retry_max_attempts=spec.retry.max_attempts,
+        retry_delay_ms=_ms(spec.retry.delay),
+        retry_on_system=tuple(
+            name for name in system_dispositions() if name in spec.retry.on_system
+        ),
         retry_on_custom=tuple(sorted(spec.retry.on_custom)),
         redial_stop_after_ms=_ms(spec.redial.stop_after_connect_longer_than),
-        redial_short_connect_ms=_ms(spec.redial.redial_after_connect_shorter_than))
+        redial_short_connect_ms=_ms(spec.redial.redial_after_connect_shorter_than),
+    )
 
 
 async def list_campaigns(conn: Connection) -> list[CampaignSummary]:
@@ -306,14 +339,28 @@ async def _locked(conn: Connection, campaign_id: uuid.UUID) -> Campaign:
 
 def _campaign(row: CampaignRow) -> Campaign:
     return Campaign(
-        id=row.id, name=row.name, state=CampaignState(row.state),
-        cancelled_at=row.cancelled_at, bot_id=row.bot_id, bot_name=row.bot_name,
-        numbers=row.numbers, concurrency=row.concurrency, window_start=row.window_start,
-        window_end=row.window_end, window_days=row.window_days, timezone=row.timezone,
-        always_on=row.always_on, ring_timeout=row.ring_timeout_ms / 1000,
-        retry=row.retry, redial=row.redial, created_at=row.created_at,
-        updated_at=row.updated_at, started_at=row.started_at,
-        completed_at=row.completed_at, last_dial_at=row.last_dial_at)
+        id=row.id,
+        name=row.name,
+        state=CampaignState(row.state),
+        cancelled_at=row.cancelled_at,
+        bot_id=row.bot_id,
+        bot_name=row.bot_name,
+        numbers=row.numbers,
+        concurrency=row.concurrency,
+        window_start=row.window_start,
+        window_end=row.window_end,
+        window_days=row.window_days,
+        timezone=row.timezone,
+        always_on=row.always_on,
+        ring_timeout=row.ring_timeout_ms / 1000,
+        retry=row.retry,
+        redial=row.redial,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        started_at=row.started_at,
+        completed_at=row.completed_at,
+        last_dial_at=row.last_dial_at,
+    )
 
 
 def _ms(seconds: float | None) -> int | None:
@@ -322,19 +369,20 @@ def _ms(seconds: float | None) -> int | None:
 
 # --- campaigns: lifecycle --------------------------------------------------------------------
 
+
 async def start_campaign(conn: Connection, config: Config, campaign_id: uuid.UUID) -> Changed:
     """draft → running, after the start checks (`StartChecksFailed` with every problem)."""
     return await _go_live(conn, config, campaign_id, verb="start", expected=_DRAFT)
 
 
-async def resume_campaign(conn: Connection, config: Config,
-                          campaign_id: uuid.UUID) -> Changed:
+async def resume_campaign(conn: Connection, config: Config, campaign_id: uuid.UUID) -> Changed:
     """paused → running, after the start checks again (numbers may have been disabled)."""
     return await _go_live(conn, config, campaign_id, verb="resume", expected=_PAUSED)
 
 
-async def _go_live(conn: Connection, config: Config, campaign_id: uuid.UUID, *, verb: str,
-                   expected: CampaignState) -> Changed:
+async def _go_live(
+    conn: Connection, config: Config, campaign_id: uuid.UUID, *, verb: str, expected: CampaignState
+) -> Changed:
     await sync_numbers(conn, config)
     async with conn.transaction():
         campaign = await _locked(conn, campaign_id)
@@ -379,9 +427,12 @@ async def cancel_campaign(conn: Connection, campaign_id: uuid.UUID) -> Cancelled
         completed = await store.complete_if_idle(conn, campaign_id)
         in_flight = 0 if completed else await store.count_in_flight(conn, campaign_id)
         await store.wake_daemons(conn, campaign_id)
-    return Cancelled(name=row.name,
-                     state=CampaignState.COMPLETED if completed else CampaignState(row.state),
-                     contacts_cancelled=contacts_cancelled, in_flight=in_flight)
+    return Cancelled(
+        name=row.name,
+        state=CampaignState.COMPLETED if completed else CampaignState(row.state),
+        contacts_cancelled=contacts_cancelled,
+        in_flight=in_flight,
+    )
 
 
 async def _facts(conn: Connection, campaign_id: uuid.UUID, spec: CampaignSpec) -> StartFacts:
@@ -396,11 +447,15 @@ async def _facts(conn: Connection, campaign_id: uuid.UUID, spec: CampaignSpec) -
         spec=spec,
         bots=await bot_names(conn),
         pool={number: enabled.get(number, False) for number in spec.numbers},
-        has_contacts=has_contacts, prompt=prompt, contact_variables=variables)
+        has_contacts=has_contacts,
+        prompt=prompt,
+        contact_variables=variables,
+    )
 
 
-async def _refuse_current(conn: Connection, campaign_id: uuid.UUID, verb: str,
-                          allowed: Sequence[CampaignState]) -> NoReturn:
+async def _refuse_current(
+    conn: Connection, campaign_id: uuid.UUID, verb: str, allowed: Sequence[CampaignState]
+) -> NoReturn:
     """Refuse `verb` for the campaign's current state (a transition's UPDATE found no row)."""
     row = await store.campaign_state(conn, campaign_id)
     if row is None:
@@ -408,9 +463,15 @@ async def _refuse_current(conn: Connection, campaign_id: uuid.UUID, verb: str,
     _refuse(row.name, CampaignState(row.state), row.cancelled_at, verb, allowed)
 
 
-def _refuse(name: str, state: CampaignState, cancelled_at: datetime | None, verb: str,
-            allowed: Sequence[CampaignState]) -> NoReturn:
+def _refuse(
+    name: str,
+    state: CampaignState,
+    cancelled_at: datetime | None,
+    verb: str,
+    allowed: Sequence[CampaignState],
+) -> NoReturn:
     """`WrongState`: the campaign is `state` (or cancelled) and `verb` needs `allowed`."""
+
     def refused(message: str) -> WrongState:
         return WrongState(message, state=state, allowed=allowed)
 
@@ -419,13 +480,15 @@ def _refuse(name: str, state: CampaignState, cancelled_at: datetime | None, verb
         if verb == "cancel":
             raise refused(f"campaign {name} was already cancelled at {when}")
         if state == CampaignState.COMPLETED:
-            raise refused(f"campaign {name} was cancelled at {when} and is completed: "
-                          f"cannot {verb} it")
+            raise refused(
+                f"campaign {name} was cancelled at {when} and is completed: cannot {verb} it"
+            )
         if state == _DRAFT:
-            raise refused(f"campaign {name} was cancelled at {when} (as a draft): "
-                          f"cannot {verb} it")
-        raise refused(f"campaign {name} was cancelled at {when}; it completes when its "
-                      f"live calls end: cannot {verb} it")
+            raise refused(f"campaign {name} was cancelled at {when} (as a draft): cannot {verb} it")
+        raise refused(
+            f"campaign {name} was cancelled at {when}; it completes when its "
+            f"live calls end: cannot {verb} it"
+        )
     if verb == "cancel":  # only a completed campaign refuses a cancel
         raise refused(f"campaign {name} is {state}: nothing to cancel")
     raise refused(f"campaign {name} is {state}, not {_either(allowed)}: cannot {verb} it")
@@ -440,7 +503,9 @@ def _either(states: Sequence[CampaignState]) -> str:
 
 def _check_refused(name: str, verb: str, exc: SettingsRefused) -> str:
     # The start checks cover what the constraint checks; if they ever disagree, say so plainly.
-    return (f"campaign {name} cannot {verb}: the database refused its settings "
-            f"({exc.constraint or 'a check constraint'}): it needs a bot, concurrency "
-            "of at least 1, and a window of zero-padded HH:MM times (start before end) on at "
-            "least one of mon..sun; fix them with `dialler campaign edit`")
+    return (
+        f"campaign {name} cannot {verb}: the database refused its settings "
+        f"({exc.constraint or 'a check constraint'}): it needs a bot, concurrency "
+        "of at least 1, and a window of zero-padded HH:MM times (start before end) on at "
+        "least one of mon..sun; fix them with `dialler campaign edit`"
+    )

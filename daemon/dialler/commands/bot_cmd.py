@@ -30,10 +30,13 @@ def create(args: argparse.Namespace) -> int:
 
 def list_bots(args: argparse.Namespace) -> int:
     """A table of every bot on stdout."""
+
     async def body(conn: Connection, config: Config) -> list[repo.Bot]:
         return await repo.list_bots(conn)
 
-    rows = [(str(bot.id), bot.name, str(bot.campaigns), display_time(bot.created_at))
-            for bot in with_db(args, body)]
+    rows = [
+        (str(bot.id), bot.name, str(bot.campaigns), display_time(bot.created_at))
+        for bot in with_db(args, body)
+    ]
     print(format_table(("ID", "NAME", "CAMPAIGNS", "CREATED"), rows))
     return 0

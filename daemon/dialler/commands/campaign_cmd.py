@@ -53,19 +53,34 @@ def edit(args: argparse.Namespace) -> int:
 
 def list_campaigns(args: argparse.Namespace) -> int:
     """A table of every campaign on stdout."""
+
     async def body(conn: Connection, config: Config) -> list[repo.CampaignSummary]:
         return await repo.list_campaigns(conn)
 
-    rows = [(str(c.id), c.name, _state(c.state, c.cancelled_at), c.bot_name or "-",
-             str(c.concurrency), str(c.numbers), "yes" if c.always_on else "no",
-             display_time(c.created_at)) for c in with_db(args, body)]
-    print(format_table(("ID", "NAME", "STATE", "BOT", "CONCURRENCY", "NUMBERS", "ALWAYS_ON",
-                        "CREATED"), rows))
+    rows = [
+        (
+            str(c.id),
+            c.name,
+            _state(c.state, c.cancelled_at),
+            c.bot_name or "-",
+            str(c.concurrency),
+            str(c.numbers),
+            "yes" if c.always_on else "no",
+            display_time(c.created_at),
+        )
+        for c in with_db(args, body)
+    ]
+    print(
+        format_table(
+            ("ID", "NAME", "STATE", "BOT", "CONCURRENCY", "NUMBERS", "ALWAYS_ON", "CREATED"), rows
+        )
+    )
     return 0
 
 
 def start(args: argparse.Namespace) -> int:
     """draft → running after the start checks; exit 2 with every problem otherwise."""
+
     async def body(conn: Connection, config: Config) -> repo.Changed:
         return await repo.start_campaign(conn, config, await resolve_campaign(conn, args.campaign))
 
@@ -77,6 +92,7 @@ def start(args: argparse.Namespace) -> int:
 
 def pause(args: argparse.Namespace) -> int:
     """running → paused: no new dials; live calls finish."""
+
     async def body(conn: Connection, config: Config) -> repo.Changed:
         return await repo.pause_campaign(conn, await resolve_campaign(conn, args.campaign))
 
@@ -87,9 +103,9 @@ def pause(args: argparse.Namespace) -> int:
 
 def resume(args: argparse.Namespace) -> int:
     """paused → running, after the start checks again."""
+
     async def body(conn: Connection, config: Config) -> repo.Changed:
-        return await repo.resume_campaign(conn, config,
-                                          await resolve_campaign(conn, args.campaign))
+        return await repo.resume_campaign(conn, config, await resolve_campaign(conn, args.campaign))
 
     changed = with_db(args, body)
     _warn(changed.warnings)
@@ -99,12 +115,15 @@ def resume(args: argparse.Namespace) -> int:
 
 def cancel(args: argparse.Namespace) -> int:
     """No new dials; waiting contacts cancelled; completed once live calls end."""
+
     async def body(conn: Connection, config: Config) -> repo.Cancelled:
         return await repo.cancel_campaign(conn, await resolve_campaign(conn, args.campaign))
 
     result = with_db(args, body)
-    message = (f"campaign {result.name} cancelled: {result.contacts_cancelled} waiting "
-               f"contact(s) cancelled; ")
+    message = (
+        f"campaign {result.name} cancelled: {result.contacts_cancelled} waiting "
+        f"contact(s) cancelled; "
+    )
     if result.state == CampaignState.COMPLETED:
         message += "completed"
     elif result.in_flight:

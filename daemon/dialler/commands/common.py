@@ -19,8 +19,7 @@ def config_of(args: argparse.Namespace) -> Config:
     return load_config(config_path(args))
 
 
-def with_db(args: argparse.Namespace,
-            body: Callable[[Connection, Config], Awaitable[T]]) -> T:
+def with_db(args: argparse.Namespace, body: Callable[[Connection, Config], Awaitable[T]]) -> T:
     """Run `body(conn, config)` with one database connection, closed afterwards."""
     config = config_of(args)
 
@@ -44,6 +43,8 @@ def display_time(moment: datetime | None) -> str:
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """Left-aligned columns two spaces apart, the header first (no trailing spaces)."""
     widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=False)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-             .rstrip() for row in (headers, *rows)]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in (headers, *rows)
+    ]
     return "\n".join(lines)

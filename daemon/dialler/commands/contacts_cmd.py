@@ -27,9 +27,9 @@ def import_csv(args: argparse.Namespace) -> int:
     async def body(conn: Connection, config: Config) -> ImportSummary:
         campaign_id = await resolve_campaign(conn, args.campaign)
         try:
-            return await import_contacts(conn, campaign_id, path,
-                                         config.contacts.default_region, errors,
-                                         progress=progress)
+            return await import_contacts(
+                conn, campaign_id, path, config.contacts.default_region, errors, progress=progress
+            )
         finally:
             if progress is not None:
                 progress.clear()
@@ -47,13 +47,17 @@ def add(args: argparse.Namespace) -> int:
 
     async def body(conn: Connection, config: Config) -> AddedContact:
         campaign_id = await resolve_campaign(conn, args.campaign)
-        return await add_contact(conn, campaign_id, args.phone, variables,
-                                 config.contacts.default_region)
+        return await add_contact(
+            conn, campaign_id, args.phone, variables, config.contacts.default_region
+        )
 
     added = with_db(args, body)
     if added.suppressed:
-        print(f"warning: {added.phone} is on the do-not-call list: added as cancelled, it "
-              "will not be dialled", file=sys.stderr)
+        print(
+            f"warning: {added.phone} is on the do-not-call list: added as cancelled, it "
+            "will not be dialled",
+            file=sys.stderr,
+        )
     _warn(added.warnings)
     print(added.id)
     return 0
@@ -65,16 +69,20 @@ def cancel(args: argparse.Namespace) -> int:
 
     async def body(conn: Connection, config: Config) -> CancelledContact:
         campaign_id = await resolve_campaign(conn, args.campaign)
-        return await cancel_contact(conn, campaign_id, args.phone,
-                                    config.contacts.default_region)
+        return await cancel_contact(conn, campaign_id, args.phone, config.contacts.default_region)
 
     result = with_db(args, body)
     if result.already_final is None:
-        print(f"cancelled contact {result.id} ({result.phone}): it will not be dialled",
-              file=sys.stderr)
+        print(
+            f"cancelled contact {result.id} ({result.phone}): it will not be dialled",
+            file=sys.stderr,
+        )
     else:
-        print(f"contact {result.id} ({result.phone}) is already final "
-              f"({result.already_final}); nothing to cancel", file=sys.stderr)
+        print(
+            f"contact {result.id} ({result.phone}) is already final "
+            f"({result.already_final}); nothing to cancel",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -18,8 +18,9 @@ def migrate(args: argparse.Namespace) -> int:
     prints as one line and turns into exit code 1.
     """
     dsn = load_config(config_path(args)).database.dsn
-    names = {migration.version: migration.filename
-             for migration in migrations.available_migrations()}
+    names = {
+        migration.version: migration.filename for migration in migrations.available_migrations()
+    }
     applied = asyncio.run(migrations.migrate(dsn))
     for version in applied:
         print(f"applied {names[version]}", file=sys.stderr)

@@ -31,6 +31,9 @@ def _set(args: argparse.Namespace, *, enabled: bool) -> int:
     stranded = with_db(args, body)
     print(f"number {number} {'enabled' if enabled else 'disabled'}", file=sys.stderr)
     for name in stranded:
-        print(f"dialler: warning: campaign {name} has no enabled number left; it places no "
-              "calls until one is enabled", file=sys.stderr)
+        print(
+            f"dialler: warning: campaign {name} has no enabled number left; it places no "
+            "calls until one is enabled",
+            file=sys.stderr,
+        )
     return 0

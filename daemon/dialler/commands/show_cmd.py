@@ -27,14 +27,20 @@ def show(args: argparse.Namespace) -> int:
         s = data["stats"]
         print(f"{data['name']}  ({data['id']})")
         print(f"state      {data['state']}")
-        print(f"activity   {_LABELS.get(data['activity'], data['activity'])}"
-              + ("   STALLED" if data["stalled"] else ""))
+        print(
+            f"activity   {_LABELS.get(data['activity'], data['activity'])}"
+            + ("   STALLED" if data["stalled"] else "")
+        )
         capped = f" (capped by {data['capped_by']})" if data["capped_by"] else ""
         print(f"concurrency {data['effective_concurrency']}{capped}")
-        print(f"pending {s['pending']}  dialing {s['dialing']}  connected {s['connected']}  "
-              f"wrapping {s['wrapping']}")
-        print(f"retry_scheduled {s['retry_scheduled']}  callback_scheduled "
-              f"{s['callback_scheduled']}  retries_left {s['retries_left']}")
+        print(
+            f"pending {s['pending']}  dialing {s['dialing']}  connected {s['connected']}  "
+            f"wrapping {s['wrapping']}"
+        )
+        print(
+            f"retry_scheduled {s['retry_scheduled']}  callback_scheduled "
+            f"{s['callback_scheduled']}  retries_left {s['retries_left']}"
+        )
         print(f"done {s['done']}  exhausted {s['exhausted']}  cancelled {s['cancelled']}")
         print(f"answer rate {s['answer_rate']:.1%}  last dial {s['last_dial_at'] or '-'}")
         return 0
@@ -50,12 +56,13 @@ def calls(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(items, indent=2))
             return 0
-        print(f"{'phone_number':16} {'state':19} {'attempts':8} {'last':10} {'sip':>4} "
-              f"{'next':10}")
+        print(f"{'phone_number':16} {'state':19} {'attempts':8} {'last':10} {'sip':>4} {'next':10}")
         for it in items:
-            print(f"{it['phone_number']:16} {it['state']:19} {it['attempts']:8} "
-                  f"{it['last_outcome'] or '-':10} {it['last_sip_code'] or '-':>4} "
-                  f"{it['next_action'] or '-':10}")
+            print(
+                f"{it['phone_number']:16} {it['state']:19} {it['attempts']:8} "
+                f"{it['last_outcome'] or '-':10} {it['last_sip_code'] or '-':>4} "
+                f"{it['next_action'] or '-':10}"
+            )
         return 0
 
     return with_db(args, body)

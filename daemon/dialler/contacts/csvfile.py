@@ -94,8 +94,13 @@ class ContactStream:
     `rejected` count the rows so far. Use as a context manager, or `close()` it.
     """
 
-    def __init__(self, path: Path, handle: io.BufferedReader, default_region: str,
-                 on_error: Callable[[RowError], None] | None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        handle: io.BufferedReader,
+        default_region: str,
+        on_error: Callable[[RowError], None] | None,
+    ) -> None:
         self.path = path
         self.default_region = default_region
         self.errors: list[RowError] = []
@@ -129,8 +134,12 @@ class ContactStream:
     def __enter__(self) -> ContactStream:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         self.close()
 
     # --- lines -------------------------------------------------------------------------------
@@ -144,17 +153,22 @@ class ContactStream:
             if first:
                 first = False
                 if raw.startswith(codecs.BOM_UTF8):
-                    raw = raw[len(codecs.BOM_UTF8):]
+                    raw = raw[len(codecs.BOM_UTF8) :]
             if b"\x00" in raw:
-                raise CsvFileError(self.path, "contains a NUL byte: this is not CSV text "
-                                   "(a binary file?)", self._lines_read)
+                raise CsvFileError(
+                    self.path,
+                    "contains a NUL byte: this is not CSV text (a binary file?)",
+                    self._lines_read,
+                )
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise CsvFileError(
-                    self.path, f"not UTF-8 text: byte 0x{raw[exc.start]:02x} (byte "
+                    self.path,
+                    f"not UTF-8 text: byte 0x{raw[exc.start]:02x} (byte "
                     f"{exc.start + 1} of the line) cannot be decoded; save the file as UTF-8 CSV",
-                    self._lines_read) from None
+                    self._lines_read,
+                ) from None
             if text.find("\r", 0, len(text) - 2) >= 0:
                 pieces = _LONE_CR.split(text)
                 self._lines_read += len(pieces) - 1
@@ -181,13 +195,16 @@ class ContactStream:
                 break
         for number, name in enumerate(fields, start=1):
             if not name.strip():
-                raise CsvFileError(self.path, f"column {number} of the header has no name",
-                                   line)
+                raise CsvFileError(self.path, f"column {number} of the header has no name", line)
         first_seen: dict[str, int] = {}
         for number, name in enumerate(fields, start=1):
             if name in first_seen:
-                raise CsvFileError(self.path, f"column {name!r} appears twice in the header "
-                                   f"(columns {first_seen[name]} and {number})", line)
+                raise CsvFileError(
+                    self.path,
+                    f"column {name!r} appears twice in the header "
+                    f"(columns {first_seen[name]} and {number})",
+                    line,
+                )
             first_seen[name] = number
         if PHONE_COLUMN not in first_seen:
             raise CsvFileError(self.path, _missing_phone_column(fields), line)
@@ -199,8 +216,9 @@ class ContactStream:
         reader = self._reader
         width = len(self.columns)
         phone_at = self.phone_index
-        variable_columns = [(index, name) for index, name in enumerate(self.columns)
-                            if index != phone_at]
+        variable_columns = [
+            (index, name) for index, name in enumerate(self.columns) if index != phone_at
+        ]
         region = self.default_region
         seen = _SeenNumbers()
         end = reader.line_num
@@ -216,12 +234,12 @@ class ContactStream:
                 self._reject(start, [raw], _csv_problem(exc, raw, self._at_end))
                 continue
             start, end = end + 1, reader.line_num
-            if not fields or (not fields[0].strip()
-                              and not any(field.strip() for field in fields)):
+            if not fields or (not fields[0].strip() and not any(field.strip() for field in fields)):
                 continue  # a blank line, or one of empty fields only (",,,")
             if len(fields) != width:
-                self._reject(start, fields, f"expected {width} fields (as in the header), "
-                             f"got {len(fields)}")
+                self._reject(
+                    start, fields, f"expected {width} fields (as in the header), got {len(fields)}"
+                )
                 continue
             if max(map(len, fields)) > _SURELY_SHORT:
                 too_long = _overlong_column(fields, self.columns)
@@ -239,8 +257,9 @@ class ContactStream:
                 self._reject(start, fields, f"duplicate: {phone} is already on line {first}")
                 continue
             self.valid += 1
-            yield ParsedRow(start, phone, {name: fields[index] for index, name
-                                           in variable_columns}, raw_phone)
+            yield ParsedRow(
+                start, phone, {name: fields[index] for index, name in variable_columns}, raw_phone
+            )
 
     def _reject(self, line: int, raw: list[str] | None, reason: str) -> None:
         self.rejected += 1
@@ -293,8 +312,9 @@ class _SeenNumbers:
                 self.first_line(number, line)
 
 
-def read_contacts(path: Path, default_region: str,
-                  on_error: Callable[[RowError], None] | None = None) -> ContactStream:
+def read_contacts(
+    path: Path, default_region: str, on_error: Callable[[RowError], None] | None = None
+) -> ContactStream:
     """Open the contacts CSV at `path` and check its header; the rows come by iterating.
 
     Raises `CsvFileError` (exit 2) for a file that cannot be imported at all: unreadable,
@@ -337,8 +357,9 @@ def _missing_phone_column(fields: list[str]) -> str:
     message = f"no {PHONE_COLUMN!r} column (columns found: {shown})"
     suggestion = _closest_to_phone_column(fields)
     if suggestion is not None:
-        message += (f"; did you mean {suggestion!r}? The column must be named exactly "
-                    f"{PHONE_COLUMN!r}")
+        message += (
+            f"; did you mean {suggestion!r}? The column must be named exactly {PHONE_COLUMN!r}"
+        )
     return message
 
 
@@ -358,8 +379,10 @@ def _overlong_column(fields: list[str], columns: tuple[str, ...]) -> str | None:
         if len(field) > _SURELY_SHORT:
             size = len(field.encode("utf-8"))
             if size > MAX_FIELD_BYTES:
-                return (f"field {name!r} is {size} bytes long, over the limit of "
-                        f"{MAX_FIELD_BYTES} (64 KiB)")
+                return (
+                    f"field {name!r} is {size} bytes long, over the limit of "
+                    f"{MAX_FIELD_BYTES} (64 KiB)"
+                )
     return None
 
 
@@ -369,8 +392,7 @@ def _csv_problem(exc: csv.Error, raw: str, at_end: bool) -> str:
     the csv module's field limit, one that ran into the end of the file (a quote never
     closed), or else bad quoting (the module's own words then, as given)."""
     if len(raw) > _CSV_FIELD_LIMIT:
-        return (f"a field is over {MAX_FIELD_BYTES} bytes (64 KiB) — far over: an unclosed "
-                "quote?")
+        return f"a field is over {MAX_FIELD_BYTES} bytes (64 KiB) — far over: an unclosed quote?"
     if at_end:
         return "unclosed quote: the quoted field runs to the end of the file"
     return f"bad CSV quoting: {exc}"

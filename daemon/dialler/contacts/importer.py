@@ -41,8 +41,14 @@ from ..store.contacts import CampaignForContacts, StagingRecord
 from ..store.prompts import campaign_prompt
 from .csvfile import PHONE_COLUMN, ContactStream, ParsedRow, RowError, read_contacts
 
-__all__ = ["ImportSummary", "accepts_contacts", "campaign_prompt", "check_accepts_contacts",
-           "default_errors_path", "import_contacts"]
+__all__ = [
+    "ImportSummary",
+    "accepts_contacts",
+    "campaign_prompt",
+    "check_accepts_contacts",
+    "default_errors_path",
+    "import_contacts",
+]
 
 # Rows staged then inserted at a time (see `_load`); a chunk takes some 20 MB in memory.
 _CHUNK_ROWS = 50_000
@@ -72,12 +78,17 @@ class ImportSummary:
         """The one-line summary printed after `contacts import`."""
         text = f"imported {self.imported} contacts into {self.campaign}"
         if self.suppressed:
-            text += (f" ({self.suppressed} on the do-not-call list, imported as cancelled: "
-                     "they will not be dialled)")
+            text += (
+                f" ({self.suppressed} on the do-not-call list, imported as cancelled: "
+                "they will not be dialled)"
+            )
         if self.errors_path is None:
             return text + "; no rows rejected (no errors file written)"
-        in_campaign = (f", {self.duplicates_in_campaign} of them already in the campaign"
-                       if self.duplicates_in_campaign else "")
+        in_campaign = (
+            f", {self.duplicates_in_campaign} of them already in the campaign"
+            if self.duplicates_in_campaign
+            else ""
+        )
         return f"{text}; {self.rejected} rows rejected{in_campaign} (see {self.errors_path})"
 
 
@@ -92,16 +103,23 @@ def accepts_contacts(row: CampaignForContacts | None, campaign_id: uuid.UUID) ->
     if row is None:
         raise UnknownCampaign(str(campaign_id))
     if row.cancelled_at is not None:
-        raise WrongState(f"campaign {row.name!r} was cancelled: contacts can no longer be "
-                         "added", state=row.state, allowed=_TAKES_CONTACTS)
+        raise WrongState(
+            f"campaign {row.name!r} was cancelled: contacts can no longer be added",
+            state=row.state,
+            allowed=_TAKES_CONTACTS,
+        )
     if row.state == CampaignState.COMPLETED:
-        raise WrongState(f"campaign {row.name!r} is completed: contacts can no longer be "
-                         "added", state=row.state, allowed=_TAKES_CONTACTS)
+        raise WrongState(
+            f"campaign {row.name!r} is completed: contacts can no longer be added",
+            state=row.state,
+            allowed=_TAKES_CONTACTS,
+        )
     return row.name
 
 
-async def check_accepts_contacts(conn: Connection, campaign_id: uuid.UUID, *,
-                                 lock: bool = False) -> str:
+async def check_accepts_contacts(
+    conn: Connection, campaign_id: uuid.UUID, *, lock: bool = False
+) -> str:
     """The campaign's name if contacts may be added to it; `UnknownCampaign`, `WrongState`
     otherwise. `lock`: hold a share lock on the campaign until the transaction commits (a
     `campaign cancel` then waits for it; `campaign_for_contacts_locked`)."""
@@ -109,9 +127,15 @@ async def check_accepts_contacts(conn: Connection, campaign_id: uuid.UUID, *,
     return accepts_contacts(row, campaign_id)
 
 
-async def import_contacts(conn: Connection, campaign_id: uuid.UUID, path: Path, default_region: str,
-                          errors_path: Path | None = None, *,
-                          progress: Progress | None = None) -> ImportSummary:
+async def import_contacts(
+    conn: Connection,
+    campaign_id: uuid.UUID,
+    path: Path,
+    default_region: str,
+    errors_path: Path | None = None,
+    *,
+    progress: Progress | None = None,
+) -> ImportSummary:
     """Import the contacts CSV at `path` into the campaign; see the module docstring.
 
     `errors_path` defaults to `<path>.errors.csv`. `progress`, when given, receives a short
@@ -129,30 +153,41 @@ async def import_contacts(conn: Connection, campaign_id: uuid.UUID, path: Path, 
     with contextlib.ExitStack() as cleanup:
         rejected = cleanup.enter_context(_ErrorSpool())
         stream = cleanup.enter_context(
-            await asyncio.to_thread(read_contacts, path, default_region, rejected.add))
+            await asyncio.to_thread(read_contacts, path, default_region, rejected.add)
+        )
         in_campaign = cleanup.enter_context(_ErrorSpool())
         try:
             async with store.import_transaction(conn):
-                imported, suppressed = await _load(conn, campaign_id, stream, in_campaign,
-                                                   progress)
-                written = await asyncio.to_thread(_write_errors, errors_path, path,
-                                                  stream.columns, rejected, in_campaign)
+                imported, suppressed = await _load(conn, campaign_id, stream, in_campaign, progress)
+                written = await asyncio.to_thread(
+                    _write_errors, errors_path, path, stream.columns, rejected, in_campaign
+                )
                 cleanup.callback(_remove, written)  # until the rename below
         except OSError as exc:
-            raise OperationalError("import failed, nothing imported: "
-                                   f"{exc.strerror or exc}") from None
+            raise OperationalError(
+                f"import failed, nothing imported: {exc.strerror or exc}"
+            ) from None
         if written is not None:
             os.replace(written, errors_path)
     variables = [column for column in stream.columns if column != PHONE_COLUMN]
     return ImportSummary(
-        campaign=campaign, imported=imported, rejected=rejected.count + in_campaign.count,
-        duplicates_in_campaign=in_campaign.count, suppressed=suppressed,
+        campaign=campaign,
+        imported=imported,
+        rejected=rejected.count + in_campaign.count,
+        duplicates_in_campaign=in_campaign.count,
+        suppressed=suppressed,
         errors_path=errors_path if written is not None else None,
-        warnings=[] if prompt is None else prompt_warnings(prompt, variables))
+        warnings=[] if prompt is None else prompt_warnings(prompt, variables),
+    )
 
 
-async def _load(conn: Connection, campaign_id: uuid.UUID, stream: ContactStream,
-                in_campaign: _ErrorSpool, progress: Progress | None) -> tuple[int, int]:
+async def _load(
+    conn: Connection,
+    campaign_id: uuid.UUID,
+    stream: ContactStream,
+    in_campaign: _ErrorSpool,
+    progress: Progress | None,
+) -> tuple[int, int]:
     """Move the file's valid rows into `contacts` inside the caller's transaction, a chunk at
     a time; spool the rows whose number the campaign already has. (imported, suppressed)
 
@@ -170,31 +205,37 @@ async def _load(conn: Connection, campaign_id: uuid.UUID, stream: ContactStream,
         while chunk := await parsing:
             await store.stage_rows(conn, chunk)
             del chunk
-            parsing = asyncio.create_task(asyncio.to_thread(_parse_chunk, rows),
-                                          name="parse-chunk")
+            parsing = asyncio.create_task(asyncio.to_thread(_parse_chunk, rows), name="parse-chunk")
             result = await store.import_staged(conn, campaign_id)
             imported += result.imported
             suppressed += result.suppressed
             for duplicate in result.duplicates:
-                in_campaign.add(RowError(
-                    duplicate.line,
-                    _original_fields(stream.phone_index,
-                                     duplicate.raw_phone or duplicate.phone,
-                                     duplicate.variables),
-                    f"duplicate in campaign: {duplicate.phone} is already a contact of the "
-                    "campaign"))
+                in_campaign.add(
+                    RowError(
+                        duplicate.line,
+                        _original_fields(
+                            stream.phone_index,
+                            duplicate.raw_phone or duplicate.phone,
+                            duplicate.variables,
+                        ),
+                        f"duplicate in campaign: {duplicate.phone} is already a contact of the "
+                        "campaign",
+                    )
+                )
             await store.truncate_import_staging(conn)
             if progress is not None:
-                progress(f"{imported:,} contacts added, "
-                         f"{stream.valid + stream.rejected:,} rows read")
+                progress(
+                    f"{imported:,} contacts added, {stream.valid + stream.rejected:,} rows read"
+                )
     finally:
         # On failure, let the worker finish its chunk before the file is closed under it.
         if not parsing.done():
             with contextlib.suppress(Exception):
                 await parsing
     if progress is not None:
-        progress(f"{imported:,} contacts added, {stream.valid + stream.rejected:,} rows "
-                 "read; committing")
+        progress(
+            f"{imported:,} contacts added, {stream.valid + stream.rejected:,} rows read; committing"
+        )
     # Last, so the lock lasts only until the commit (see the query).
     await check_accepts_contacts(conn, campaign_id, lock=True)
     return imported, suppressed
@@ -202,9 +243,15 @@ async def _load(conn: Connection, campaign_id: uuid.UUID, stream: ContactStream,
 
 def _parse_chunk(rows: Iterator[ParsedRow]) -> list[StagingRecord]:
     """The next `_CHUNK_ROWS` valid rows as staging records (empty at the end of the file)."""
-    return [(row.line, row.phone, None if row.raw_phone == row.phone else row.raw_phone,
-             json.dumps(row.variables, ensure_ascii=False))
-            for row in itertools.islice(rows, _CHUNK_ROWS)]
+    return [
+        (
+            row.line,
+            row.phone,
+            None if row.raw_phone == row.phone else row.raw_phone,
+            json.dumps(row.variables, ensure_ascii=False),
+        )
+        for row in itertools.islice(rows, _CHUNK_ROWS)
+    ]
 
 
 def _original_fields(phone_index: int, raw_phone: str, variables: dict[str, str]) -> list[str]:
@@ -222,7 +269,8 @@ class _ErrorSpool:
         self.count = 0
         # Closed by __exit__: the spool lives as long as the import.
         self._file: IO[str] = tempfile.TemporaryFile(  # noqa: SIM115
-            "w+", encoding="utf-8", newline="")
+            "w+", encoding="utf-8", newline=""
+        )
         self._writer = csv.writer(self._file)
 
     def add(self, error: RowError) -> None:
@@ -254,8 +302,9 @@ def _check_errors_path(errors_path: Path, path: Path) -> None:
         raise InvalidInput(f"--errors {errors_path}: is a directory")
 
 
-def _write_errors(errors_path: Path, path: Path, columns: Iterable[str],
-                  *spools: _ErrorSpool) -> Path | None:
+def _write_errors(
+    errors_path: Path, path: Path, columns: Iterable[str], *spools: _ErrorSpool
+) -> Path | None:
     """Merge the spools by line into a temporary file beside `errors_path` (renamed into
     place once the import has committed); its path, or None when there is nothing to write.
 
@@ -263,8 +312,9 @@ def _write_errors(errors_path: Path, path: Path, columns: Iterable[str],
     """
     if not any(spool.count for spool in spools):
         return None
-    handle, name = tempfile.mkstemp(prefix=f".{errors_path.name}.", suffix=".tmp",
-                                    dir=errors_path.parent)
+    handle, name = tempfile.mkstemp(
+        prefix=f".{errors_path.name}.", suffix=".tmp", dir=errors_path.parent
+    )
     try:
         os.fchmod(handle, path.stat().st_mode & 0o666)
         with open(handle, "w", encoding="utf-8", newline="") as out:

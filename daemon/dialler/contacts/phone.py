@@ -51,8 +51,10 @@ def normalise_phone(text: str, default_region: str) -> str:
         problem = _PARSE_PROBLEMS.get(exc.error_type, str(exc))
         raise InvalidNumber(f"invalid phone number {stripped!r}: {problem}") from None
     if number.extension:
-        raise InvalidNumber(f"invalid phone number {stripped!r}: has an extension "
-                            f"({number.extension}), which cannot be dialled")
+        raise InvalidNumber(
+            f"invalid phone number {stripped!r}: has an extension "
+            f"({number.extension}), which cannot be dialled"
+        )
     length = phonenumbers.is_possible_number_with_reason(number)
     if length != ValidationResult.IS_POSSIBLE:
         code = number.country_code or 0

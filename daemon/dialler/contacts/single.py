@@ -47,8 +47,13 @@ class CancelledContact:
     already_final: ContactState | None
 
 
-async def add_contact(conn: Connection, campaign_id: uuid.UUID, phone: str,
-                      variables: Mapping[str, str], default_region: str) -> AddedContact:
+async def add_contact(
+    conn: Connection,
+    campaign_id: uuid.UUID,
+    phone: str,
+    variables: Mapping[str, str],
+    default_region: str,
+) -> AddedContact:
     """Add one contact to the campaign, due now. Refused with `InvalidNumber` (the number is
     unusable), `InvalidField` (a variable), `DuplicateContact` (the campaign has the number),
     `UnknownCampaign` / `WrongState` (the campaign takes no more contacts). A number on the
@@ -64,14 +69,19 @@ async def add_contact(conn: Connection, campaign_id: uuid.UUID, phone: str,
             assert existing is not None  # the insert conflicted with it, in this transaction
             raise DuplicateContact(e164, campaign, existing.id, existing.state)
         prompt = await campaign_prompt(conn, campaign_id)
-    warnings = [] if prompt is None else prompt_warnings(
-        prompt, variables, lacking="is not among this contact's variables")
-    return AddedContact(added.id, e164, suppressed=added.state == ContactState.CANCELLED,
-                        warnings=warnings)
+    warnings = (
+        []
+        if prompt is None
+        else prompt_warnings(prompt, variables, lacking="is not among this contact's variables")
+    )
+    return AddedContact(
+        added.id, e164, suppressed=added.state == ContactState.CANCELLED, warnings=warnings
+    )
 
 
-async def cancel_contact(conn: Connection, campaign_id: uuid.UUID, phone: str,
-                         default_region: str) -> CancelledContact:
+async def cancel_contact(
+    conn: Connection, campaign_id: uuid.UUID, phone: str, default_region: str
+) -> CancelledContact:
     """Cancel the campaign's waiting contact with this number (it will not be dialled).
 
     Idempotent for final contacts (`already_final` says which state). `ContactNotFound` when
@@ -93,8 +103,10 @@ async def cancel_contact(conn: Connection, campaign_id: uuid.UUID, phone: str,
             return CancelledContact(row.id, e164, already_final=state)
         if state in IN_FLIGHT:
             raise ContactBusy(e164, row.id, state)
-    raise TryAgain(f"phone_number {e164}: the contact kept changing state while being "
-                   "cancelled; run the command again")
+    raise TryAgain(
+        f"phone_number {e164}: the contact kept changing state while being "
+        "cancelled; run the command again"
+    )
 
 
 def _check_variables(variables: Mapping[str, str]) -> None:
@@ -102,8 +114,11 @@ def _check_variables(variables: Mapping[str, str]) -> None:
         if not name.strip():
             raise InvalidField("metadata", "variables: a variable has an empty name")
         if name == PHONE_COLUMN:
-            raise InvalidField(f"metadata.{name}", f"variables: {PHONE_COLUMN!r} is the "
-                               "number itself, not a variable")
+            raise InvalidField(
+                f"metadata.{name}",
+                f"variables: {PHONE_COLUMN!r} is the number itself, not a variable",
+            )
         if len(value.encode("utf-8")) > MAX_FIELD_BYTES:
-            raise InvalidField(f"metadata.{name}", f"variables: {name!r} is over "
-                               f"{MAX_FIELD_BYTES} bytes (64 KiB)")
+            raise InvalidField(
+                f"metadata.{name}", f"variables: {name!r} is over {MAX_FIELD_BYTES} bytes (64 KiB)"
+            )

@@ -24,8 +24,16 @@ from ..store import suppressions as store
 from ..store.suppressions import Suppression
 from .phone import normalise_phone
 
-__all__ = ["MAX_REASON", "AddedSuppression", "NotSuppressed", "Suppression", "add_suppression",
-           "list_suppressions", "normalised_number", "remove_suppression"]
+__all__ = [
+    "MAX_REASON",
+    "AddedSuppression",
+    "NotSuppressed",
+    "Suppression",
+    "add_suppression",
+    "list_suppressions",
+    "normalised_number",
+    "remove_suppression",
+]
 
 #: Longest reason kept with an entry, in characters.
 MAX_REASON = 1000
@@ -46,8 +54,9 @@ def normalised_number(phone: str, default_region: str) -> str:
     return normalise_phone(phone, default_region)
 
 
-async def add_suppression(conn: Connection, phone: str, default_region: str,
-                          reason: str | None = None) -> AddedSuppression:
+async def add_suppression(
+    conn: Connection, phone: str, default_region: str, reason: str | None = None
+) -> AddedSuppression:
     """Put `phone` on the list and cancel its waiting contacts, in one transaction.
 
     Idempotent: a number already listed keeps its `added_at`; a `reason` replaces the old one.
@@ -61,8 +70,10 @@ async def add_suppression(conn: Connection, phone: str, default_region: str,
         row = await store.add_suppression(conn, e164, reason)
         cancelled = await store.cancel_suppressed_contacts(conn, e164)
     return AddedSuppression(
-        entry=Suppression(row.phone_number, row.reason, row.added_at), new=row.inserted,
-        cancelled=[(contact.id, contact.campaign_id) for contact in cancelled])
+        entry=Suppression(row.phone_number, row.reason, row.added_at),
+        new=row.inserted,
+        cancelled=[(contact.id, contact.campaign_id) for contact in cancelled],
+    )
 
 
 async def remove_suppression(conn: Connection, phone: str, default_region: str) -> str:
@@ -83,8 +94,9 @@ def _reason(reason: str | None) -> str | None:
     if reason is None or not reason.strip():
         return None
     if len(reason) > MAX_REASON:
-        raise InvalidField("reason", f"reason is {len(reason)} characters long; "
-                           f"at most {MAX_REASON}")
+        raise InvalidField(
+            "reason", f"reason is {len(reason)} characters long; at most {MAX_REASON}"
+        )
     if _CONTROL.search(reason):
         raise InvalidField("reason", "reason must be one line without control characters")
     return reason.strip()

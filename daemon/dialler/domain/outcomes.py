@@ -26,10 +26,10 @@ class DialResult:
     """What happened to one dial, as the call tracker observed it."""
 
     outcome: Outcome
-    sip_code: int | None      # the callee's final code; 200 when answered; None when none
+    sip_code: int | None  # the callee's final code; 200 when answered; None when none
     answered_at: float | None = None
     ended_at: float | None = None
-    reason: str = ""          # a short human explanation, for logs and test-call
+    reason: str = ""  # a short human explanation, for logs and test-call
 
     @property
     def talk_seconds(self) -> float:
@@ -39,8 +39,9 @@ class DialResult:
         return max(0.0, self.ended_at - self.answered_at)
 
 
-def classify(*, placed: bool, answered: bool, sip_code: int | None,
-             our_ring_timeout: bool) -> tuple[Outcome, int | None]:
+def classify(
+    *, placed: bool, answered: bool, sip_code: int | None, our_ring_timeout: bool
+) -> tuple[Outcome, int | None]:
     """Map what the tracker saw to (outcome, recorded SIP code).
 
     `sip_code` is the callee's final failure code if any; `our_ring_timeout` is true when the dial
@@ -62,9 +63,31 @@ def classify(*, placed: bool, answered: bool, sip_code: int | None,
 # each Q.850 cause (Asterisk's hangup_cause2sip), so the outcome stays right even if the exact
 # code is approximate. Causes 0 and 16 (normal clearing) carry no failure code.
 _Q850_TO_SIP = {
-    1: 404, 2: 404, 3: 404, 17: 486, 18: 408, 19: 480, 20: 480, 21: 403, 22: 410, 23: 410,
-    26: 404, 27: 502, 28: 484, 29: 501, 31: 480, 34: 503, 38: 503, 41: 503, 42: 503,
-    58: 488, 65: 488, 88: 488, 102: 504, 111: 500, 127: 500,
+    1: 404,
+    2: 404,
+    3: 404,
+    17: 486,
+    18: 408,
+    19: 480,
+    20: 480,
+    21: 403,
+    22: 410,
+    23: 410,
+    26: 404,
+    27: 502,
+    28: 484,
+    29: 501,
+    31: 480,
+    34: 503,
+    38: 503,
+    41: 503,
+    42: 503,
+    58: 488,
+    65: 488,
+    88: 488,
+    102: 504,
+    111: 500,
+    127: 500,
 }
 
 

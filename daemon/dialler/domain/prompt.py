@@ -55,20 +55,20 @@ _QUOTED = 40
 
 
 class Form(enum.StrEnum):
-    FLAT = "flat"              # {{NAME}}
+    FLAT = "flat"  # {{NAME}}
     NAMESPACED = "namespaced"  # {{call.NAME}}
-    INVALID = "invalid"        # malformed: see `Placeholder.problem`
+    INVALID = "invalid"  # malformed: see `Placeholder.problem`
 
 
 @dataclass(frozen=True, slots=True)
 class Placeholder:
     """One placeholder as found in a prompt."""
 
-    text: str            # as written, braces included
-    start: int           # offset of its `{{` in the prompt
-    line: int            # line of its `{{`, from 1
+    text: str  # as written, braces included
+    start: int  # offset of its `{{` in the prompt
+    line: int  # line of its `{{`, from 1
     form: Form
-    name: str | None     # the variable it stands for; None when invalid
+    name: str | None  # the variable it stands for; None when invalid
     problem: str | None  # why it is invalid; None when valid
 
     @property
@@ -127,7 +127,7 @@ def render(prompt: str, variables: Mapping[str, str]) -> Rendered:
     pieces: list[str] = []
     end = 0
     for placeholder in placeholders(prompt):
-        pieces.append(prompt[end:placeholder.start])
+        pieces.append(prompt[end : placeholder.start])
         end = placeholder.start + len(placeholder.text)
         if placeholder.name is None:
             invalid.append(placeholder)
@@ -167,35 +167,47 @@ def format_invalid(placeholder: Placeholder) -> str:
     """One operator-facing line for a malformed placeholder."""
     shown = placeholder.text
     if len(shown) > _QUOTED:
-        shown = shown[:_QUOTED - 1] + "…"
-    return (f"prompt placeholder {shown!r} (line {placeholder.line} of the prompt) is "
-            f"malformed: {placeholder.problem}; the bot is given nothing in its place")
+        shown = shown[: _QUOTED - 1] + "…"
+    return (
+        f"prompt placeholder {shown!r} (line {placeholder.line} of the prompt) is "
+        f"malformed: {placeholder.problem}; the bot is given nothing in its place"
+    )
 
 
-def prompt_warnings(prompt: str, available: Iterable[str],
-                    lacking: str = "has no column in the contacts") -> list[str]:
+def prompt_warnings(
+    prompt: str, available: Iterable[str], lacking: str = "has no column in the contacts"
+) -> list[str]:
     """`format_missing` for every missing variable, then `format_invalid` for every
     malformed placeholder."""
-    warnings = [format_missing(missing, lacking)
-                for missing in missing_variables(prompt, available)]
-    warnings.extend(format_invalid(placeholder) for placeholder in placeholders(prompt)
-                    if not placeholder.valid)
+    warnings = [
+        format_missing(missing, lacking) for missing in missing_variables(prompt, available)
+    ]
+    warnings.extend(
+        format_invalid(placeholder) for placeholder in placeholders(prompt) if not placeholder.valid
+    )
     return warnings
 
 
 # --- internals -------------------------------------------------------------------------------
 
+
 def _placeholder(match: re.Match[str], line: int) -> Placeholder:
     text = match.group(0)
     body = match.group("body")
     if body is None:
-        return Placeholder(text, match.start(), line, Form.INVALID, None,
-                           "'{{' without a closing '}}' (before the next '{{' or the end)")
+        return Placeholder(
+            text,
+            match.start(),
+            line,
+            Form.INVALID,
+            None,
+            "'{{' without a closing '}}' (before the next '{{' or the end)",
+        )
     inner = body.strip()
     form = Form.FLAT
     name = inner
     if inner.startswith(CALL_PREFIX):
-        form, name = Form.NAMESPACED, inner[len(CALL_PREFIX):]
+        form, name = Form.NAMESPACED, inner[len(CALL_PREFIX) :]
     if _NAME.fullmatch(name):
         return Placeholder(text, match.start(), line, form, name, None)
     return Placeholder(text, match.start(), line, Form.INVALID, None, _problem(inner, name))
@@ -210,8 +222,10 @@ def _problem(inner: str, name: str) -> str:
     if any(character.isspace() for character in name):
         return f"{name!r} is not a variable name: a name has no spaces"
     if "." in name:
-        return (f"{name!r} is not a variable name: '.' only follows the {CALL_PREFIX!r} "
-                "prefix ({{call.NAME}})")
+        return (
+            f"{name!r} is not a variable name: '.' only follows the {CALL_PREFIX!r} "
+            "prefix ({{call.NAME}})"
+        )
     return f"{name!r} is not a variable name (letters, digits, '_' and '-' only)"
 
 

@@ -23,9 +23,9 @@ class AudioStats:
 
 @dataclass(frozen=True, slots=True)
 class WorkerResult:
-    disposition: str                 # `completed`, `RNR` or a custom name
+    disposition: str  # `completed`, `RNR` or a custom name
     callback_at: datetime | None = None
-    notes: str | None = None         # free text, stored as given, never parsed
+    notes: str | None = None  # free text, stored as given, never parsed
     audio: AudioStats | None = None
 
 

@@ -55,24 +55,26 @@ class NextAction(enum.StrEnum):
 
 
 #: The contact's state after each action.
-CONTACT_STATE: Mapping[NextAction, ContactState] = MappingProxyType({
-    NextAction.RETRY: ContactState.RETRY_SCHEDULED,
-    NextAction.CALLBACK: ContactState.CALLBACK_SCHEDULED,
-    NextAction.CANCELLED: ContactState.CANCELLED,
-    NextAction.EXHAUSTED: ContactState.EXHAUSTED,
-    NextAction.DONE: ContactState.DONE,
-    NextAction.REQUEUE: ContactState.PENDING,
-})
+CONTACT_STATE: Mapping[NextAction, ContactState] = MappingProxyType(
+    {
+        NextAction.RETRY: ContactState.RETRY_SCHEDULED,
+        NextAction.CALLBACK: ContactState.CALLBACK_SCHEDULED,
+        NextAction.CANCELLED: ContactState.CANCELLED,
+        NextAction.EXHAUSTED: ContactState.EXHAUSTED,
+        NextAction.DONE: ContactState.DONE,
+        NextAction.REQUEUE: ContactState.PENDING,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """A campaign's ``retry`` settings: which dispositions re-dial, how often and how soon."""
 
-    max_attempts: int             # attempts per contact, the first included; at least 1
-    delay: float                  # seconds from the end of one attempt to the next dial
-    on_system: frozenset[str]     # a subset of SYSTEM_DISPOSITIONS
-    on_custom: frozenset[str]     # custom dispositions the bot reports
+    max_attempts: int  # attempts per contact, the first included; at least 1
+    delay: float  # seconds from the end of one attempt to the next dial
+    on_system: frozenset[str]  # a subset of SYSTEM_DISPOSITIONS
+    on_custom: frozenset[str]  # custom dispositions the bot reports
 
     def __post_init__(self) -> None:
         # The campaign file parser reports these in the file's terms; this guards the invariant.
@@ -82,8 +84,10 @@ class RetryPolicy:
             raise ValueError(f"retry.delay: {self.delay!r} is not a duration >= 0")
         unknown = sorted(self.on_system - SYSTEM_DISPOSITIONS)
         if unknown:
-            raise ValueError(f"retry.on_system: {', '.join(unknown)} not in "
-                             f"{', '.join(sorted(SYSTEM_DISPOSITIONS))}")
+            raise ValueError(
+                f"retry.on_system: {', '.join(unknown)} not in "
+                f"{', '.join(sorted(SYSTEM_DISPOSITIONS))}"
+            )
         reserved = sorted(self.on_custom & (SYSTEM_DISPOSITIONS | {COMPLETED}))
         if reserved:
             raise ValueError(f"retry.on_custom: {', '.join(reserved)} not a custom disposition")
@@ -135,11 +139,11 @@ class AttemptFacts:
     counts.
     """
 
-    outcome: str                   # answered | no_answer | rejected | error
+    outcome: str  # answered | no_answer | rejected | error
     disposition: str
-    talk_seconds: float            # 0 when unanswered
-    ended_at: datetime             # tz-aware
-    callback_at: datetime | None   # the bot asked to be called back at this time
+    talk_seconds: float  # 0 when unanswered
+    ended_at: datetime  # tz-aware
+    callback_at: datetime | None  # the bot asked to be called back at this time
     attempts_used: int
 
 
@@ -171,8 +175,9 @@ def is_retryable(facts: AttemptFacts, retry: RetryPolicy, redial: RedialPolicy) 
     return by_rule or redial.short_connect(facts.outcome, facts.talk_seconds)
 
 
-def decide(facts: AttemptFacts, retry: RetryPolicy, redial: RedialPolicy,
-           window: Window) -> Decision:
+def decide(
+    facts: AttemptFacts, retry: RetryPolicy, redial: RedialPolicy, window: Window
+) -> Decision:
     """The next action for a final attempt, in CONTRACT.md's order (module docstring)."""
     if facts.callback_at is not None:
         # The customer chose the time: it beats the stop rule and, being their request rather

@@ -39,8 +39,9 @@ class ContactState(enum.StrEnum):
 
 
 #: Normal waiting states: due at a time, nothing to escalate.
-WAITING = frozenset({ContactState.PENDING, ContactState.RETRY_SCHEDULED,
-                     ContactState.CALLBACK_SCHEDULED})
+WAITING = frozenset(
+    {ContactState.PENDING, ContactState.RETRY_SCHEDULED, ContactState.CALLBACK_SCHEDULED}
+)
 #: In-flight (working) states: a call is under way or its result is being decided.
 IN_FLIGHT = frozenset({ContactState.DIALING, ContactState.CONNECTED, ContactState.WRAPPING})
 #: Nothing more happens to the contact.
@@ -68,6 +69,13 @@ class Disposition(enum.StrEnum):
 
 
 #: The dispositions `retry.on_system` picks from (CONTRACT.md).
-SYSTEM_DISPOSITIONS = frozenset({Disposition.NO_ANSWER, Disposition.REJECTED, Disposition.RNR,
-                                 Disposition.ERROR, Disposition.TIMEOUT,
-                                 Disposition.ABANDONED})
+SYSTEM_DISPOSITIONS = frozenset(
+    {
+        Disposition.NO_ANSWER,
+        Disposition.REJECTED,
+        Disposition.RNR,
+        Disposition.ERROR,
+        Disposition.TIMEOUT,
+        Disposition.ABANDONED,
+    }
+)

@@ -97,11 +97,14 @@ class Window:
         if start_minute is not None and end_minute is not None and end_minute <= start_minute:
             problems.append(
                 f"window.end: {end!r} is not after window.start {start!r} (overnight windows "
-                "are not supported; use '24:00' for midnight)")
+                "are not supported; use '24:00' for midnight)"
+            )
         day_numbers = _parse_days(days, problems)
         if not isinstance(timezone, str):
-            problems.append("window.timezone: expected an IANA time zone name such as "
-                            f"'Europe/London', got {_describe(timezone)}")
+            problems.append(
+                "window.timezone: expected an IANA time zone name such as "
+                f"'Europe/London', got {_describe(timezone)}"
+            )
         else:
             zone_problem = _zone_problem(timezone)
             if zone_problem is not None:
@@ -134,8 +137,9 @@ class Window:
     @property
     def always_open(self) -> bool:
         """True for 00:00–24:00 on all seven days: then there is never a close to wait for."""
-        return (self.start_minute == 0 and self.end_minute == _MINUTES_PER_DAY
-                and len(self.days) == 7)
+        return (
+            self.start_minute == 0 and self.end_minute == _MINUTES_PER_DAY and len(self.days) == 7
+        )
 
     def is_open(self, at: datetime) -> bool:
         """Whether `at` (tz-aware) is inside the window, read on the window zone's wall clock."""
@@ -190,8 +194,10 @@ class Window:
 
     def _bounds(self, day: date) -> tuple[datetime, datetime]:
         midnight = datetime(day.year, day.month, day.day)
-        return (midnight + timedelta(minutes=self.start_minute),
-                midnight + timedelta(minutes=self.end_minute))
+        return (
+            midnight + timedelta(minutes=self.start_minute),
+            midnight + timedelta(minutes=self.end_minute),
+        )
 
     def _next_open_local(self, local: datetime) -> datetime:
         """The first naive local time ≥ `local` inside the window (one of the next 8 days)."""
@@ -211,8 +217,11 @@ class Window:
         """The naive local end of the open period containing `local`; a 24:00 end runs on into
         the next day when that day opens at 00:00."""
         closing = self._bounds(local.date())[1]
-        while (self.end_minute == _MINUTES_PER_DAY and self.start_minute == 0
-               and closing.weekday() in self.days):
+        while (
+            self.end_minute == _MINUTES_PER_DAY
+            and self.start_minute == 0
+            and closing.weekday() in self.days
+        ):
             closing += _DAY  # terminates: not `always_open`, so some day is missing
         return closing
 
@@ -223,8 +232,9 @@ class Window:
         assert offset is not None  # a ZoneInfo always has one
         return offset
 
-    def _first_transition(self, after: datetime, until: datetime,
-                          offset: timedelta) -> datetime | None:
+    def _first_transition(
+        self, after: datetime, until: datetime, offset: timedelta
+    ) -> datetime | None:
         """The first instant in (`after`, `until`] whose UTC offset is not `offset`, or None.
 
         Sampled a day apart (real zones never change twice within a day), then the first
@@ -277,8 +287,9 @@ def _parse_time(value: object, key: str, problems: list[str], *, as_end: bool) -
         return None
     match = _HHMM.fullmatch(value)
     if match is None:
-        problems.append(f"{key}: {_shown(value)} is not HH:MM (24-hour, two digits each, "
-                        "e.g. '09:00')")
+        problems.append(
+            f"{key}: {_shown(value)} is not HH:MM (24-hour, two digits each, e.g. '09:00')"
+        )
         return None
     hour, minute = int(match.group(1)), int(match.group(2))
     if (hour, minute) == (24, 0):
@@ -295,8 +306,9 @@ def _parse_time(value: object, key: str, problems: list[str], *, as_end: bool) -
 
 def _parse_days(value: object, problems: list[str]) -> frozenset[int]:
     if isinstance(value, str) or not isinstance(value, Sequence):
-        problems.append("window.days: expected a list of days such as [mon, tue, wed], "
-                        f"got {_describe(value)}")
+        problems.append(
+            f"window.days: expected a list of days such as [mon, tue, wed], got {_describe(value)}"
+        )
         return frozenset()
     if not value:
         problems.append("window.days: at least one day is required")
@@ -310,8 +322,9 @@ def _parse_days(value: object, problems: list[str]) -> frozenset[int]:
             numbers.add(DAYS.index(item))
         else:
             hint = f"; did you mean {item.lower()[:3]!r}?" if item.lower()[:3] in DAYS else ""
-            problems.append(f"{key}: unknown day {_shown(item)} (expected one of: "
-                            f"{', '.join(DAYS)}{hint})")
+            problems.append(
+                f"{key}: unknown day {_shown(item)} (expected one of: {', '.join(DAYS)}{hint})"
+            )
     return frozenset(numbers)
 
 
@@ -320,8 +333,7 @@ def _zone_problem(name: str) -> str | None:
     if not name.strip():
         return "must not be empty; use an IANA name such as 'Europe/London'"
     if name in _HOST_DEPENDENT or name.startswith("right/"):
-        return (f"{_shown(name)} is not a fixed time zone; use an IANA name such as "
-                "'Europe/London'")
+        return f"{_shown(name)} is not a fixed time zone; use an IANA name such as 'Europe/London'"
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):

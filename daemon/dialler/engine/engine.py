@@ -82,8 +82,9 @@ class Unsettled:
 
 
 class Engine:
-    def __init__(self, config: Config, pool: Pool, trackers: Mapping[str, CallTracker],
-                 daemon_id: str) -> None:
+    def __init__(
+        self, config: Config, pool: Pool, trackers: Mapping[str, CallTracker], daemon_id: str
+    ) -> None:
         self.config = config
         self.pool = pool
         self.trackers = dict(trackers)
@@ -155,8 +156,9 @@ class Engine:
         from this list before the transaction ends never exceed a worker's capacity."""
         return await fleet.locked_fleet_free(conn, self.config.fleet.heartbeat_timeout)
 
-    async def _claim(self, rules: CampaignRules,
-                     tracker: CallTracker) -> tuple[list[Dial], float | None]:
+    async def _claim(
+        self, rules: CampaignRules, tracker: CallTracker
+    ) -> tuple[list[Dial], float | None]:
         """The claim transaction: the dials claimed, or a delay when nothing was."""
         poll = self.config.scheduler.poll_interval
         campaign_id = rules.id
@@ -175,27 +177,49 @@ class Engine:
             in_flight = await store.carriers_in_flight(conn)
             room = {}
             for carrier in self.config.carriers:
-                room[carrier.name] = min(carrier.max_channels - in_flight.get(carrier.name, 0),
-                                         self.buckets[carrier.name].available())
-            numbers = [(n.number, n.carrier)
-                       for n in await store.campaign_caller_ids(conn, campaign_id)]
+                room[carrier.name] = min(
+                    carrier.max_channels - in_flight.get(carrier.name, 0),
+                    self.buckets[carrier.name].available(),
+                )
+            numbers = [
+                (n.number, n.carrier) for n in await store.campaign_caller_ids(conn, campaign_id)
+            ]
             dealt = deal_caller_ids(numbers, room, free)
             if not dealt:
                 return [], self._pacing_delay(numbers)
             deadline = rules.ring_timeout + self.config.scheduler.dial_margin
             claimed = await store.claim_contacts(
-                conn, campaign_id, len(dealt), self.daemon_id, deadline,
-                [d[0] for d in dealt], [d[1] for d in dealt], tracker.ami.name)
+                conn,
+                campaign_id,
+                len(dealt),
+                self.daemon_id,
+                deadline,
+                [d[0] for d in dealt],
+                [d[1] for d in dealt],
+                tracker.ami.name,
+            )
             if not claimed:
                 return [], poll
             # A bot slot is reserved before the dial: a callee is never connected to silence
             # for lack of capacity.
-            await fleet.reserve_slots(conn, [c.id for c in claimed],
-                                      deal_workers(_slots(workers), len(claimed)))
+            await fleet.reserve_slots(
+                conn, [c.id for c in claimed], deal_workers(_slots(workers), len(claimed))
+            )
             await store.touch_numbers(conn, list({c.caller_id for c in claimed}))
             await store.mark_campaign_dialled(conn, campaign_id)
-            dials = [Dial(c.id, c.contact_id, campaign_id, c.phone_number, c.caller_id,
-                          c.carrier, c.attempts_used, c.counts_toward_max) for c in claimed]
+            dials = [
+                Dial(
+                    c.id,
+                    c.contact_id,
+                    campaign_id,
+                    c.phone_number,
+                    c.caller_id,
+                    c.carrier,
+                    c.attempts_used,
+                    c.counts_toward_max,
+                )
+                for c in claimed
+            ]
             self._claimed_all = len(dials) == len(dealt)
         return dials, None
 
@@ -208,17 +232,22 @@ class Engine:
     async def _originate(self, dial: Dial, rules: CampaignRules, tracker: CallTracker) -> None:
         endpoint = self.config.carrier(dial.carrier).endpoint
         request = OriginateRequest(
-            attempt_id=str(dial.attempt_id), channel=f"PJSIP/{dial.phone}@{endpoint}",
-            context=tracker.ami.config.originate_context, caller_id=dial.caller_id,
-            ring_timeout=rules.ring_timeout)
+            attempt_id=str(dial.attempt_id),
+            channel=f"PJSIP/{dial.phone}@{endpoint}",
+            context=tracker.ami.config.originate_context,
+            caller_id=dial.caller_id,
+            ring_timeout=rules.ring_timeout,
+        )
         try:
             call = await tracker.dial(request)
         except AmiUnavailable:
             # Nothing was sent: as if never claimed (no attempt used, nothing to report).
             async with self.pool.acquire() as conn:
                 await store.unclaim(conn, dial.attempt_id)
-            log.warning("ami down before dialling; contact requeued",
-                        extra={"attempt_id": str(dial.attempt_id)})
+            log.warning(
+                "ami down before dialling; contact requeued",
+                extra={"attempt_id": str(dial.attempt_id)},
+            )
             return
         metrics.ORIGINATIONS.labels(str(dial.campaign_id), dial.carrier).inc()
         self._carriers[dial.attempt_id] = dial.carrier
@@ -226,8 +255,7 @@ class Engine:
 
     def follow(self, attempt_id: uuid.UUID, call: TrackedCall) -> None:
         """Follow the call to its end in a task of its own (in `live` until it ends)."""
-        task = asyncio.create_task(self._await_result(attempt_id, call),
-                                   name=f"call-{attempt_id}")
+        task = asyncio.create_task(self._await_result(attempt_id, call), name=f"call-{attempt_id}")
         self.live[attempt_id] = task
         task.add_done_callback(lambda _t: self.live.pop(attempt_id, None))
 
@@ -236,9 +264,13 @@ class Engine:
             result = await call.result
         except CallResultLost:
             answered = call.answered_at is not None
-            lost = DialResult(Outcome.ANSWERED if answered else Outcome.NO_ANSWER,
-                              200 if answered else None, answered_at=call.answered_at,
-                              ended_at=time.time(), reason="result lost")
+            lost = DialResult(
+                Outcome.ANSWERED if answered else Outcome.NO_ANSWER,
+                200 if answered else None,
+                answered_at=call.answered_at,
+                ended_at=time.time(),
+                reason="result lost",
+            )
             await self._conclude(attempt_id, Unsettled(lost, Disposition.TIMEOUT))
             return
         disposition = None if result.outcome is Outcome.ANSWERED else result.outcome.value
@@ -250,8 +282,10 @@ class Engine:
             await self.settle_end(attempt_id, end)
         except Exception:
             self.unsettled[attempt_id] = end
-            log.exception("writing a call's end failed; kept for stale recovery",
-                          extra={"attempt_id": str(attempt_id)})
+            log.exception(
+                "writing a call's end failed; kept for stale recovery",
+                extra={"attempt_id": str(attempt_id)},
+            )
 
     async def settle_end(self, attempt_id: uuid.UUID, end: Unsettled) -> Decision | None:
         """Write a call's end: final now, or `wrapping` for an answered call whose worker's
@@ -265,14 +299,17 @@ class Engine:
             carrier = self._carriers.get(uuid.UUID(call.attempt_id))
             if carrier is not None:
                 metrics.ORIGINATE_TO_ANSWER.labels(carrier).observe(
-                    max(0.0, call.answered_at - call.sent_at))
+                    max(0.0, call.answered_at - call.sent_at)
+                )
             attempt_id = uuid.UUID(call.attempt_id)
-            self._in_background(self._mark_answered(attempt_id, call.answered_at),
-                                f"answered-{attempt_id}")
+            self._in_background(
+                self._mark_answered(attempt_id, call.answered_at), f"answered-{attempt_id}"
+            )
 
     def _in_background(self, work: Coroutine[Any, Any, None], name: str) -> None:
         """Run `work` in a task kept until it ends; its failure is logged (the write it made
         is also decided later: the answer time is rewritten at the call's end)."""
+
         async def logged() -> None:
             try:
                 await work
@@ -285,23 +322,39 @@ class Engine:
 
     async def _mark_answered(self, attempt_id: uuid.UUID, at: float) -> None:
         async with self.pool.acquire() as conn:
-            waited = await store.mark_answered(conn, attempt_id, utc(at),
-                                               self.config.scheduler.max_call_length)
+            waited = await store.mark_answered(
+                conn, attempt_id, utc(at), self.config.scheduler.max_call_length
+            )
         if waited is not None:
             metrics.ANSWER_TO_ATTACH.observe(max(0.0, waited))
 
     # -- results -------------------------------------------------------------------------
-    async def finalise(self, attempt_id: uuid.UUID, result: DialResult, disposition: str,
-                       *, requeue_it: bool = False) -> Decision | None:
+    async def finalise(
+        self,
+        attempt_id: uuid.UUID,
+        result: DialResult,
+        disposition: str,
+        *,
+        requeue_it: bool = False,
+    ) -> Decision | None:
         """Write the attempt's result and the decision on it; None if already final."""
         async with self.pool.acquire() as conn, conn.transaction():
             row = await store.lock_open_attempt(conn, attempt_id)
             if row is None:
                 return None
             ended = utc(result.ended_at) or datetime.now(UTC)
-            return await self._settle(conn, row, result.outcome, result.sip_code,
-                                      utc(result.answered_at), ended, result.talk_seconds,
-                                      disposition, row.callback_at, requeue_it)
+            return await self._settle(
+                conn,
+                row,
+                result.outcome,
+                result.sip_code,
+                utc(result.answered_at),
+                ended,
+                result.talk_seconds,
+                disposition,
+                row.callback_at,
+                requeue_it,
+            )
 
     async def end_answered(self, attempt_id: uuid.UUID, result: DialResult) -> Decision | None:
         """An answered call hung up: final now if its worker's result (or `abandoned`) is in,
@@ -312,11 +365,25 @@ class Engine:
                 return None
             answered, ended = utc(result.answered_at), utc(result.ended_at) or datetime.now(UTC)
             if row.disposition is not None:
-                return await self._settle(conn, row, Outcome.ANSWERED, 200, answered, ended,
-                                          result.talk_seconds, row.disposition, row.callback_at)
-            await store.mark_wrapping(conn, attempt_id, answered, ended,
-                                      int(result.talk_seconds * 1000),
-                                      self.config.scheduler.result_timeout)
+                return await self._settle(
+                    conn,
+                    row,
+                    Outcome.ANSWERED,
+                    200,
+                    answered,
+                    ended,
+                    result.talk_seconds,
+                    row.disposition,
+                    row.callback_at,
+                )
+            await store.mark_wrapping(
+                conn,
+                attempt_id,
+                answered,
+                ended,
+                int(result.talk_seconds * 1000),
+                self.config.scheduler.result_timeout,
+            )
             return None
 
     async def record_result(self, attempt_id: uuid.UUID, result: WorkerResult) -> ResultRecorded:
@@ -331,20 +398,44 @@ class Engine:
                     raise AlreadyFinal("this call's result is already final")
                 raise UnknownCall(attempt_id)
             await store.store_result(
-                conn, attempt_id, result.disposition, result.callback_at, result.notes,
-                audio.frames_sent if audio else None, audio.frames_received if audio else None)
+                conn,
+                attempt_id,
+                result.disposition,
+                result.callback_at,
+                result.notes,
+                audio.frames_sent if audio else None,
+                audio.frames_received if audio else None,
+            )
             if row.state != AttemptState.WRAPPING:
                 return ResultRecorded.STORED
             talk = row.duration_ms / 1000.0
             assert row.ended_at is not None  # a wrapping attempt's call has ended
-            await self._settle(conn, row, Outcome.ANSWERED, 200, row.answered_at,
-                               row.ended_at, talk, result.disposition, result.callback_at)
+            await self._settle(
+                conn,
+                row,
+                Outcome.ANSWERED,
+                200,
+                row.answered_at,
+                row.ended_at,
+                talk,
+                result.disposition,
+                result.callback_at,
+            )
             return ResultRecorded.FINAL
 
-    async def _settle(self, conn: Connection, row: OpenAttempt, outcome: Outcome,
-                      sip_code: int | None, answered_at: datetime | None, ended: datetime,
-                      talk_seconds: float, disposition: str, callback_at: datetime | None,
-                      requeue_it: bool = False) -> Decision:
+    async def _settle(
+        self,
+        conn: Connection,
+        row: OpenAttempt,
+        outcome: Outcome,
+        sip_code: int | None,
+        answered_at: datetime | None,
+        ended: datetime,
+        talk_seconds: float,
+        disposition: str,
+        callback_at: datetime | None,
+        requeue_it: bool = False,
+    ) -> Decision:
         """Decide what follows and write it all (attempt, contact, slot) in the caller's
         transaction, the attempt row being locked."""
         attempt_id = row.id
@@ -353,33 +444,60 @@ class Engine:
         if requeue_it:
             decision = requeue(ended + timedelta(seconds=REQUEUE_DELAY))
         else:
-            decision = decide(AttemptFacts(
-                outcome=outcome.value, disposition=disposition, talk_seconds=talk_seconds,
-                ended_at=ended, callback_at=callback_at, attempts_used=row.attempts_used),
-                rules.retry, rules.redial, rules.window)
+            decision = decide(
+                AttemptFacts(
+                    outcome=outcome.value,
+                    disposition=disposition,
+                    talk_seconds=talk_seconds,
+                    ended_at=ended,
+                    callback_at=callback_at,
+                    attempts_used=row.attempts_used,
+                ),
+                rules.retry,
+                rules.redial,
+                rules.window,
+            )
             if rules.cancelled and decision.action in (NextAction.RETRY, NextAction.CALLBACK):
                 decision = Decision(NextAction.CANCELLED, None, ContactState.CANCELLED)
         await store.finalise_attempt(
-            conn, attempt_id, answered_at, ended, sip_code, outcome.value, disposition,
-            int(talk_seconds * 1000), decision.action.value, decision.next_at)
+            conn,
+            attempt_id,
+            answered_at,
+            ended,
+            sip_code,
+            outcome.value,
+            disposition,
+            int(talk_seconds * 1000),
+            decision.action.value,
+            decision.next_at,
+        )
         uncount = int(requeue_it and row.counts_toward_max)
-        await store.settle_contact(conn, row.contact_id, decision.contact_state,
-                                   decision.next_at, uncount)
+        await store.settle_contact(
+            conn, row.contact_id, decision.contact_state, decision.next_at, uncount
+        )
         await fleet.release_slot(conn, attempt_id)
         campaign = str(row.campaign_id)
         metrics.ATTEMPT_OUTCOMES.labels(campaign, outcome.value).inc()
         carrier = self._carriers.pop(attempt_id, None)
         if outcome is not Outcome.ANSWERED and carrier is not None:
             metrics.SIP_RESPONSES.labels(carrier, metrics.sip_code_label(sip_code)).inc()
-        log.info("attempt final", extra={
-            "attempt_id": str(attempt_id), "campaign_id": campaign,
-            "outcome": outcome.value, "sip_code": sip_code, "disposition": disposition,
-            "next_action": decision.action.value})
+        log.info(
+            "attempt final",
+            extra={
+                "attempt_id": str(attempt_id),
+                "campaign_id": campaign,
+                "outcome": outcome.value,
+                "sip_code": sip_code,
+                "disposition": disposition,
+                "next_action": decision.action.value,
+            },
+        )
         self.wake.set()
         return decision
 
-    async def test_call(self, bot: str, to: str, caller_id: str, carrier: str,
-                        ring_timeout: float) -> tuple[uuid.UUID, TrackedCall]:
+    async def test_call(
+        self, bot: str, to: str, caller_id: str, carrier: str, ring_timeout: float
+    ) -> tuple[uuid.UUID, TrackedCall]:
         """Place one call outside any campaign (`dialler test-call`): recorded in the bot's
         test-call campaign, a bot slot reserved like any dial. Raises `UnknownBot`,
         `TestCallInProgress`, `NoFreeWorker` or `DiallingUnavailable`."""
@@ -392,24 +510,40 @@ class Engine:
             bot_id = await testcall.bot_id(conn, bot)
             if bot_id is None:
                 raise UnknownBot(bot)
-            campaign_id = await testcall.test_campaign(conn, f"test-call: {bot}", bot_id,
-                                                       ring_timeout)
-            contact_id = await testcall.test_contact(conn, campaign_id, to, self.daemon_id,
-                                                     deadline)
+            campaign_id = await testcall.test_campaign(
+                conn, f"test-call: {bot}", bot_id, ring_timeout
+            )
+            contact_id = await testcall.test_contact(
+                conn, campaign_id, to, self.daemon_id, deadline
+            )
             if contact_id is None:
                 raise TestCallInProgress()
             workers = await self._free_workers(conn)
             if not workers:
                 raise NoFreeWorker()
-            await testcall.test_attempt(conn, attempt_id, contact_id, campaign_id, caller_id,
-                                        carrier, tracker.ami.name, self.daemon_id, deadline)
+            await testcall.test_attempt(
+                conn,
+                attempt_id,
+                contact_id,
+                campaign_id,
+                caller_id,
+                carrier,
+                tracker.ami.name,
+                self.daemon_id,
+                deadline,
+            )
             await fleet.reserve_slots(conn, [attempt_id], deal_workers(_slots(workers), 1))
         endpoint = self.config.carrier(carrier).endpoint
         try:
-            call = await tracker.dial(OriginateRequest(
-                attempt_id=str(attempt_id), channel=f"PJSIP/{to}@{endpoint}",
-                context=tracker.ami.config.originate_context, caller_id=caller_id,
-                ring_timeout=ring_timeout))
+            call = await tracker.dial(
+                OriginateRequest(
+                    attempt_id=str(attempt_id),
+                    channel=f"PJSIP/{to}@{endpoint}",
+                    context=tracker.ami.config.originate_context,
+                    caller_id=caller_id,
+                    ring_timeout=ring_timeout,
+                )
+            )
         except AmiUnavailable:
             async with self.pool.acquire() as conn:
                 await store.unclaim(conn, attempt_id)

@@ -31,8 +31,9 @@ class TokenBucket:
         return 0.0 if missing <= 0 else missing / self.rate
 
 
-def deal_caller_ids(numbers: Sequence[tuple[str, str]], room: dict[str, int],
-                    wanted: int) -> list[tuple[str, str]]:
+def deal_caller_ids(
+    numbers: Sequence[tuple[str, str]], room: dict[str, int], wanted: int
+) -> list[tuple[str, str]]:
     """Caller IDs (number, carrier) for up to `wanted` dials: least recently used first (the
     order of `numbers`), only carriers with room, spreading dials round robin over numbers.
     `room` (carrier → free channels) is decremented as dials are dealt."""

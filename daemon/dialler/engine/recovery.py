@@ -47,15 +47,15 @@ class Recovery:
                 try:
                     alive_by_pbx[name] = await tracker.ami.live_channels()
                 except Exception:
-                    log.warning("cannot list channels; reconciling later",
-                                extra={"asterisk": name})
+                    log.warning("cannot list channels; reconciling later", extra={"asterisk": name})
         finalised = 0
         for row in rows:
             finalised += await self._reconcile(row, alive_by_pbx)
         return finalised
 
-    async def _reconcile(self, row: StaleAttempt,
-                         alive_by_pbx: Mapping[str, Mapping[str, str]]) -> int:
+    async def _reconcile(
+        self, row: StaleAttempt, alive_by_pbx: Mapping[str, Mapping[str, str]]
+    ) -> int:
         pbx = row.asterisk or ""
         tracker = self.engine.trackers.get(pbx)
         alive = alive_by_pbx.get(pbx)
@@ -72,8 +72,9 @@ class Recovery:
                 if ours:
                     await store.extend_deadline(conn, attempt_id, now + timedelta(seconds=extend))
                 else:
-                    await store.adopt_attempt(conn, attempt_id, self.engine.daemon_id,
-                                              now + timedelta(seconds=extend))
+                    await store.adopt_attempt(
+                        conn, attempt_id, self.engine.daemon_id, now + timedelta(seconds=extend)
+                    )
             if not ours:
                 self._adopt(tracker, row, alive[key])
             return 0
@@ -95,20 +96,24 @@ class Recovery:
             answered_at=answered_at.timestamp() if answered_at else None,
             # A wrapping call ended at a known time (its bot's result never came).
             ended_at=ended_at.timestamp() if ended_at else time.time(),
-            reason="stale: channel gone")
-        decision = await self.engine.finalise(attempt_id, result,
-                                              disposition=Disposition.TIMEOUT)
+            reason="stale: channel gone",
+        )
+        decision = await self.engine.finalise(attempt_id, result, disposition=Disposition.TIMEOUT)
         if decision is None:
             return 0
-        log.warning("stale attempt finalised as timeout", extra={
-            "attempt_id": key, "campaign_id": str(row.campaign_id)})
+        log.warning(
+            "stale attempt finalised as timeout",
+            extra={"attempt_id": key, "campaign_id": str(row.campaign_id)},
+        )
         return 1
 
     def _adopt(self, tracker: CallTracker, row: StaleAttempt, state: str) -> None:
         dialled = row.dialled_at
-        call = tracker.adopt(str(row.id), ring_timeout=row.ring_timeout_ms / 1000.0,
-                             sent_at=dialled.timestamp() if dialled else time.time(),
-                             channel_state=state)
+        call = tracker.adopt(
+            str(row.id),
+            ring_timeout=row.ring_timeout_ms / 1000.0,
+            sent_at=dialled.timestamp() if dialled else time.time(),
+            channel_state=state,
+        )
         self.engine.follow(row.id, call)
         log.info("adopted a live call of a stopped daemon", extra={"attempt_id": str(row.id)})
-

@@ -65,9 +65,11 @@ class AttachServer:
             writer.close()
             return
         try:
-            headers = dict(line.split(": ", 1) for line in
-                           raw[:HEADER_LIMIT].decode(errors="replace").splitlines()
-                           if ": " in line)
+            headers = dict(
+                line.split(": ", 1)
+                for line in raw[:HEADER_LIMIT].decode(errors="replace").splitlines()
+                if ": " in line
+            )
             request = Request(app=None, headers=headers, reader=reader, writer=writer)
             if headers.get("agi_network_script") == "attach":
                 await self._attach(request, headers.get("agi_uniqueid", ""))
@@ -98,16 +100,21 @@ class AttachServer:
         timeout = self.config.fleet.heartbeat_timeout
         async with self.pool.acquire() as conn:
             slot = await fleet.slot_of_attempt(conn, attempt_id, timeout)
-            if slot is not None and slot.enabled and slot.alive and \
-                    await port_open(slot.host, slot.port):
+            if (
+                slot is not None
+                and slot.enabled
+                and slot.alive
+                and await port_open(slot.host, slot.port)
+            ):
                 await self._attached(conn, attempt_id)
                 return f"{slot.host}:{slot.port}"
             reserved = slot.worker if slot is not None else ""
             async with conn.transaction():
                 # The same "lock the fleet, then count" as a claim: the slot taken here is
                 # free for the rest of this transaction.
-                others = [w for w in await fleet.locked_fleet_free(conn, timeout)
-                          if w.name != reserved]
+                others = [
+                    w for w in await fleet.locked_fleet_free(conn, timeout) if w.name != reserved
+                ]
                 for other in others:
                     if await port_open(other.host, other.port):
                         if slot is None:
@@ -115,12 +122,14 @@ class AttachServer:
                         else:
                             await fleet.move_slot(conn, attempt_id, other.name)
                         await self._attached(conn, attempt_id)
-                        log.warning("reserved worker unavailable; call moved", extra={
-                            "attempt_id": str(attempt_id), "worker": other.name})
+                        log.warning(
+                            "reserved worker unavailable; call moved",
+                            extra={"attempt_id": str(attempt_id), "worker": other.name},
+                        )
                         return f"{other.host}:{other.port}"
                 campaign = await fleet.mark_abandoned(
-                    conn, attempt_id,
-                    f"no worker could take the call (reserved: {reserved or '-'})")
+                    conn, attempt_id, f"no worker could take the call (reserved: {reserved or '-'})"
+                )
                 if campaign is not None:
                     metrics.CALLS_ABANDONED.labels(str(campaign)).inc()
         log.warning("answered call abandoned: no worker", extra={"attempt_id": str(attempt_id)})

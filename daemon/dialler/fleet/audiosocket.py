@@ -73,8 +73,11 @@ class UnknownKind(AudioSocketError):
 
     def __init__(self, kind: int) -> None:
         self.kind = kind
-        super().__init__(f"unknown AudioSocket message kind 0x{kind:02x} (known: "
-                         + ", ".join(f"0x{k.value:02x} {k.name.lower()}" for k in Kind) + ")")
+        super().__init__(
+            f"unknown AudioSocket message kind 0x{kind:02x} (known: "
+            + ", ".join(f"0x{k.value:02x} {k.name.lower()}" for k in Kind)
+            + ")"
+        )
 
 
 class TruncatedFrame(AudioSocketError):
@@ -83,8 +86,9 @@ class TruncatedFrame(AudioSocketError):
     def __init__(self, have: int, need: int) -> None:
         self.have = have
         self.need = need
-        super().__init__(f"the stream ended inside an AudioSocket message: {have} of {need} "
-                         "bytes received")
+        super().__init__(
+            f"the stream ended inside an AudioSocket message: {have} of {need} bytes received"
+        )
 
 
 class InvalidFrame(AudioSocketError):
@@ -111,8 +115,10 @@ class Frame:
         except ValueError:
             raise UnknownKind(kind) from None
         if len(payload) > MAX_PAYLOAD:
-            raise InvalidFrame(f"{known.name.lower()} payload of {len(payload)} bytes is over "
-                               f"the protocol's limit of {MAX_PAYLOAD}")
+            raise InvalidFrame(
+                f"{known.name.lower()} payload of {len(payload)} bytes is over "
+                f"the protocol's limit of {MAX_PAYLOAD}"
+            )
         problem = _payload_problem(known, len(payload))
         if problem is not None:
             raise InvalidFrame(f"{known.name.lower()} message: {problem}")
@@ -199,11 +205,11 @@ class FrameReader:
         start = 0
         try:
             while len(self._buffer) - start >= HEADER_BYTES:
-                kind, length = _parse_header(self._buffer[start:start + HEADER_BYTES])
+                kind, length = _parse_header(self._buffer[start : start + HEADER_BYTES])
                 end = start + HEADER_BYTES + length
                 if end > len(self._buffer):
                     break
-                frames.append(Frame.of(kind, bytes(self._buffer[start + HEADER_BYTES:end])))
+                frames.append(Frame.of(kind, bytes(self._buffer[start + HEADER_BYTES : end])))
                 start = end
         finally:
             del self._buffer[:start]

@@ -38,18 +38,24 @@ __all__ = [
 
 #: The greeting's tone pairs (Hz), in order; each lasts `_SEGMENT` samples.
 SEQUENCE: tuple[tuple[int, int], ...] = (
-    (540, 1820), (1040, 2300), (1400, 2860), (540, 2300), (1040, 2860), (1400, 1820))
-_SEGMENT = SAMPLE_RATE // 4                 # 250 ms
+    (540, 1820),
+    (1040, 2300),
+    (1400, 2860),
+    (540, 2300),
+    (1040, 2860),
+    (1400, 1820),
+)
+_SEGMENT = SAMPLE_RATE // 4  # 250 ms
 _SAMPLES = _SEGMENT * len(SEQUENCE)
-GREETING_SECONDS = _SAMPLES / SAMPLE_RATE   # 1.5 s
+GREETING_SECONDS = _SAMPLES / SAMPLE_RATE  # 1.5 s
 #: A score at or above this means the greeting was heard.
 HEARD_THRESHOLD = 0.5
 
-_AMPLITUDE = 8000                   # per tone: about -12 dBFS, the pair peaks at about -6 dBFS
-_FADE = SAMPLE_RATE // 200          # 5 ms raised-cosine edges: no clicks between segments
-_BLOCK = FRAME_BYTES // 2           # analysis block: one 20 ms frame, 160 samples
-_JITTER_BLOCKS = 1                  # blocks ignored at each segment edge beyond the minimum
-_SILENT_ENERGY = _BLOCK * 32.0 ** 2  # a block under about -60 dBFS carries nothing
+_AMPLITUDE = 8000  # per tone: about -12 dBFS, the pair peaks at about -6 dBFS
+_FADE = SAMPLE_RATE // 200  # 5 ms raised-cosine edges: no clicks between segments
+_BLOCK = FRAME_BYTES // 2  # analysis block: one 20 ms frame, 160 samples
+_JITTER_BLOCKS = 1  # blocks ignored at each segment edge beyond the minimum
+_SILENT_ENERGY = _BLOCK * 32.0**2  # a block under about -60 dBFS carries nothing
 _FREQUENCIES = tuple(sorted({f for pair in SEQUENCE for f in pair}))
 
 
@@ -62,8 +68,11 @@ def greeting() -> bytes:
             edge = min(n, _SEGMENT - 1 - n)
             gain = 1.0 if edge >= _FADE else 0.5 - 0.5 * math.cos(math.pi * edge / _FADE)
             t = n / SAMPLE_RATE
-            value = _AMPLITUDE * gain * (math.sin(2 * math.pi * low * t)
-                                         + math.sin(2 * math.pi * high * t))
+            value = (
+                _AMPLITUDE
+                * gain
+                * (math.sin(2 * math.pi * low * t) + math.sin(2 * math.pi * high * t))
+            )
             samples.append(round(value))
     if sys.byteorder == "big":
         samples.byteswap()
@@ -73,15 +82,19 @@ def greeting() -> bytes:
 def greeting_frames() -> list[bytes]:
     """The greeting cut into 20 ms frames of 320 bytes (75 of them)."""
     data = greeting()
-    return [data[i:i + FRAME_BYTES] for i in range(0, len(data), FRAME_BYTES)]
+    return [data[i : i + FRAME_BYTES] for i in range(0, len(data), FRAME_BYTES)]
 
 
 @cache
 def _tables() -> dict[int, tuple[tuple[float, ...], tuple[float, ...]]]:
     """Cosine and sine of each tone over one block, for a DFT at exactly that frequency."""
-    return {f: (tuple(math.cos(2 * math.pi * f * n / SAMPLE_RATE) for n in range(_BLOCK)),
-                tuple(math.sin(2 * math.pi * f * n / SAMPLE_RATE) for n in range(_BLOCK)))
-            for f in _FREQUENCIES}
+    return {
+        f: (
+            tuple(math.cos(2 * math.pi * f * n / SAMPLE_RATE) for n in range(_BLOCK)),
+            tuple(math.sin(2 * math.pi * f * n / SAMPLE_RATE) for n in range(_BLOCK)),
+        )
+        for f in _FREQUENCIES
+    }
 
 
 def _fractions(block: array.array[int]) -> dict[int, float] | None:
@@ -106,8 +119,10 @@ def _segment_scores(fractions: dict[int, float] | None) -> tuple[float, ...]:
     total = sum(fractions.values())
     # Both tones of the pair must be there, in balance (a lone tone of the pair scores 0),
     # and nothing at the other four.
-    return tuple(2 * min(fractions[low], fractions[high])
-                 - (total - fractions[low] - fractions[high]) for low, high in SEQUENCE)
+    return tuple(
+        2 * min(fractions[low], fractions[high]) - (total - fractions[low] - fractions[high])
+        for low, high in SEQUENCE
+    )
 
 
 def _segment_blocks(index: int) -> range:
@@ -128,11 +143,13 @@ def detect_greeting(received: bytes, *, max_delay: float = 5.0) -> float:
     samples = array.array("h")
     usable = len(received) - len(received) % 2
     limit = 2 * (_SAMPLES + round(max_delay * SAMPLE_RATE) + _BLOCK)
-    samples.frombytes(received[:min(usable, limit)])
+    samples.frombytes(received[: min(usable, limit)])
     if sys.byteorder == "big":
         samples.byteswap()
-    blocks = [_segment_scores(_fractions(samples[i:i + _BLOCK]))
-              for i in range(0, len(samples) - _BLOCK + 1, _BLOCK)]
+    blocks = [
+        _segment_scores(_fractions(samples[i : i + _BLOCK]))
+        for i in range(0, len(samples) - _BLOCK + 1, _BLOCK)
+    ]
     if not blocks:
         return 0.0
     windows = [_segment_blocks(i) for i in range(len(SEQUENCE))]
@@ -141,7 +158,9 @@ def detect_greeting(received: bytes, *, max_delay: float = 5.0) -> float:
     for lag in range(last_lag + 1):
         # Blocks past the end of the recording count as silence: a cut-off greeting scores
         # in proportion to what was heard.
-        per_segment = [sum(blocks[lag + b][index] for b in window if lag + b < len(blocks))
-                       / len(window) for index, window in enumerate(windows)]
+        per_segment = [
+            sum(blocks[lag + b][index] for b in window if lag + b < len(blocks)) / len(window)
+            for index, window in enumerate(windows)
+        ]
         best = max(best, sum(per_segment) / len(per_segment))
     return min(1.0, best)

@@ -25,18 +25,48 @@ ETC = "/etc/asterisk-lab"  # inside the root file system: only our configs, not 
 
 # Modules the lab needs, loaded explicitly: faster and more predictable than autoload.
 MODULES = (
-    "res_sorcery_config.so", "res_sorcery_memory.so", "res_sorcery_astdb.so",
-    "res_pjproject.so", "res_pjsip.so", "res_pjsip_session.so", "res_pjsip_sdp_rtp.so",
-    "res_pjsip_caller_id.so", "res_pjsip_endpoint_identifier_ip.so",
-    "res_pjsip_outbound_authenticator_digest.so", "res_pjsip_authenticator_digest.so",
-    "res_pjsip_pubsub.so", "res_speech.so", "res_pjsip_rfc3326.so", "res_pjsip_nat.so",
-    "res_pjsip_logger.so", "chan_pjsip.so",
-    "res_rtp_asterisk.so", "res_timing_timerfd.so", "res_agi.so", "res_audiosocket.so",
-    "app_audiosocket.so", "chan_audiosocket.so", "app_echo.so", "app_playback.so",
-    "app_stack.so", "app_userevent.so", "app_dial.so", "func_channel.so",
-    "func_hangupcause.so", "func_callerid.so", "pbx_config.so", "codec_ulaw.so",
-    "codec_alaw.so", "codec_gsm.so", "format_gsm.so", "format_wav.so", "format_pcm.so",
-    "format_sln.so", "bridge_simple.so", "bridge_native_rtp.so", "res_musiconhold.so",
+    "res_sorcery_config.so",
+    "res_sorcery_memory.so",
+    "res_sorcery_astdb.so",
+    "res_pjproject.so",
+    "res_pjsip.so",
+    "res_pjsip_session.so",
+    "res_pjsip_sdp_rtp.so",
+    "res_pjsip_caller_id.so",
+    "res_pjsip_endpoint_identifier_ip.so",
+    "res_pjsip_outbound_authenticator_digest.so",
+    "res_pjsip_authenticator_digest.so",
+    "res_pjsip_pubsub.so",
+    "res_speech.so",
+    "res_pjsip_rfc3326.so",
+    "res_pjsip_nat.so",
+    "res_pjsip_logger.so",
+    "chan_pjsip.so",
+    "res_rtp_asterisk.so",
+    "res_timing_timerfd.so",
+    "res_agi.so",
+    "res_audiosocket.so",
+    "app_audiosocket.so",
+    "chan_audiosocket.so",
+    "app_echo.so",
+    "app_playback.so",
+    "app_stack.so",
+    "app_userevent.so",
+    "app_dial.so",
+    "func_channel.so",
+    "func_hangupcause.so",
+    "func_callerid.so",
+    "pbx_config.so",
+    "codec_ulaw.so",
+    "codec_alaw.so",
+    "codec_gsm.so",
+    "format_gsm.so",
+    "format_wav.so",
+    "format_pcm.so",
+    "format_sln.so",
+    "bridge_simple.so",
+    "bridge_native_rtp.so",
+    "res_musiconhold.so",
 )
 
 
@@ -63,8 +93,14 @@ def build_rootfs_tarball(cache_dir: Path = DEFAULT_CACHE, log: Path | None = Non
     cache_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache_dir, prefix="build-") as tmp:
         root = Path(tmp) / "root"
-        cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", "sid",
-               str(root), MIRROR]
+        cmd = [
+            "debootstrap",
+            "--variant=minbase",
+            f"--include={','.join(PACKAGES)}",
+            "sid",
+            str(root),
+            MIRROR,
+        ]
         _run(cmd, log)
         # Docs, man pages and locales are a third of the size and never read in the lab.
         for sub in ("usr/share/doc", "usr/share/man", "usr/share/locale", "var/cache/apt"):
@@ -86,14 +122,23 @@ def extract_rootfs(tarball: Path, root: Path) -> None:
     partial.rename(root)
 
 
-def render_configs(root: Path, project: Path, ports: AsteriskPorts, ami_user: str,
-                   ami_secret: str, carrier_host: str, carrier_port: int) -> None:
+def render_configs(
+    root: Path,
+    project: Path,
+    ports: AsteriskPorts,
+    ami_user: str,
+    ami_secret: str,
+    carrier_host: str,
+    carrier_port: int,
+) -> None:
     """Write the lab's Asterisk configuration into the root file system's ETC directory."""
     etc = root / ETC.lstrip("/")
     etc.mkdir(parents=True, exist_ok=True)
     shutil.copy(project / "agi/dialler.conf", etc / "dialler.conf")
-    shutil.copy(project / "config/asterisk/pjsip_dialler_templates.conf",
-                etc / "pjsip_dialler_templates.conf")
+    shutil.copy(
+        project / "config/asterisk/pjsip_dialler_templates.conf",
+        etc / "pjsip_dialler_templates.conf",
+    )
     files = {
         "asterisk.conf": f"""[directories]
 astetcdir => {ETC}
@@ -115,8 +160,7 @@ highpriority = no
 maxfiles = 8192
 hideconnect = yes
 """,
-        "modules.conf": "[modules]\nautoload = no\n"
-                        + "".join(f"load = {m}\n" for m in MODULES),
+        "modules.conf": "[modules]\nautoload = no\n" + "".join(f"load = {m}\n" for m in MODULES),
         "logger.conf": "[general]\n[logfiles]\nmessages.log => notice,warning,error\n",
         "manager.conf": f"""[general]
 enabled = yes
@@ -136,7 +180,7 @@ writetimeout = 1000
         # No ICE/STUN: candidate gathering resolves host names for every call, which in a
         # chroot without DNS stalls Asterisk's threads and makes the carrier retransmit.
         "rtp.conf": f"[general]\nrtpstart = {ports.rtp_start}\nrtpend = {ports.rtp_end}\n"
-                    "icesupport = no\n",
+        "icesupport = no\n",
         "pjsip.conf": f"""[global]
 type = global
 user_agent = dialler-lab-asterisk
@@ -178,8 +222,18 @@ exten => _+X.,1,Hangup(21)
         "musiconhold.conf": "[general]\n",
         "cdr.conf": "[general]\nenable = no\n",
         # Present but empty, so Asterisk does not log an error for each at start.
-        **{name: "" for name in ("indications.conf", "acl.conf", "udptl.conf", "ccss.conf",
-                                 "features.conf", "cel.conf", "pjproject.conf")},
+        **{
+            name: ""
+            for name in (
+                "indications.conf",
+                "acl.conf",
+                "udptl.conf",
+                "ccss.conf",
+                "features.conf",
+                "cel.conf",
+                "pjproject.conf",
+            )
+        },
     }
     for name, text in files.items():
         (etc / name).write_text(text, encoding="utf-8")
@@ -192,18 +246,28 @@ exten => _+X.,1,Hangup(21)
 
 def start(root: Path, log_file: Path) -> int:
     """Start Asterisk in the foreground under chroot, detached from us; returns its pid."""
-    cmd = ["chroot", str(root), "/usr/sbin/asterisk", "-f", "-C", f"{ETC}/asterisk.conf",
-           "-U", "asterisk", "-G", "asterisk"]
+    cmd = [
+        "chroot",
+        str(root),
+        "/usr/sbin/asterisk",
+        "-f",
+        "-C",
+        f"{ETC}/asterisk.conf",
+        "-U",
+        "asterisk",
+        "-G",
+        "asterisk",
+    ]
     with log_file.open("ab") as out:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
+        )
     return proc.pid
 
 
 def cli(root: Path, command: str, timeout: float = 10.0) -> str:
     """Run an Asterisk CLI command against the running lab Asterisk (asterisk -rx)."""
-    cmd = ["chroot", str(root), "/usr/sbin/asterisk", "-C", f"{ETC}/asterisk.conf", "-rx",
-           command]
+    cmd = ["chroot", str(root), "/usr/sbin/asterisk", "-C", f"{ETC}/asterisk.conf", "-rx", command]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     if proc.returncode != 0:
         raise LabError(f"asterisk -rx {command!r} failed: {proc.stderr.strip()[-300:]}")
@@ -211,8 +275,12 @@ def cli(root: Path, command: str, timeout: float = 10.0) -> str:
 
 
 def version(root: Path) -> str:
-    proc = subprocess.run(["chroot", str(root), "/usr/sbin/asterisk", "-V"],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        ["chroot", str(root), "/usr/sbin/asterisk", "-V"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return proc.stdout.strip().removeprefix("Asterisk ").strip()
 
 
@@ -222,9 +290,7 @@ def _run(cmd: list[str], log: Path | None) -> None:
         out = proc.stdout + proc.stderr
     else:
         with log.open("a") as fh:
-            proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, text=True,
-                                  check=False)
+            proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, text=True, check=False)
         out = log.read_text(errors="replace")
     if proc.returncode != 0:
         raise LabError(f"{' '.join(cmd)} failed (exit {proc.returncode}): {out.strip()[-500:]}")
-

@@ -59,8 +59,12 @@ def project_root() -> Path:
 
 
 class Lab:
-    def __init__(self, state_dir: Path | None = None, ports: LabPorts | None = None,
-                 cache_dir: Path = asterisk.DEFAULT_CACHE) -> None:
+    def __init__(
+        self,
+        state_dir: Path | None = None,
+        ports: LabPorts | None = None,
+        cache_dir: Path = asterisk.DEFAULT_CACHE,
+    ) -> None:
         self.dir = (state_dir or DEFAULT_STATE_DIR).resolve()
         self.ports = ports or LabPorts()
         self.cache_dir = cache_dir
@@ -96,8 +100,9 @@ class Lab:
     def up(self, progress: bool = True) -> Path:
         """Start whatever is not running; return the lab config's path."""
         if os.geteuid() != 0:
-            raise LabError("the lab needs root (debootstrap, chroot, an unprivileged "
-                           "PostgreSQL user)")
+            raise LabError(
+                "the lab needs root (debootstrap, chroot, an unprivileged PostgreSQL user)"
+            )
         self.dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.dir, 0o755)
         self._ensure_secret()
@@ -111,6 +116,7 @@ class Lab:
         self._carrier_up()
         self._write_config()
         from ..store.migrate import migrate
+
         asyncio.run(migrate(self.pg.dsn(DB_NAME, DB_USER)))
         self._say(progress, "reference worker")
         self._worker_up()
@@ -121,13 +127,30 @@ class Lab:
         for up to a minute: the callee's hang-up (the number plan's hold time) ends lab calls."""
         if self._alive("worker", "dialler.cli") and _port_open(HOST, self.ports.worker):
             return
-        cmd = [sys.executable, "-m", "dialler.cli", "--config", str(self.config_path),
-               "worker", "--name", WORKER, "--listen", f"{HOST}:{self.ports.worker}",
-               "--capacity", str(WORKER_CAPACITY), "--token-file", str(self.tokens_path),
-               "--talk", "60s", "--record-dir", str(self.recordings)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "dialler.cli",
+            "--config",
+            str(self.config_path),
+            "worker",
+            "--name",
+            WORKER,
+            "--listen",
+            f"{HOST}:{self.ports.worker}",
+            "--capacity",
+            str(WORKER_CAPACITY),
+            "--token-file",
+            str(self.tokens_path),
+            "--talk",
+            "60s",
+            "--record-dir",
+            str(self.recordings),
+        ]
         with (self.dir / "worker.log").open("ab") as out:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
+            )
         self._save(worker=proc.pid)
         if not _wait(lambda: _port_open(HOST, self.ports.worker), 15):
             raise LabError(f"the reference worker did not start; see {self.dir / 'worker.log'}")
@@ -151,16 +174,29 @@ class Lab:
             asterisk.build_rootfs_tarball(self.cache_dir, log=self.dir / "debootstrap.log")
         asterisk.extract_rootfs(tarball, self.root)
         secret = self.secret_path.read_text().strip()
-        asterisk.render_configs(self.root, project_root(), asterisk.AsteriskPorts(
-            self.ports.sip, self.ports.ami, self.ports.rtp_start, self.ports.rtp_end,
-            self.ports.agi),
-            AMI_USER, secret, HOST, self.ports.carrier)
+        asterisk.render_configs(
+            self.root,
+            project_root(),
+            asterisk.AsteriskPorts(
+                self.ports.sip,
+                self.ports.ami,
+                self.ports.rtp_start,
+                self.ports.rtp_end,
+                self.ports.agi,
+            ),
+            AMI_USER,
+            secret,
+            HOST,
+            self.ports.carrier,
+        )
         pid = asterisk.start(self.root, self.dir / "asterisk.log")
         self._save(asterisk=pid)
         if not _wait(lambda: _ami_banner(HOST, self.ports.ami), 30):
-            raise LabError(f"Asterisk did not open AMI on {HOST}:{self.ports.ami}; "
-                           f"see {self.dir / 'asterisk.log'} and "
-                           f"{self.root / 'var/log/asterisk/messages.log'}")
+            raise LabError(
+                f"Asterisk did not open AMI on {HOST}:{self.ports.ami}; "
+                f"see {self.dir / 'asterisk.log'} and "
+                f"{self.root / 'var/log/asterisk/messages.log'}"
+            )
         # AMI answers before PJSIP is fully loaded: wait for the SIP transport too.
         if not _wait(lambda: _udp_bound(self.ports.sip), 30):
             raise LabError(f"Asterisk did not bind SIP on {HOST}:{self.ports.sip}")
@@ -172,15 +208,40 @@ class Lab:
         scenario = self.sipp_dir / "carrier.xml"
         scenario.write_text(sipp.render_scenario(DEFAULT_HOLD_SECONDS))
         self.calls_log.write_text("")  # `lab calls` counts from this start
-        cmd = ["sipp", "-sf", str(scenario), "-i", HOST, "-p", str(self.ports.carrier),
-               "-mi", HOST, "-mp", str(self.ports.carrier_rtp), "-rtp_echo",
-               "-trace_logs", "-log_file", str(self.calls_log),
-               "-trace_err", "-error_file", str(self.sipp_dir / "errors.log"),
-               "-nostdin", "-max_socket", "4096", "-timer_resol", "1"]
+        cmd = [
+            "sipp",
+            "-sf",
+            str(scenario),
+            "-i",
+            HOST,
+            "-p",
+            str(self.ports.carrier),
+            "-mi",
+            HOST,
+            "-mp",
+            str(self.ports.carrier_rtp),
+            "-rtp_echo",
+            "-trace_logs",
+            "-log_file",
+            str(self.calls_log),
+            "-trace_err",
+            "-error_file",
+            str(self.sipp_dir / "errors.log"),
+            "-nostdin",
+            "-max_socket",
+            "4096",
+            "-timer_resol",
+            "1",
+        ]
         with (self.sipp_dir / "sipp.out").open("ab") as out:
-            proc = subprocess.Popen(cmd, cwd=self.sipp_dir, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.DEVNULL, stderr=out,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                cmd,
+                cwd=self.sipp_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=out,
+                start_new_session=True,
+            )
         self._save(carrier=proc.pid)
         if not _wait(lambda: _udp_bound(self.ports.carrier), 10):
             raise LabError(f"SIPp did not start; see {self.sipp_dir / 'sipp.out'}")
@@ -193,25 +254,38 @@ class Lab:
         p = self.ports
         config = {
             "database": {"dsn": self.pg.dsn(DB_NAME, DB_USER)},
-            "asterisk": [{
-                "name": "lab",
-                "ami": {"host": HOST, "port": p.ami, "username": AMI_USER,
-                        "secret_file": str(self.secret_path), "ping_interval": "2s",
-                        "ping_timeout": "2s", "reconnect_delay": "1s",
-                        "connect_timeout": "5s"},
-                "originate_context": "dialler-outbound",
-            }],
-            "carriers": [{"name": CARRIER, "endpoint": CARRIER, "max_channels": 500,
-                          "calls_per_second": 100}],
-            "numbers": [{"number": n, "carrier": CARRIER, "enabled": True}
-                        for n in CALLER_IDS],
-            "listeners": {"agi": {"host": HOST, "port": p.agi},
-                          "http": {"host": HOST, "port": p.http},
-                          "metrics": {"host": HOST, "port": p.metrics}},
+            "asterisk": [
+                {
+                    "name": "lab",
+                    "ami": {
+                        "host": HOST,
+                        "port": p.ami,
+                        "username": AMI_USER,
+                        "secret_file": str(self.secret_path),
+                        "ping_interval": "2s",
+                        "ping_timeout": "2s",
+                        "reconnect_delay": "1s",
+                        "connect_timeout": "5s",
+                    },
+                    "originate_context": "dialler-outbound",
+                }
+            ],
+            "carriers": [
+                {"name": CARRIER, "endpoint": CARRIER, "max_channels": 500, "calls_per_second": 100}
+            ],
+            "numbers": [{"number": n, "carrier": CARRIER, "enabled": True} for n in CALLER_IDS],
+            "listeners": {
+                "agi": {"host": HOST, "port": p.agi},
+                "http": {"host": HOST, "port": p.http},
+                "metrics": {"host": HOST, "port": p.metrics},
+            },
             "contacts": {"default_region": "GB"},
             "api": {"tokens_file": str(self.tokens_path)},
-            "fleet": {"workers": [{"name": WORKER, "host": HOST, "port": p.worker,
-                                   "capacity": WORKER_CAPACITY}]},
+            "fleet": {
+                "workers": [
+                    {"name": WORKER, "host": HOST, "port": p.worker, "capacity": WORKER_CAPACITY}
+                ]
+            },
         }
         header = "# Written by `dialler lab up`: the config of the local lab.\n"
         text = header + yaml.safe_dump(config, sort_keys=False)
@@ -226,21 +300,36 @@ class Lab:
             "state_dir": str(self.dir),
             "config": str(self.config_path) if self.config_path.exists() else None,
             "postgres": {"up": self.pg.is_running(), "host": HOST, "port": p.postgres},
-            "asterisk": {"up": ast_up, "host": HOST, "sip_port": p.sip, "ami_port": p.ami,
-                         "version": asterisk.version(self.root) if self.root.exists()
-                         else None},
-            "carrier": {"up": bool(self._alive("carrier", "sipp")), "host": HOST,
-                        "port": p.carrier, "rtp_port": p.carrier_rtp},
-            "worker": {"up": bool(self._alive("worker", "dialler.cli")), "host": HOST,
-                       "port": p.worker, "capacity": WORKER_CAPACITY},
+            "asterisk": {
+                "up": ast_up,
+                "host": HOST,
+                "sip_port": p.sip,
+                "ami_port": p.ami,
+                "version": asterisk.version(self.root) if self.root.exists() else None,
+            },
+            "carrier": {
+                "up": bool(self._alive("carrier", "sipp")),
+                "host": HOST,
+                "port": p.carrier,
+                "rtp_port": p.carrier_rtp,
+            },
+            "worker": {
+                "up": bool(self._alive("worker", "dialler.cli")),
+                "host": HOST,
+                "port": p.worker,
+                "capacity": WORKER_CAPACITY,
+            },
         }
 
     def calls(self) -> sipp.CallCount:
         return sipp.count_calls(self.calls_log)
 
     def down(self) -> None:
-        for key, binary in (("worker", "dialler.cli"), ("carrier", "sipp"),
-                            ("asterisk", "asterisk")):
+        for key, binary in (
+            ("worker", "dialler.cli"),
+            ("carrier", "sipp"),
+            ("asterisk", "asterisk"),
+        ):
             pid = self._alive(key, binary)
             if pid:
                 _terminate(pid)

@@ -12,8 +12,25 @@ from dataclasses import dataclass
 
 CARRIER = "lab"
 CALLER_IDS: tuple[str, ...] = tuple(f"+4416329600{n:02d}" for n in range(1, 11))
-REJECT_CODES: tuple[int, ...] = (403, 404, 408, 410, 429, 480, 484, 486, 488, 500, 502, 503,
-                                 504, 600, 603, 604, 606)
+REJECT_CODES: tuple[int, ...] = (
+    403,
+    404,
+    408,
+    410,
+    429,
+    480,
+    484,
+    486,
+    488,
+    500,
+    502,
+    503,
+    504,
+    600,
+    603,
+    604,
+    606,
+)
 PREFIX = "+447700900"
 DEFAULT_HOLD_SECONDS = 2.0
 RING_SECONDS = 1.0
@@ -22,10 +39,10 @@ RING_SECONDS = 1.0
 class Behaviour(enum.Enum):
     """What the lab carrier does with a call."""
 
-    ANSWER = "answer"            # ring ~1 s, answer, hold, hang up; media echoed
-    RING_FOREVER = "ring"        # 180 Ringing, never answers
-    SILENT = "silent"            # never responds at all
-    REJECT = "reject"            # final failure response with a given code
+    ANSWER = "answer"  # ring ~1 s, answer, hold, hang up; media echoed
+    RING_FOREVER = "ring"  # 180 Ringing, never answers
+    SILENT = "silent"  # never responds at all
+    REJECT = "reject"  # final failure response with a given code
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +50,8 @@ class Plan:
     """The carrier's behaviour for one dialled number."""
 
     behaviour: Behaviour
-    hold_seconds: float = 0.0   # ANSWER only
-    code: int | None = None     # REJECT only
+    hold_seconds: float = 0.0  # ANSWER only
+    code: int | None = None  # REJECT only
 
 
 _LAB_NUMBER = re.compile(r"^\+447700900(\d{3})$")

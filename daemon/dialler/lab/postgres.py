@@ -89,15 +89,22 @@ class PgCluster:
         self.datadir.mkdir(parents=True, exist_ok=True)
         self.datadir.chmod(0o700)
         self._chown(self.datadir)
-        self._run([
-            self._bin("initdb"),
-            "--pgdata", str(self.datadir),
-            "--username", self.superuser,
-            "--encoding", "UTF8",
-            # The C locale makes sorting and error texts the same on every machine.
-            "--locale", "C",
-            "--auth", "trust",  # replaced by our pg_hba.conf just below
-        ])
+        self._run(
+            [
+                self._bin("initdb"),
+                "--pgdata",
+                str(self.datadir),
+                "--username",
+                self.superuser,
+                "--encoding",
+                "UTF8",
+                # The C locale makes sorting and error texts the same on every machine.
+                "--locale",
+                "C",
+                "--auth",
+                "trust",  # replaced by our pg_hba.conf just below
+            ]
+        )
         self._write_owned(self.datadir / "pg_hba.conf", self._hba())
         self._ensure_include()
 
@@ -112,8 +119,19 @@ class PgCluster:
         log = self.datadir / _LOG_FILE
         offset = log.stat().st_size if log.exists() else 0
         try:
-            self._run([self._bin("pg_ctl"), "start", "--wait", "--timeout", _PG_CTL_WAIT_SECONDS,
-                       "--pgdata", str(self.datadir), "--log", str(log)])
+            self._run(
+                [
+                    self._bin("pg_ctl"),
+                    "start",
+                    "--wait",
+                    "--timeout",
+                    _PG_CTL_WAIT_SECONDS,
+                    "--pgdata",
+                    str(self.datadir),
+                    "--log",
+                    str(log),
+                ]
+            )
         except LabError as exc:
             # pg_ctl only says "see the log"; the reason (port in use, bad setting) is there.
             raise LabError(f"{exc}\n--- {log} ---\n{_tail_of_file(log, offset)}") from None
@@ -122,8 +140,19 @@ class PgCluster:
         """Stop the server (fast shutdown: open sessions are cut); no-op if it is not running."""
         if not self.is_running():
             return
-        self._run([self._bin("pg_ctl"), "stop", "--wait", "--timeout", _PG_CTL_WAIT_SECONDS,
-                   "--pgdata", str(self.datadir), "--mode", "fast"])
+        self._run(
+            [
+                self._bin("pg_ctl"),
+                "stop",
+                "--wait",
+                "--timeout",
+                _PG_CTL_WAIT_SECONDS,
+                "--pgdata",
+                str(self.datadir),
+                "--mode",
+                "fast",
+            ]
+        )
 
     def is_running(self) -> bool:
         """Whether the cluster's postmaster is alive."""
@@ -166,13 +195,31 @@ class PgCluster:
             "SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'owner')\n"
             " WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'db') \\gexec\n"
         )
-        self._run([
-            self._bin("psql"), "--no-psqlrc", "--quiet", "--set", "ON_ERROR_STOP=1",
-            # The socket directory is reachable only by the cluster's user, who runs psql.
-            "--host", str(self.datadir), "--port", str(self.port),
-            "--username", self.superuser, "--dbname", "postgres",
-            "--set", f"owner={owner}", "--set", f"db={name}", "--file", "-",
-        ], stdin=script)
+        self._run(
+            [
+                self._bin("psql"),
+                "--no-psqlrc",
+                "--quiet",
+                "--set",
+                "ON_ERROR_STOP=1",
+                # The socket directory is reachable only by the cluster's user, who runs psql.
+                "--host",
+                str(self.datadir),
+                "--port",
+                str(self.port),
+                "--username",
+                self.superuser,
+                "--dbname",
+                "postgres",
+                "--set",
+                f"owner={owner}",
+                "--set",
+                f"db={name}",
+                "--file",
+                "-",
+            ],
+            stdin=script,
+        )
 
     def dsn(self, database: str, user: str) -> str:
         """A libpq/asyncpg URL for `database` as `user` over TCP (no password: trust)."""
@@ -184,8 +231,9 @@ class PgCluster:
     def _bin(self, name: str) -> str:
         path = self.bindir / name
         if not path.is_file():
-            raise LabError(f"{path} not found: install PostgreSQL 15 "
-                           "(Debian: apt-get install postgresql-15)")
+            raise LabError(
+                f"{path} not found: install PostgreSQL 15 (Debian: apt-get install postgresql-15)"
+            )
         return str(path)
 
     def _hba(self) -> str:
@@ -231,8 +279,7 @@ class PgCluster:
         try:
             entry = pwd.getpwnam(self.user)
         except KeyError:
-            raise LabError(f"system user {self.user!r} does not exist: run init() first"
-                           ) from None
+            raise LabError(f"system user {self.user!r} does not exist: run init() first") from None
         return entry.pw_uid, entry.pw_gid
 
     def _ensure_system_user(self) -> None:
@@ -242,8 +289,14 @@ class PgCluster:
         except KeyError:
             pass
         useradd = shutil.which("useradd") or "/usr/sbin/useradd"
-        command = [useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                   self.user]
+        command = [
+            useradd,
+            "--system",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            self.user,
+        ]
         result = _execute(command, None, None, dict(os.environ))
         # Exit 9: created meanwhile by a concurrent `init()`; fine.
         if result.returncode not in (0, 9):
@@ -269,28 +322,37 @@ class PgCluster:
         return result.stdout
 
 
-def _execute(command: Sequence[str], identity: tuple[int, int] | None, stdin: str | None,
-             env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+def _execute(
+    command: Sequence[str],
+    identity: tuple[int, int] | None,
+    stdin: str | None,
+    env: Mapping[str, str],
+) -> subprocess.CompletedProcess[str]:
     uid, gid = identity if identity is not None else (None, None)
     try:
         return subprocess.run(
-            list(command), input=stdin, capture_output=True, text=True, env=dict(env),
+            list(command),
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=dict(env),
             # "/" rather than our cwd, which the unprivileged user may not be allowed to enter.
-            cwd="/", timeout=_COMMAND_TIMEOUT, check=False,
-            user=uid, group=gid, extra_groups=None if identity is None else [],
+            cwd="/",
+            timeout=_COMMAND_TIMEOUT,
+            check=False,
+            user=uid,
+            group=gid,
+            extra_groups=None if identity is None else [],
         )
     except subprocess.TimeoutExpired:
-        raise LabError(f"{_show(command)} did not finish within {_COMMAND_TIMEOUT:.0f} s"
-                       ) from None
+        raise LabError(f"{_show(command)} did not finish within {_COMMAND_TIMEOUT:.0f} s") from None
     except OSError as exc:
         raise LabError(f"{_show(command)} could not be run: {exc}") from None
 
 
-def _command_error(command: Sequence[str],
-                   result: subprocess.CompletedProcess[str]) -> LabError:
+def _command_error(command: Sequence[str], result: subprocess.CompletedProcess[str]) -> LabError:
     output = result.stderr.strip() or result.stdout.strip() or "(no output)"
-    return LabError(f"{_show(command)} failed with exit code {result.returncode}:\n"
-                    f"{_tail(output)}")
+    return LabError(f"{_show(command)} failed with exit code {result.returncode}:\n{_tail(output)}")
 
 
 def _show(command: Sequence[str]) -> str:

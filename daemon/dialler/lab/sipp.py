@@ -16,11 +16,22 @@ from pathlib import Path
 from .numberplan import DEFAULT_HOLD_SECONDS, PREFIX, REJECT_CODES
 
 _REASONS = {
-    403: "Forbidden", 404: "Not Found", 408: "Request Timeout", 410: "Gone",
-    429: "Too Many Requests", 480: "Temporarily Unavailable", 484: "Address Incomplete",
-    486: "Busy Here", 488: "Not Acceptable Here", 500: "Server Internal Error",
-    502: "Bad Gateway", 503: "Service Unavailable", 504: "Server Time-out",
-    600: "Busy Everywhere", 603: "Decline", 604: "Does Not Exist Anywhere",
+    403: "Forbidden",
+    404: "Not Found",
+    408: "Request Timeout",
+    410: "Gone",
+    429: "Too Many Requests",
+    480: "Temporarily Unavailable",
+    484: "Address Incomplete",
+    486: "Busy Here",
+    488: "Not Acceptable Here",
+    500: "Server Internal Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Server Time-out",
+    600: "Busy Everywhere",
+    603: "Decline",
+    604: "Does Not Exist Anywhere",
     606: "Not Acceptable",
 }
 _PFX = PREFIX.replace("+", "\\+")  # a POSIX ERE inside XML: escape only the plus
@@ -45,14 +56,19 @@ a=sendrecv"""
 
 
 def _send(status: str, body: str = "") -> str:
-    content = "Content-Type: application/sdp\nContent-Length: [len]\n\n" + body if body \
+    content = (
+        "Content-Type: application/sdp\nContent-Length: [len]\n\n" + body
+        if body
         else "Content-Length: 0\n"
+    )
     return f"<send><![CDATA[\nSIP/2.0 {status}\n{_RESPONSE_HEADERS}\n{content}\n]]></send>"
 
 
 def _reject_branch(code: int) -> str:
-    return (f'<label id="r{code}"/>\n{_send(f"{code} {_REASONS[code]}")}\n'
-            f'<recv request="ACK" next="end"/>')
+    return (
+        f'<label id="r{code}"/>\n{_send(f"{code} {_REASONS[code]}")}\n'
+        f'<recv request="ACK" next="end"/>'
+    )
 
 
 def render_scenario(default_hold: float = DEFAULT_HOLD_SECONDS) -> str:
@@ -70,16 +86,18 @@ def render_scenario(default_hold: float = DEFAULT_HOLD_SECONDS) -> str:
         'assign_to="invite_cseq"/>',
         '<ereg regexp="\\S.*" search_in="hdr" header="From:" check_it="true" '
         'assign_to="remote_from"/>',
-        '<ereg regexp="\\S.*" search_in="hdr" header="To:" check_it="true" '
-        'assign_to="remote_to"/>',
+        '<ereg regexp="\\S.*" search_in="hdr" header="To:" check_it="true" assign_to="remote_to"/>',
         '<ereg regexp="&lt;([^&gt;]*)&gt;" search_in="hdr" header="Contact:" check_it="true" '
         'assign_to="m_contact,contact_uri"/>',
         f'<assign assign_to="holdms" value="{int(default_hold * 1000)}"/>',
         # SIPp refuses a variable referenced only once, so the whole-match ones are logged too.
         '<log message="INVITE [call_id] [$dialled] [$m_any] [$m_contact]"/>',
     ]
-    regs += [f'<ereg regexp="^INVITE sip:{_PFX}{code}@" search_in="msg" check_it="false" '
-             f'assign_to="m{code}"/>' for code in REJECT_CODES]
+    regs += [
+        f'<ereg regexp="^INVITE sip:{_PFX}{code}@" search_in="msg" check_it="false" '
+        f'assign_to="m{code}"/>'
+        for code in REJECT_CODES
+    ]
     jumps = ['<nop test="m_ring" next="ring"/>', '<nop test="m_silent" next="silent"/>']
     jumps += [f'<nop test="m{code}" next="r{code}"/>' for code in REJECT_CODES]
     rejects = "\n".join(_reject_branch(code) for code in REJECT_CODES)

@@ -20,31 +20,66 @@ from ..errors import NameTaken, SettingsRefused
 from .conn import Connection, Record
 from .queries import load
 
-__all__ = ["BotRow", "CampaignRow", "CampaignSettings", "CampaignStateRow",
-           "CampaignSummaryRow", "CancelledRow", "SettingsRefused", "bot_names",
-           "campaign_id", "campaign_id_by_name", "campaign_state",
-           "campaigns_without_enabled_numbers", "cancel_campaign", "cancel_waiting_contacts",
-           "complete_if_idle", "count_in_flight", "disable_unconfigured_numbers",
-           "get_campaign", "has_contacts", "insert_bot", "insert_campaign", "list_bots",
-           "list_campaigns", "lock_campaign", "numbers_enabled", "pause_campaign",
-           "redial_policy", "replace_campaign_numbers", "resume_campaign", "retry_policy",
-           "set_number_enabled", "start_campaign", "update_campaign", "upsert_numbers",
-           "wake_daemons"]
+__all__ = [
+    "BotRow",
+    "CampaignRow",
+    "CampaignSettings",
+    "CampaignStateRow",
+    "CampaignSummaryRow",
+    "CancelledRow",
+    "SettingsRefused",
+    "bot_names",
+    "campaign_id",
+    "campaign_id_by_name",
+    "campaign_state",
+    "campaigns_without_enabled_numbers",
+    "cancel_campaign",
+    "cancel_waiting_contacts",
+    "complete_if_idle",
+    "count_in_flight",
+    "disable_unconfigured_numbers",
+    "get_campaign",
+    "has_contacts",
+    "insert_bot",
+    "insert_campaign",
+    "list_bots",
+    "list_campaigns",
+    "lock_campaign",
+    "numbers_enabled",
+    "pause_campaign",
+    "redial_policy",
+    "replace_campaign_numbers",
+    "resume_campaign",
+    "retry_policy",
+    "set_number_enabled",
+    "start_campaign",
+    "update_campaign",
+    "upsert_numbers",
+    "wake_daemons",
+]
 
 _Q = load("campaigns.sql")
 
 
 # --- policies from the columns ------------------------------------------------------------
 
-def _retry(max_attempts: int, delay_ms: int, on_system: Sequence[str],
-           on_custom: Sequence[str]) -> RetryPolicy:
-    return RetryPolicy(max_attempts=max_attempts, delay=delay_ms / 1000.0,
-                       on_system=frozenset(on_system), on_custom=frozenset(on_custom))
+
+def _retry(
+    max_attempts: int, delay_ms: int, on_system: Sequence[str], on_custom: Sequence[str]
+) -> RetryPolicy:
+    return RetryPolicy(
+        max_attempts=max_attempts,
+        delay=delay_ms / 1000.0,
+        on_system=frozenset(on_system),
+        on_custom=frozenset(on_custom),
+    )
 
 
 def _redial(stop_after_ms: int | None, short_connect_ms: int | None) -> RedialPolicy:
-    return RedialPolicy(stop_after_connect_longer_than=_seconds(stop_after_ms),
-                        redial_after_connect_shorter_than=_seconds(short_connect_ms))
+    return RedialPolicy(
+        stop_after_connect_longer_than=_seconds(stop_after_ms),
+        redial_after_connect_shorter_than=_seconds(short_connect_ms),
+    )
 
 
 def _seconds(ms: int | None) -> float | None:
@@ -53,8 +88,12 @@ def _seconds(ms: int | None) -> float | None:
 
 def retry_policy(row: Record) -> RetryPolicy:
     """The retry policy of a row with a campaign's `retry_*` columns (durations in ms)."""
-    return _retry(row["retry_max_attempts"], row["retry_delay_ms"], row["retry_on_system"],
-                  row["retry_on_custom"])
+    return _retry(
+        row["retry_max_attempts"],
+        row["retry_delay_ms"],
+        row["retry_on_system"],
+        row["retry_on_custom"],
+    )
 
 
 def redial_policy(row: Record) -> RedialPolicy:
@@ -63,6 +102,7 @@ def redial_policy(row: Record) -> RedialPolicy:
 
 
 # --- rows ------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class BotRow:
@@ -104,8 +144,9 @@ class CampaignRow:
 
     @property
     def retry(self) -> RetryPolicy:
-        return _retry(self.retry_max_attempts, self.retry_delay_ms, self.retry_on_system,
-                      self.retry_on_custom)
+        return _retry(
+            self.retry_max_attempts, self.retry_delay_ms, self.retry_on_system, self.retry_on_custom
+        )
 
     @property
     def redial(self) -> RedialPolicy:
@@ -134,11 +175,23 @@ class CampaignSettings:
 
     def columns(self) -> tuple[object, ...]:
         """In the order of insert_campaign's parameters ($1..$15)."""
-        return (self.name, self.bot_name, self.concurrency, self.window_start,
-                self.window_end, list(self.window_days), self.timezone, self.always_on,
-                self.ring_timeout_ms, self.retry_max_attempts, self.retry_delay_ms,
-                list(self.retry_on_system), list(self.retry_on_custom),
-                self.redial_stop_after_ms, self.redial_short_connect_ms)
+        return (
+            self.name,
+            self.bot_name,
+            self.concurrency,
+            self.window_start,
+            self.window_end,
+            list(self.window_days),
+            self.timezone,
+            self.always_on,
+            self.ring_timeout_ms,
+            self.retry_max_attempts,
+            self.retry_delay_ms,
+            list(self.retry_on_system),
+            list(self.retry_on_custom),
+            self.redial_stop_after_ms,
+            self.redial_short_connect_ms,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,8 +224,8 @@ class CancelledRow:
 
 # --- bots ------------------------------------------------------------------------------------
 
-async def insert_bot(conn: Connection, name: str, prompt: str,
-                     pipeline: object) -> uuid.UUID:
+
+async def insert_bot(conn: Connection, name: str, prompt: str, pipeline: object) -> uuid.UUID:
     """Store a bot; its id. `NameTaken` when the name is in use."""
     try:
         bot_id: uuid.UUID = await conn.fetchval(_Q["insert_bot"], name, prompt, pipeline)
@@ -183,8 +236,12 @@ async def insert_bot(conn: Connection, name: str, prompt: str,
 
 async def list_bots(conn: Connection) -> list[BotRow]:
     """Every bot, by name, with how many campaigns use it."""
-    return [BotRow(id=row["id"], name=row["name"], created_at=row["created_at"],
-                   campaigns=row["campaigns"]) for row in await conn.fetch(_Q["list_bots"])]
+    return [
+        BotRow(
+            id=row["id"], name=row["name"], created_at=row["created_at"], campaigns=row["campaigns"]
+        )
+        for row in await conn.fetch(_Q["list_bots"])
+    ]
 
 
 async def bot_names(conn: Connection) -> list[str]:
@@ -194,8 +251,10 @@ async def bot_names(conn: Connection) -> list[str]:
 
 # --- the caller-ID pool ----------------------------------------------------------------------
 
-async def upsert_numbers(conn: Connection, numbers: Sequence[str], carriers: Sequence[str],
-                         enabled: Sequence[bool]) -> None:
+
+async def upsert_numbers(
+    conn: Connection, numbers: Sequence[str], carriers: Sequence[str], enabled: Sequence[bool]
+) -> None:
     """Mirror the configured caller IDs (sorted by number; see the query)."""
     await conn.execute(_Q["upsert_numbers"], list(numbers), list(carriers), list(enabled))
 
@@ -212,17 +271,21 @@ async def set_number_enabled(conn: Connection, number: str, enabled: bool) -> bo
 
 async def campaigns_without_enabled_numbers(conn: Connection, number: str) -> list[str]:
     """Names of live campaigns using `number` that have no enabled number left."""
-    return [row["name"] for row in
-            await conn.fetch(_Q["campaigns_without_enabled_numbers"], number)]
+    return [
+        row["name"] for row in await conn.fetch(_Q["campaigns_without_enabled_numbers"], number)
+    ]
 
 
 async def numbers_enabled(conn: Connection, numbers: Sequence[str]) -> dict[str, bool]:
     """The given caller IDs that are in the pool, with their enabled flag."""
-    return {row["number"]: row["enabled"]
-            for row in await conn.fetch(_Q["numbers_enabled"], list(numbers))}
+    return {
+        row["number"]: row["enabled"]
+        for row in await conn.fetch(_Q["numbers_enabled"], list(numbers))
+    }
 
 
 # --- campaigns: settings ---------------------------------------------------------------------
+
 
 async def campaign_id(conn: Connection, campaign_id: uuid.UUID) -> uuid.UUID | None:
     """`campaign_id` if such a campaign exists."""
@@ -245,13 +308,15 @@ async def insert_campaign(conn: Connection, settings: CampaignSettings) -> uuid.
     return new_id
 
 
-async def update_campaign(conn: Connection, campaign_id: uuid.UUID,
-                          settings: CampaignSettings, state: str) -> bool:
+async def update_campaign(
+    conn: Connection, campaign_id: uuid.UUID, settings: CampaignSettings, state: str
+) -> bool:
     """Rewrite the settings of the campaign if it is (still) in `state` and not cancelled;
     False otherwise. `NameTaken`, `SettingsRefused` (a CHECK constraint)."""
     try:
-        updated = await conn.fetchval(_Q["update_campaign"], campaign_id,
-                                      *settings.columns(), state)
+        updated = await conn.fetchval(
+            _Q["update_campaign"], campaign_id, *settings.columns(), state
+        )
     except asyncpg.UniqueViolationError:
         raise NameTaken("campaign", settings.name) from None
     except asyncpg.CheckViolationError as exc:
@@ -259,8 +324,9 @@ async def update_campaign(conn: Connection, campaign_id: uuid.UUID,
     return updated is not None
 
 
-async def replace_campaign_numbers(conn: Connection, campaign_id: uuid.UUID,
-                                   numbers: Sequence[str], *, new: bool = False) -> None:
+async def replace_campaign_numbers(
+    conn: Connection, campaign_id: uuid.UUID, numbers: Sequence[str], *, new: bool = False
+) -> None:
     """Make `numbers` the campaign's pool (`new`: it has none yet)."""
     if not new:
         await conn.execute(_Q["delete_campaign_numbers"], campaign_id)
@@ -269,19 +335,32 @@ async def replace_campaign_numbers(conn: Connection, campaign_id: uuid.UUID,
 
 def _campaign(row: Record) -> CampaignRow:
     return CampaignRow(
-        id=row["id"], name=row["name"], state=row["state"], cancelled_at=row["cancelled_at"],
-        bot_id=row["bot_id"], bot_name=row["bot_name"], concurrency=row["concurrency"],
-        window_start=row["window_start"], window_end=row["window_end"],
-        window_days=tuple(row["window_days"]), timezone=row["timezone"],
-        always_on=row["always_on"], ring_timeout_ms=row["ring_timeout_ms"],
-        retry_max_attempts=row["retry_max_attempts"], retry_delay_ms=row["retry_delay_ms"],
+        id=row["id"],
+        name=row["name"],
+        state=row["state"],
+        cancelled_at=row["cancelled_at"],
+        bot_id=row["bot_id"],
+        bot_name=row["bot_name"],
+        concurrency=row["concurrency"],
+        window_start=row["window_start"],
+        window_end=row["window_end"],
+        window_days=tuple(row["window_days"]),
+        timezone=row["timezone"],
+        always_on=row["always_on"],
+        ring_timeout_ms=row["ring_timeout_ms"],
+        retry_max_attempts=row["retry_max_attempts"],
+        retry_delay_ms=row["retry_delay_ms"],
         retry_on_system=tuple(row["retry_on_system"]),
         retry_on_custom=tuple(row["retry_on_custom"]),
         redial_stop_after_ms=row["redial_stop_after_ms"],
         redial_short_connect_ms=row["redial_short_connect_ms"],
-        created_at=row["created_at"], updated_at=row["updated_at"],
-        started_at=row["started_at"], completed_at=row["completed_at"],
-        last_dial_at=row["last_dial_at"], numbers=tuple(row["numbers"]))
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        started_at=row["started_at"],
+        completed_at=row["completed_at"],
+        last_dial_at=row["last_dial_at"],
+        numbers=tuple(row["numbers"]),
+    )
 
 
 async def get_campaign(conn: Connection, campaign_id: uuid.UUID) -> CampaignRow | None:
@@ -301,17 +380,25 @@ async def campaign_state(conn: Connection, campaign_id: uuid.UUID) -> CampaignSt
     row = await conn.fetchrow(_Q["campaign_state"], campaign_id)
     if row is None:
         return None
-    return CampaignStateRow(name=row["name"], state=row["state"],
-                            cancelled_at=row["cancelled_at"])
+    return CampaignStateRow(name=row["name"], state=row["state"], cancelled_at=row["cancelled_at"])
 
 
 async def list_campaigns(conn: Connection) -> list[CampaignSummaryRow]:
     """Every campaign, oldest first."""
-    return [CampaignSummaryRow(
-        id=row["id"], name=row["name"], state=row["state"], cancelled_at=row["cancelled_at"],
-        bot_name=row["bot_name"], concurrency=row["concurrency"], always_on=row["always_on"],
-        numbers=row["numbers"], created_at=row["created_at"])
-        for row in await conn.fetch(_Q["list_campaigns"])]
+    return [
+        CampaignSummaryRow(
+            id=row["id"],
+            name=row["name"],
+            state=row["state"],
+            cancelled_at=row["cancelled_at"],
+            bot_name=row["bot_name"],
+            concurrency=row["concurrency"],
+            always_on=row["always_on"],
+            numbers=row["numbers"],
+            created_at=row["created_at"],
+        )
+        for row in await conn.fetch(_Q["list_campaigns"])
+    ]
 
 
 async def has_contacts(conn: Connection, campaign_id: uuid.UUID) -> bool:
@@ -321,6 +408,7 @@ async def has_contacts(conn: Connection, campaign_id: uuid.UUID) -> bool:
 
 
 # --- campaigns: lifecycle --------------------------------------------------------------------
+
 
 async def _transition(conn: Connection, query: str, campaign_id: uuid.UUID) -> str | None:
     try:

@@ -30,8 +30,12 @@ class Transaction(Protocol):
 
     async def __aenter__(self) -> object: ...
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> bool | None: ...
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None: ...
 
 
 class Cursor(Protocol):
@@ -45,31 +49,42 @@ class Connection(Protocol):
 
     async def execute(self, query: str, *args: object, timeout: float | None = None) -> str: ...
 
-    async def executemany(self, command: str, args: Iterable[Sequence[object]], *,
-                          timeout: float | None = None) -> None: ...
+    async def executemany(
+        self, command: str, args: Iterable[Sequence[object]], *, timeout: float | None = None
+    ) -> None: ...
 
-    async def fetch(self, query: str, *args: object,
-                    timeout: float | None = None) -> list[Record]: ...
+    async def fetch(
+        self, query: str, *args: object, timeout: float | None = None
+    ) -> list[Record]: ...
 
-    async def fetchrow(self, query: str, *args: object,
-                       timeout: float | None = None) -> Record | None: ...
+    async def fetchrow(
+        self, query: str, *args: object, timeout: float | None = None
+    ) -> Record | None: ...
 
-    async def fetchval(self, query: str, *args: object, column: int = 0,
-                       timeout: float | None = None) -> Any: ...
+    async def fetchval(
+        self, query: str, *args: object, column: int = 0, timeout: float | None = None
+    ) -> Any: ...
 
-    def transaction(self, *, isolation: str | None = None, readonly: bool = False,
-                    deferrable: bool = False) -> Transaction: ...
+    def transaction(
+        self, *, isolation: str | None = None, readonly: bool = False, deferrable: bool = False
+    ) -> Transaction: ...
 
     def is_in_transaction(self) -> bool: ...
 
-    def cursor(self, query: str, *args: object, prefetch: int | None = None,
-               timeout: float | None = None) -> Cursor: ...
+    def cursor(
+        self, query: str, *args: object, prefetch: int | None = None, timeout: float | None = None
+    ) -> Cursor: ...
 
     async def copy_records_to_table(
-            self, table_name: str, *,
-            records: Iterable[Sequence[object]] | AsyncIterable[Sequence[object]],
-            columns: Sequence[str] | None = None, schema_name: str | None = None,
-            timeout: float | None = None, where: str | None = None) -> str: ...
+        self,
+        table_name: str,
+        *,
+        records: Iterable[Sequence[object]] | AsyncIterable[Sequence[object]],
+        columns: Sequence[str] | None = None,
+        schema_name: str | None = None,
+        timeout: float | None = None,
+        where: str | None = None,
+    ) -> str: ...
 
     async def add_listener(self, channel: str, callback: Callable[..., object]) -> None: ...
 
@@ -81,7 +96,8 @@ class Connection(Protocol):
 class Pool(Protocol):
     """A pool of connections (`asyncpg.Pool`)."""
 
-    def acquire(self, *, timeout: float | None = None
-                ) -> AbstractAsyncContextManager[Connection]: ...
+    def acquire(
+        self, *, timeout: float | None = None
+    ) -> AbstractAsyncContextManager[Connection]: ...
 
     async def close(self) -> None: ...

@@ -19,10 +19,22 @@ from ..errors import OperationalError
 from .conn import Connection
 from .queries import load
 
-__all__ = ["AddedRow", "CampaignForContacts", "ContactRow", "StagedChunk", "StagedDuplicate",
-           "add_contact", "campaign_for_contacts", "cancel_waiting_contact",
-           "contact_by_phone", "create_import_staging", "import_staged", "import_transaction",
-           "stage_rows", "truncate_import_staging"]
+__all__ = [
+    "AddedRow",
+    "CampaignForContacts",
+    "ContactRow",
+    "StagedChunk",
+    "StagedDuplicate",
+    "add_contact",
+    "campaign_for_contacts",
+    "cancel_waiting_contact",
+    "contact_by_phone",
+    "create_import_staging",
+    "import_staged",
+    "import_transaction",
+    "stage_rows",
+    "truncate_import_staging",
+]
 
 _Q = load("contacts.sql")
 _STAGING_TABLE = "contacts_import"
@@ -73,16 +85,18 @@ class ContactRow:
     state: str
 
 
-async def campaign_for_contacts(conn: Connection, campaign_id: uuid.UUID, *,
-                                lock: bool = False) -> CampaignForContacts | None:
+async def campaign_for_contacts(
+    conn: Connection, campaign_id: uuid.UUID, *, lock: bool = False
+) -> CampaignForContacts | None:
     """The campaign's name and state, or None. `lock`: under a share lock held until the
     transaction commits (see `campaign_for_contacts_locked`)."""
     query = "campaign_for_contacts_locked" if lock else "campaign_for_contacts"
     row = await conn.fetchrow(_Q[query], campaign_id)
     if row is None:
         return None
-    return CampaignForContacts(name=row["name"], state=row["state"],
-                               cancelled_at=row["cancelled_at"])
+    return CampaignForContacts(
+        name=row["name"], state=row["state"], cancelled_at=row["cancelled_at"]
+    )
 
 
 @asynccontextmanager
@@ -102,19 +116,25 @@ async def create_import_staging(conn: Connection) -> None:
 
 async def stage_rows(conn: Connection, records: Sequence[StagingRecord]) -> None:
     """COPY a chunk of valid rows into the staging table."""
-    await conn.copy_records_to_table(_STAGING_TABLE, columns=_STAGING_COLUMNS,
-                                     records=records)
+    await conn.copy_records_to_table(_STAGING_TABLE, columns=_STAGING_COLUMNS, records=records)
 
 
 async def import_staged(conn: Connection, campaign_id: uuid.UUID) -> StagedChunk:
     """Move the staged chunk into the campaign (see the query)."""
     row = await conn.fetchrow(_Q["import_staged"], campaign_id)
     assert row is not None  # aggregates: always one row
-    duplicates = [StagedDuplicate(line=item["line"], phone=item["phone"],
-                                  raw_phone=item["raw_phone"], variables=item["variables"])
-                  for item in json.loads(row["duplicates"] or "[]")]
-    return StagedChunk(imported=row["imported"], suppressed=row["suppressed"],
-                       duplicates=duplicates)
+    duplicates = [
+        StagedDuplicate(
+            line=item["line"],
+            phone=item["phone"],
+            raw_phone=item["raw_phone"],
+            variables=item["variables"],
+        )
+        for item in json.loads(row["duplicates"] or "[]")
+    ]
+    return StagedChunk(
+        imported=row["imported"], suppressed=row["suppressed"], duplicates=duplicates
+    )
 
 
 async def truncate_import_staging(conn: Connection) -> None:
@@ -122,25 +142,30 @@ async def truncate_import_staging(conn: Connection) -> None:
     await conn.execute(_Q["truncate_import_staging"])
 
 
-async def add_contact(conn: Connection, campaign_id: uuid.UUID, phone: str,
-                      variables: Mapping[str, str]) -> AddedRow | None:
+async def add_contact(
+    conn: Connection, campaign_id: uuid.UUID, phone: str, variables: Mapping[str, str]
+) -> AddedRow | None:
     """Add one contact, due now (cancelled when suppressed); None when the campaign has the
     number already."""
-    row = await conn.fetchrow(_Q["add_contact"], campaign_id, phone,
-                              json.dumps(dict(variables), ensure_ascii=False))
+    row = await conn.fetchrow(
+        _Q["add_contact"], campaign_id, phone, json.dumps(dict(variables), ensure_ascii=False)
+    )
     return None if row is None else AddedRow(id=row["id"], state=row["state"])
 
 
-async def contact_by_phone(conn: Connection, campaign_id: uuid.UUID,
-                           phone: str) -> ContactRow | None:
+async def contact_by_phone(
+    conn: Connection, campaign_id: uuid.UUID, phone: str
+) -> ContactRow | None:
     """The campaign's contact with this number, or None."""
     row = await conn.fetchrow(_Q["contact_by_phone"], campaign_id, phone)
     return None if row is None else ContactRow(id=row["id"], state=row["state"])
 
 
-async def cancel_waiting_contact(conn: Connection, campaign_id: uuid.UUID,
-                                 phone: str) -> uuid.UUID | None:
+async def cancel_waiting_contact(
+    conn: Connection, campaign_id: uuid.UUID, phone: str
+) -> uuid.UUID | None:
     """Cancel the contact with this number if it is waiting; its id, else None."""
-    contact_id: uuid.UUID | None = await conn.fetchval(_Q["cancel_waiting_contact"],
-                                                       campaign_id, phone)
+    contact_id: uuid.UUID | None = await conn.fetchval(
+        _Q["cancel_waiting_contact"], campaign_id, phone
+    )
     return contact_id

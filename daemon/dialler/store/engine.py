@@ -17,20 +17,49 @@ from .conn import Connection, Record
 from .queries import load
 
 __all__ = [
-    "CallerId", "CampaignRules", "Claimed", "Completed", "HostDaemon", "OpenAttempt",
-    "StaleAttempt", "adopt_attempt", "attempt_exists", "campaign_caller_ids",
-    "campaign_in_flight", "campaign_rules", "carriers_in_flight", "claim_contacts",
-    "complete_finished_campaigns", "daemons_of_host", "extend_deadline", "finalise_attempt",
-    "heartbeat", "listen_wakeups", "lock_campaign_for_claim", "lock_open_attempt", "mark_answered",
-    "mark_campaign_dialled", "mark_daemon_dead", "mark_wrapping", "register_daemon",
-    "running_campaigns", "schema_versions", "settle_contact", "stale_attempts", "store_result",
-    "touch_numbers", "unclaim", "unlisten_wakeups", "unregister_daemon",
+    "CallerId",
+    "CampaignRules",
+    "Claimed",
+    "Completed",
+    "HostDaemon",
+    "OpenAttempt",
+    "StaleAttempt",
+    "adopt_attempt",
+    "attempt_exists",
+    "campaign_caller_ids",
+    "campaign_in_flight",
+    "campaign_rules",
+    "carriers_in_flight",
+    "claim_contacts",
+    "complete_finished_campaigns",
+    "daemons_of_host",
+    "extend_deadline",
+    "finalise_attempt",
+    "heartbeat",
+    "listen_wakeups",
+    "lock_campaign_for_claim",
+    "lock_open_attempt",
+    "mark_answered",
+    "mark_campaign_dialled",
+    "mark_daemon_dead",
+    "mark_wrapping",
+    "register_daemon",
+    "running_campaigns",
+    "schema_versions",
+    "settle_contact",
+    "stale_attempts",
+    "store_result",
+    "touch_numbers",
+    "unclaim",
+    "unlisten_wakeups",
+    "unregister_daemon",
 ]
 
 _Q = load("engine.sql")
 
 
 # --- rows ------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class CampaignRules:
@@ -68,7 +97,7 @@ class CallerId:
 class Claimed:
     """A contact claimed for a dial, with its new attempt."""
 
-    id: uuid.UUID                # the attempt (and the channel's Uniqueid)
+    id: uuid.UUID  # the attempt (and the channel's Uniqueid)
     contact_id: uuid.UUID
     attempt_number: int
     caller_id: str
@@ -116,15 +145,18 @@ def _rules(row: Record) -> CampaignRules:
     # The window was validated when the campaign started, so it parses.
     return CampaignRules(
         id=row["id"],
-        window=Window.parse(row["window_start"], row["window_end"], list(row["window_days"]),
-                            row["timezone"]),
+        window=Window.parse(
+            row["window_start"], row["window_end"], list(row["window_days"]), row["timezone"]
+        ),
         retry=retry_policy(row),
         redial=redial_policy(row),
         ring_timeout=row["ring_timeout_ms"] / 1000.0,
-        cancelled=row.get("cancelled_at") is not None)
+        cancelled=row.get("cancelled_at") is not None,
+    )
 
 
 # --- daemons ---------------------------------------------------------------------------------
+
 
 async def schema_versions(conn: Connection) -> set[str]:
     """Versions of the applied migrations (none on a database never migrated)."""
@@ -151,8 +183,9 @@ async def unregister_daemon(conn: Connection, daemon_id: str) -> None:
 
 async def daemons_of_host(conn: Connection, hostname: str) -> list[HostDaemon]:
     """The daemons registered from this host."""
-    return [HostDaemon(r["id"], r["pid"])
-            for r in await conn.fetch(_Q["daemons_of_host"], hostname)]
+    return [
+        HostDaemon(r["id"], r["pid"]) for r in await conn.fetch(_Q["daemons_of_host"], hostname)
+    ]
 
 
 async def mark_daemon_dead(conn: Connection, daemon_id: str) -> None:
@@ -175,10 +208,12 @@ async def unlisten_wakeups(conn: Connection, callback: Callable[..., object]) ->
 
 # --- the scheduler ---------------------------------------------------------------------------
 
+
 async def complete_finished_campaigns(conn: Connection) -> list[Completed]:
     """Complete the campaigns with nothing left to dial or finish; returns them."""
-    return [Completed(r["id"], r["name"])
-            for r in await conn.fetch(_Q["complete_finished_campaigns"])]
+    return [
+        Completed(r["id"], r["name"]) for r in await conn.fetch(_Q["complete_finished_campaigns"])
+    ]
 
 
 async def running_campaigns(conn: Connection) -> list[CampaignRules]:
@@ -211,20 +246,47 @@ async def carriers_in_flight(conn: Connection) -> dict[str, int]:
 
 async def campaign_caller_ids(conn: Connection, campaign_id: uuid.UUID) -> list[CallerId]:
     """The campaign's enabled caller IDs, least recently used first."""
-    return [CallerId(r["number"], r["carrier"])
-            for r in await conn.fetch(_Q["campaign_caller_ids"], campaign_id)]
+    return [
+        CallerId(r["number"], r["carrier"])
+        for r in await conn.fetch(_Q["campaign_caller_ids"], campaign_id)
+    ]
 
 
-async def claim_contacts(conn: Connection, campaign_id: uuid.UUID, limit: int, daemon_id: str,
-                         lease: float, caller_ids: Sequence[str], carriers: Sequence[str],
-                         asterisk: str) -> list[Claimed]:
+async def claim_contacts(
+    conn: Connection,
+    campaign_id: uuid.UUID,
+    limit: int,
+    daemon_id: str,
+    lease: float,
+    caller_ids: Sequence[str],
+    carriers: Sequence[str],
+    asterisk: str,
+) -> list[Claimed]:
     """Claim up to `limit` due contacts and create their attempts (`dialing`, leased for
     `lease` s), caller IDs and their carriers dealt round robin."""
-    rows = await conn.fetch(_Q["claim_contacts"], campaign_id, limit, daemon_id, lease,
-                            list(caller_ids), list(carriers), asterisk)
-    return [Claimed(r["id"], r["contact_id"], r["attempt_number"], r["caller_id"], r["carrier"],
-                    r["counts_toward_max"], r["phone_number"], r["attempts_used"])
-            for r in rows]
+    rows = await conn.fetch(
+        _Q["claim_contacts"],
+        campaign_id,
+        limit,
+        daemon_id,
+        lease,
+        list(caller_ids),
+        list(carriers),
+        asterisk,
+    )
+    return [
+        Claimed(
+            r["id"],
+            r["contact_id"],
+            r["attempt_number"],
+            r["caller_id"],
+            r["carrier"],
+            r["counts_toward_max"],
+            r["phone_number"],
+            r["attempts_used"],
+        )
+        for r in rows
+    ]
 
 
 async def touch_numbers(conn: Connection, numbers: Sequence[str]) -> None:
@@ -244,12 +306,13 @@ async def unclaim(conn: Connection, attempt_id: uuid.UUID) -> None:
 
 # --- one attempt -----------------------------------------------------------------------------
 
-async def mark_answered(conn: Connection, attempt_id: uuid.UUID, at: datetime | None,
-                        max_call_length: float) -> float | None:
+
+async def mark_answered(
+    conn: Connection, attempt_id: uuid.UUID, at: datetime | None, max_call_length: float
+) -> float | None:
     """The call was answered at `at`; returns the answer-to-attach seconds when the attach
     came first (else None)."""
-    waited: float | None = await conn.fetchval(_Q["mark_answered"], attempt_id, at,
-                                               max_call_length)
+    waited: float | None = await conn.fetchval(_Q["mark_answered"], attempt_id, at, max_call_length)
     return waited
 
 
@@ -258,9 +321,19 @@ async def lock_open_attempt(conn: Connection, attempt_id: uuid.UUID) -> OpenAtte
     r = await conn.fetchrow(_Q["lock_open_attempt"], attempt_id)
     if r is None:
         return None
-    return OpenAttempt(r["id"], r["contact_id"], r["campaign_id"], r["state"],
-                       r["counts_toward_max"], r["answered_at"], r["ended_at"], r["duration_ms"],
-                       r["disposition"], r["callback_at"], r["attempts_used"])
+    return OpenAttempt(
+        r["id"],
+        r["contact_id"],
+        r["campaign_id"],
+        r["state"],
+        r["counts_toward_max"],
+        r["answered_at"],
+        r["ended_at"],
+        r["duration_ms"],
+        r["disposition"],
+        r["callback_at"],
+        r["attempts_used"],
+    )
 
 
 async def attempt_exists(conn: Connection, attempt_id: uuid.UUID) -> bool:
@@ -268,48 +341,101 @@ async def attempt_exists(conn: Connection, attempt_id: uuid.UUID) -> bool:
     return bool(await conn.fetchval(_Q["attempt_exists"], attempt_id))
 
 
-async def finalise_attempt(conn: Connection, attempt_id: uuid.UUID, answered_at: datetime | None,
-                           ended_at: datetime, sip_code: int | None, outcome: str,
-                           disposition: str, duration_ms: int, next_action: str,
-                           next_at: datetime | None) -> None:
+async def finalise_attempt(
+    conn: Connection,
+    attempt_id: uuid.UUID,
+    answered_at: datetime | None,
+    ended_at: datetime,
+    sip_code: int | None,
+    outcome: str,
+    disposition: str,
+    duration_ms: int,
+    next_action: str,
+    next_at: datetime | None,
+) -> None:
     """The attempt's result and the decision taken on it, written once."""
-    await conn.execute(_Q["finalise_attempt"], attempt_id, answered_at, ended_at, sip_code,
-                       outcome, disposition, duration_ms, next_action, next_at)
+    await conn.execute(
+        _Q["finalise_attempt"],
+        attempt_id,
+        answered_at,
+        ended_at,
+        sip_code,
+        outcome,
+        disposition,
+        duration_ms,
+        next_action,
+        next_at,
+    )
 
 
-async def settle_contact(conn: Connection, contact_id: uuid.UUID, state: str,
-                         next_due_at: datetime | None, uncount: int) -> None:
+async def settle_contact(
+    conn: Connection, contact_id: uuid.UUID, state: str, next_due_at: datetime | None, uncount: int
+) -> None:
     """The contact's state after its attempt; `uncount` 1 gives back a counted attempt."""
     await conn.execute(_Q["settle_contact"], contact_id, state, next_due_at, uncount)
 
 
-async def mark_wrapping(conn: Connection, attempt_id: uuid.UUID, answered_at: datetime | None,
-                        ended_at: datetime, duration_ms: int, result_timeout: float) -> None:
+async def mark_wrapping(
+    conn: Connection,
+    attempt_id: uuid.UUID,
+    answered_at: datetime | None,
+    ended_at: datetime,
+    duration_ms: int,
+    result_timeout: float,
+) -> None:
     """An answered call hung up before its worker's result: wait `result_timeout` s for it."""
-    await conn.execute(_Q["mark_wrapping"], attempt_id, answered_at, ended_at, duration_ms,
-                       result_timeout)
+    await conn.execute(
+        _Q["mark_wrapping"], attempt_id, answered_at, ended_at, duration_ms, result_timeout
+    )
 
 
-async def store_result(conn: Connection, attempt_id: uuid.UUID, disposition: str,
-                       callback_at: datetime | None, notes: str | None,
-                       frames_sent: int | None, frames_received: int | None) -> None:
+async def store_result(
+    conn: Connection,
+    attempt_id: uuid.UUID,
+    disposition: str,
+    callback_at: datetime | None,
+    notes: str | None,
+    frames_sent: int | None,
+    frames_received: int | None,
+) -> None:
     """The worker's result on the attempt (the attempt stays open)."""
-    await conn.execute(_Q["store_result"], attempt_id, disposition, callback_at, notes,
-                       frames_sent, frames_received)
+    await conn.execute(
+        _Q["store_result"],
+        attempt_id,
+        disposition,
+        callback_at,
+        notes,
+        frames_sent,
+        frames_received,
+    )
 
 
 # --- recovery --------------------------------------------------------------------------------
 
+
 async def stale_attempts(conn: Connection, heartbeat_age: float) -> list[StaleAttempt]:
     """Open attempts past their deadline or owned by a daemon silent for `heartbeat_age` s."""
-    return [StaleAttempt(r["id"], r["campaign_id"], r["contact_id"], r["state"], r["daemon_id"],
-                         r["asterisk"], r["dialled_at"], r["answered_at"], r["ended_at"],
-                         r["deadline_at"], r["ring_timeout_ms"])
-            for r in await conn.fetch(_Q["stale_attempts"], heartbeat_age)]
+    return [
+        StaleAttempt(
+            r["id"],
+            r["campaign_id"],
+            r["contact_id"],
+            r["state"],
+            r["daemon_id"],
+            r["asterisk"],
+            r["dialled_at"],
+            r["answered_at"],
+            r["ended_at"],
+            r["deadline_at"],
+            r["ring_timeout_ms"],
+        )
+        for r in await conn.fetch(_Q["stale_attempts"], heartbeat_age)
+    ]
 
 
-async def adopt_attempt(conn: Connection, attempt_id: uuid.UUID, daemon_id: str,
-                        deadline: datetime) -> None:
+async def adopt_attempt(
+    conn: Connection, attempt_id: uuid.UUID, daemon_id: str, deadline: datetime
+) -> None:
     """This daemon follows a live call of a dead one from now on."""
     await conn.execute(_Q["adopt_attempt"], attempt_id, daemon_id, deadline)
 

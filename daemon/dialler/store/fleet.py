@@ -11,10 +11,26 @@ from typing import Any
 from .conn import Connection
 from .queries import load
 
-__all__ = ["CallContext", "Slot", "WorkerFree", "call_context", "disable_unlisted_config_workers",
-           "fleet_capacity", "fleet_free", "heartbeat_worker", "lock_fleet", "locked_fleet_free",
-           "mark_abandoned", "mark_attached", "move_slot", "register_worker", "release_slot",
-           "reserve_slots", "slot_of_attempt", "upsert_config_worker"]
+__all__ = [
+    "CallContext",
+    "Slot",
+    "WorkerFree",
+    "call_context",
+    "disable_unlisted_config_workers",
+    "fleet_capacity",
+    "fleet_free",
+    "heartbeat_worker",
+    "lock_fleet",
+    "locked_fleet_free",
+    "mark_abandoned",
+    "mark_attached",
+    "move_slot",
+    "register_worker",
+    "release_slot",
+    "reserve_slots",
+    "slot_of_attempt",
+    "upsert_config_worker",
+]
 
 _Q = load("fleet.sql")
 
@@ -55,8 +71,9 @@ class CallContext:
     variables: Mapping[str, Any] | None
 
 
-async def upsert_config_worker(conn: Connection, name: str, host: str, port: int,
-                               capacity: int) -> None:
+async def upsert_config_worker(
+    conn: Connection, name: str, host: str, port: int, capacity: int
+) -> None:
     """A static worker of the config file into the fleet (stays `config` if it registered)."""
     await conn.execute(_Q["upsert_config_worker"], name, host, port, capacity)
 
@@ -66,8 +83,7 @@ async def disable_unlisted_config_workers(conn: Connection, listed: Sequence[str
     await conn.execute(_Q["disable_unlisted_config_workers"], list(listed))
 
 
-async def register_worker(conn: Connection, name: str, host: str, port: int,
-                          capacity: int) -> None:
+async def register_worker(conn: Connection, name: str, host: str, port: int, capacity: int) -> None:
     """A worker registering over the API (`POST /v1/workers`): in rotation, heart-beaten now."""
     await conn.execute(_Q["register_worker"], name, host, port, capacity)
 
@@ -85,8 +101,10 @@ async def lock_fleet(conn: Connection) -> None:
 
 async def fleet_free(conn: Connection, heartbeat_timeout: float) -> list[WorkerFree]:
     """Workers in rotation with free slots, the emptiest first (no lock: a snapshot)."""
-    return [WorkerFree(r["name"], r["free"], r["host"], r["port"])
-            for r in await conn.fetch(_Q["fleet_free"], heartbeat_timeout)]
+    return [
+        WorkerFree(r["name"], r["free"], r["host"], r["port"])
+        for r in await conn.fetch(_Q["fleet_free"], heartbeat_timeout)
+    ]
 
 
 async def locked_fleet_free(conn: Connection, heartbeat_timeout: float) -> list[WorkerFree]:
@@ -102,14 +120,16 @@ async def fleet_capacity(conn: Connection, heartbeat_timeout: float) -> int:
     return int(await conn.fetchval(_Q["fleet_capacity"], heartbeat_timeout))
 
 
-async def reserve_slots(conn: Connection, attempt_ids: Sequence[uuid.UUID],
-                        workers: Sequence[str]) -> None:
+async def reserve_slots(
+    conn: Connection, attempt_ids: Sequence[uuid.UUID], workers: Sequence[str]
+) -> None:
     """One slot per attempt, on the worker at the same position."""
     await conn.execute(_Q["reserve_slots"], list(attempt_ids), list(workers))
 
 
-async def slot_of_attempt(conn: Connection, attempt_id: uuid.UUID,
-                          heartbeat_timeout: float) -> Slot | None:
+async def slot_of_attempt(
+    conn: Connection, attempt_id: uuid.UUID, heartbeat_timeout: float
+) -> Slot | None:
     """The slot reserved for the attempt at dial time, None if it has none."""
     row = await conn.fetchrow(_Q["slot_of_attempt"], attempt_id, heartbeat_timeout)
     if row is None:
@@ -129,8 +149,7 @@ async def mark_attached(conn: Connection, attempt_id: uuid.UUID) -> float | None
     return waited
 
 
-async def mark_abandoned(conn: Connection, attempt_id: uuid.UUID,
-                         notes: str) -> uuid.UUID | None:
+async def mark_abandoned(conn: Connection, attempt_id: uuid.UUID, notes: str) -> uuid.UUID | None:
     """No worker can take the answered call; returns its campaign (None if already final)."""
     campaign: uuid.UUID | None = await conn.fetchval(_Q["mark_abandoned"], attempt_id, notes)
     return campaign
@@ -146,6 +165,14 @@ async def call_context(conn: Connection, attempt_id: uuid.UUID) -> CallContext |
     row = await conn.fetchrow(_Q["call_context"], attempt_id)
     if row is None:
         return None
-    return CallContext(row["attempt_id"], row["campaign_id"], row["caller_id"], row["state"],
-                       row["campaign"], row["bot"], row["prompt"], row["pipeline"],
-                       row["variables"])
+    return CallContext(
+        row["attempt_id"],
+        row["campaign_id"],
+        row["caller_id"],
+        row["state"],
+        row["campaign"],
+        row["bot"],
+        row["prompt"],
+        row["pipeline"],
+        row["variables"],
+    )

@@ -10,8 +10,15 @@ from datetime import datetime
 from .conn import Connection
 from .queries import load
 
-__all__ = ["ContactStates", "OpenAttempts", "WatchedCampaign", "contact_states", "fleet_busy",
-           "open_attempts", "watched_campaigns"]
+__all__ = [
+    "ContactStates",
+    "OpenAttempts",
+    "WatchedCampaign",
+    "contact_states",
+    "fleet_busy",
+    "open_attempts",
+    "watched_campaigns",
+]
 
 _Q = load("metrics.sql")
 
@@ -51,21 +58,34 @@ class OpenAttempts:
 
 async def watched_campaigns(conn: Connection) -> list[WatchedCampaign]:
     """Running and paused campaigns."""
-    return [WatchedCampaign(r["id"], r["state"], r["window_start"], r["window_end"],
-                            list(r["window_days"]), r["timezone"], r["last_dial_at"])
-            for r in await conn.fetch(_Q["watched_campaigns"])]
+    return [
+        WatchedCampaign(
+            r["id"],
+            r["state"],
+            r["window_start"],
+            r["window_end"],
+            list(r["window_days"]),
+            r["timezone"],
+            r["last_dial_at"],
+        )
+        for r in await conn.fetch(_Q["watched_campaigns"])
+    ]
 
 
 async def contact_states(conn: Connection) -> list[ContactStates]:
     """Contacts per campaign and state, of the watched campaigns."""
-    return [ContactStates(r["campaign_id"], r["state"], r["n"], r["due"])
-            for r in await conn.fetch(_Q["contact_states"])]
+    return [
+        ContactStates(r["campaign_id"], r["state"], r["n"], r["due"])
+        for r in await conn.fetch(_Q["contact_states"])
+    ]
 
 
 async def open_attempts(conn: Connection) -> list[OpenAttempts]:
     """Open attempts per campaign and attempt state, of the watched campaigns."""
-    return [OpenAttempts(r["campaign_id"], r["state"], r["n"], r["stuck"])
-            for r in await conn.fetch(_Q["open_attempts"])]
+    return [
+        OpenAttempts(r["campaign_id"], r["state"], r["n"], r["stuck"])
+        for r in await conn.fetch(_Q["open_attempts"])
+    ]
 
 
 async def fleet_busy(conn: Connection) -> int:

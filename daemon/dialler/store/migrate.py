@@ -70,14 +70,22 @@ def available_migrations() -> list[Migration]:
             continue
         match = _FILE_NAME.fullmatch(entry.name)
         if match is None:
-            raise OperationalError(f"migration file {entry.name}: the name must look like "
-                                   "NNNN_name.sql (four digits, lower-case name)")
+            raise OperationalError(
+                f"migration file {entry.name}: the name must look like "
+                "NNNN_name.sql (four digits, lower-case name)"
+            )
         data = entry.read_bytes()
-        migration = Migration(version=match["version"], name=match["name"],
-                              sql=data.decode("utf-8"), checksum=hashlib.sha256(data).hexdigest())
+        migration = Migration(
+            version=match["version"],
+            name=match["name"],
+            sql=data.decode("utf-8"),
+            checksum=hashlib.sha256(data).hexdigest(),
+        )
         if migration.version in found:
-            raise OperationalError(f"migration files {found[migration.version].filename} and "
-                                   f"{entry.name} have the same version")
+            raise OperationalError(
+                f"migration files {found[migration.version].filename} and "
+                f"{entry.name} have the same version"
+            )
         found[migration.version] = migration
     return [found[version] for version in sorted(found)]
 
@@ -121,10 +129,14 @@ async def _apply(conn: asyncpg.Connection, migrations: list[Migration]) -> list[
                 await conn.execute(migration.sql)
                 await conn.execute(
                     "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                    migration.version, migration.name, migration.checksum)
+                    migration.version,
+                    migration.name,
+                    migration.checksum,
+                )
         except asyncpg.PostgresError as exc:
-            raise OperationalError(f"migration {migration.filename} failed and was rolled back: "
-                                   f"{exc}") from exc
+            raise OperationalError(
+                f"migration {migration.filename} failed and was rolled back: {exc}"
+            ) from exc
         logger.info("applied migration %s", migration.filename)
         done.append(migration.version)
     return done
@@ -137,14 +149,16 @@ def _check_history(applied: dict[str, str], migrations: list[Migration]) -> None
     if unknown:
         raise OperationalError(
             f"the database has migrations this dialler does not know ({', '.join(unknown)}): "
-            "it was migrated by a newer version; upgrade the dialler")
+            "it was migrated by a newer version; upgrade the dialler"
+        )
     for migration in migrations:
         recorded = applied.get(migration.version)
         if recorded is not None and recorded != migration.checksum:
             raise OperationalError(
                 f"migration {migration.filename} was changed after it was applied (its "
                 "checksum differs from the one recorded in schema_migrations): applied "
-                "migrations must never be edited; restore the file and add a new migration")
+                "migrations must never be edited; restore the file and add a new migration"
+            )
 
 
 async def _connect(dsn: str, connect_timeout: float) -> asyncpg.Connection:

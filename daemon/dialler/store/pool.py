@@ -13,23 +13,28 @@ from .conn import Connection, Pool
 #: Exceptions that mean "the database is not reachable right now" (connection refused or
 #: reset, server shutting down or starting): callers treat them as an outage, not as a bug.
 UNAVAILABLE: tuple[type[BaseException], ...] = (
-    OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
-    asyncpg.ConnectionDoesNotExistError, asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError)
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+)
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     # json/jsonb columns come back as Python objects and go in from them.
     for kind in ("json", "jsonb"):
-        await conn.set_type_codec(kind, encoder=json.dumps, decoder=json.loads,
-                                  schema="pg_catalog")
+        await conn.set_type_codec(kind, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
 async def create_pool(dsn: str, min_size: int = 1, max_size: int = 10) -> Pool:
     """A connection pool; `OperationalError` (exit 1) when the database cannot be reached."""
     try:
-        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size,
-                                         init=_init_connection, timeout=10)
+        pool = await asyncpg.create_pool(
+            dsn, min_size=min_size, max_size=max_size, init=_init_connection, timeout=10
+        )
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         raise OperationalError(f"cannot reach the database: {exc}") from None
     return cast(Pool, pool)

@@ -40,24 +40,36 @@ class FinalAttempt:
     variables: dict[str, str] | None
 
 
-async def contact_variables(conn: Connection, campaign_id: uuid.UUID,
-                            prefetch: int = 2000) -> AsyncIterator[dict[str, str]]:
+async def contact_variables(
+    conn: Connection, campaign_id: uuid.UUID, prefetch: int = 2000
+) -> AsyncIterator[dict[str, str]]:
     """Every contact's variables, in import order (keys in the CSV's column order)."""
     async for row in conn.cursor(_Q["contact_variables"], campaign_id, prefetch=prefetch):
         yield row["variables"] or {}
 
 
-async def final_attempts(conn: Connection, campaign_id: uuid.UUID,
-                         prefetch: int = 2000) -> AsyncIterator[FinalAttempt]:
+async def final_attempts(
+    conn: Connection, campaign_id: uuid.UUID, prefetch: int = 2000
+) -> AsyncIterator[FinalAttempt]:
     """The campaign's final attempts, oldest first."""
     async for row in conn.cursor(_Q["final_attempts"], campaign_id, prefetch=prefetch):
         yield FinalAttempt(
-            campaign_id=row["campaign_id"], contact_id=row["contact_id"],
-            attempt_id=row["attempt_id"], attempt_number=row["attempt_number"],
-            phone_number=row["phone_number"], caller_id=row["caller_id"],
-            carrier=row["carrier"], dialled_at=row["dialled_at"],
-            answered_at=row["answered_at"], ended_at=row["ended_at"],
-            duration_ms=row["duration_ms"], sip_code=row["sip_code"], outcome=row["outcome"],
-            disposition=row["disposition"], worker=row["worker"],
-            next_action=row["next_action"], next_at=row["next_at"],
-            variables=row["variables"])
+            campaign_id=row["campaign_id"],
+            contact_id=row["contact_id"],
+            attempt_id=row["attempt_id"],
+            attempt_number=row["attempt_number"],
+            phone_number=row["phone_number"],
+            caller_id=row["caller_id"],
+            carrier=row["carrier"],
+            dialled_at=row["dialled_at"],
+            answered_at=row["answered_at"],
+            ended_at=row["ended_at"],
+            duration_ms=row["duration_ms"],
+            sip_code=row["sip_code"],
+            outcome=row["outcome"],
+            disposition=row["disposition"],
+            worker=row["worker"],
+            next_action=row["next_action"],
+            next_at=row["next_at"],
+            variables=row["variables"],
+        )

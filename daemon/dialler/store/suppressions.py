@@ -9,8 +9,15 @@ from datetime import datetime
 from .conn import Connection
 from .queries import load
 
-__all__ = ["SuppressedContact", "Suppression", "SuppressionAdded", "add_suppression",
-           "cancel_suppressed_contacts", "list_suppressions", "remove_suppression"]
+__all__ = [
+    "SuppressedContact",
+    "Suppression",
+    "SuppressionAdded",
+    "add_suppression",
+    "cancel_suppressed_contacts",
+    "list_suppressions",
+    "remove_suppression",
+]
 
 _Q = load("suppressions.sql")
 
@@ -39,19 +46,24 @@ class SuppressedContact:
     campaign_id: uuid.UUID
 
 
-async def add_suppression(conn: Connection, phone: str,
-                          reason: str | None) -> SuppressionAdded:
+async def add_suppression(conn: Connection, phone: str, reason: str | None) -> SuppressionAdded:
     """List `phone` (E.164); a `reason` replaces the old one, None keeps it."""
     row = await conn.fetchrow(_Q["add_suppression"], phone, reason)
     assert row is not None  # INSERT ... ON CONFLICT DO UPDATE always returns the row
-    return SuppressionAdded(phone_number=row["phone_number"], reason=row["reason"],
-                            added_at=row["added_at"], inserted=row["inserted"])
+    return SuppressionAdded(
+        phone_number=row["phone_number"],
+        reason=row["reason"],
+        added_at=row["added_at"],
+        inserted=row["inserted"],
+    )
 
 
 async def cancel_suppressed_contacts(conn: Connection, phone: str) -> list[SuppressedContact]:
     """Cancel the number's waiting contacts in every campaign."""
-    return [SuppressedContact(id=row["id"], campaign_id=row["campaign_id"])
-            for row in await conn.fetch(_Q["cancel_suppressed_contacts"], phone)]
+    return [
+        SuppressedContact(id=row["id"], campaign_id=row["campaign_id"])
+        for row in await conn.fetch(_Q["cancel_suppressed_contacts"], phone)
+    ]
 
 
 async def remove_suppression(conn: Connection, phone: str) -> str | None:
@@ -62,6 +74,9 @@ async def remove_suppression(conn: Connection, phone: str) -> str | None:
 
 async def list_suppressions(conn: Connection) -> list[Suppression]:
     """Every entry, oldest first."""
-    return [Suppression(phone_number=row["phone_number"], reason=row["reason"],
-                        added_at=row["added_at"])
-            for row in await conn.fetch(_Q["list_suppressions"])]
+    return [
+        Suppression(
+            phone_number=row["phone_number"], reason=row["reason"], added_at=row["added_at"]
+        )
+        for row in await conn.fetch(_Q["list_suppressions"])
+    ]

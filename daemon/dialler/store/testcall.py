@@ -10,8 +10,14 @@ from datetime import datetime
 from .conn import Connection
 from .queries import load
 
-__all__ = ["TestProgress", "bot_id", "test_attempt", "test_campaign", "test_contact",
-           "test_progress"]
+__all__ = [
+    "TestProgress",
+    "bot_id",
+    "test_attempt",
+    "test_campaign",
+    "test_contact",
+    "test_progress",
+]
 
 _Q = load("testcall.sql")
 
@@ -40,29 +46,50 @@ async def bot_id(conn: Connection, name: str) -> uuid.UUID | None:
     return found
 
 
-async def test_campaign(conn: Connection, name: str, bot: uuid.UUID,
-                        ring_timeout: float) -> uuid.UUID:
+async def test_campaign(
+    conn: Connection, name: str, bot: uuid.UUID, ring_timeout: float
+) -> uuid.UUID:
     """The bot's test-call campaign (created on first use; paused forever)."""
-    campaign: uuid.UUID = await conn.fetchval(_Q["test_campaign"], name, bot,
-                                              int(ring_timeout * 1000))
+    campaign: uuid.UUID = await conn.fetchval(
+        _Q["test_campaign"], name, bot, int(ring_timeout * 1000)
+    )
     return campaign
 
 
-async def test_contact(conn: Connection, campaign_id: uuid.UUID, phone: str, daemon_id: str,
-                       lease: float) -> uuid.UUID | None:
+async def test_contact(
+    conn: Connection, campaign_id: uuid.UUID, phone: str, daemon_id: str, lease: float
+) -> uuid.UUID | None:
     """The callee as a contact of the test campaign, leased; None while a test call to it is
     still in flight."""
-    contact: uuid.UUID | None = await conn.fetchval(_Q["test_contact"], campaign_id, phone,
-                                                    daemon_id, lease)
+    contact: uuid.UUID | None = await conn.fetchval(
+        _Q["test_contact"], campaign_id, phone, daemon_id, lease
+    )
     return contact
 
 
-async def test_attempt(conn: Connection, attempt_id: uuid.UUID, contact_id: uuid.UUID,
-                       campaign_id: uuid.UUID, caller_id: str, carrier: str, asterisk: str,
-                       daemon_id: str, deadline: float) -> None:
+async def test_attempt(
+    conn: Connection,
+    attempt_id: uuid.UUID,
+    contact_id: uuid.UUID,
+    campaign_id: uuid.UUID,
+    caller_id: str,
+    carrier: str,
+    asterisk: str,
+    daemon_id: str,
+    deadline: float,
+) -> None:
     """The test call's attempt, `dialing`, due for reconciliation after `deadline` s."""
-    await conn.execute(_Q["test_attempt"], attempt_id, contact_id, campaign_id, caller_id,
-                       carrier, asterisk, daemon_id, deadline)
+    await conn.execute(
+        _Q["test_attempt"],
+        attempt_id,
+        contact_id,
+        campaign_id,
+        caller_id,
+        carrier,
+        asterisk,
+        daemon_id,
+        deadline,
+    )
 
 
 async def test_progress(conn: Connection, attempt_id: uuid.UUID) -> TestProgress | None:
@@ -70,6 +97,15 @@ async def test_progress(conn: Connection, attempt_id: uuid.UUID) -> TestProgress
     r = await conn.fetchrow(_Q["test_progress"], attempt_id)
     if r is None:
         return None
-    return TestProgress(r["state"], r["worker"], r["attached_at"], r["outcome"], r["sip_code"],
-                        r["disposition"], r["notes"], r["duration_ms"], r["audio_frames_sent"],
-                        r["audio_frames_received"])
+    return TestProgress(
+        r["state"],
+        r["worker"],
+        r["attached_at"],
+        r["outcome"],
+        r["sip_code"],
+        r["disposition"],
+        r["notes"],
+        r["duration_ms"],
+        r["audio_frames_sent"],
+        r["audio_frames_received"],
+    )
