@@ -14,8 +14,10 @@ fi
 # python3-venv: the project's environment.
 # prometheus: promtool, which checks and unit-tests the shipped alert rules;
 # docker-compose: validates docker/docker-compose.yml without an engine.
+# chromium: the browser the console tests drive through Playwright (its own download is not
+# reachable here; Playwright 1.65 drives Debian's Chromium 156).
 packages=(python3 python3-venv python3-dev gcc postgresql-15 sip-tester debootstrap
-          ca-certificates tar util-linux procps prometheus docker-compose)
+          ca-certificates tar util-linux procps prometheus docker-compose chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -20,6 +20,7 @@ from .domain.states import CampaignState, ContactState
 from .domain.window import Window, WindowError
 from .errors import UnknownCampaign
 from .store import Connection
+from .store import campaigns as campaigns_store
 from .store import fleet as fleet_store
 from .store import stats as store
 from .store.stats import CallRow
@@ -107,7 +108,7 @@ async def campaign_show(
 ) -> dict[str, Any]:
     """The JSON of `campaign show ID --json`; `UnknownCampaign` when there is none."""
     now = now or datetime.now(UTC)
-    row = await store.campaign_header(conn, campaign_id)
+    row = await campaigns_store.get_campaign(conn, campaign_id)
     if row is None:
         raise UnknownCampaign(str(campaign_id))
     counts = {state: 0 for state in STATES}
@@ -183,7 +184,7 @@ async def call_items(
 ) -> AsyncIterator[dict[str, object]]:
     """The call list, item by item from a cursor: the caller holds `conn.transaction()`
     around the iteration. `UnknownCampaign` when there is none."""
-    header = await store.campaign_header(conn, campaign_id)
+    header = await campaigns_store.get_campaign(conn, campaign_id)
     if header is None:
         raise UnknownCampaign(str(campaign_id))
     async for row in store.call_list(conn, campaign_id, prefetch):

@@ -12,6 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..campaigns.spec import system_dispositions
+from ..domain.numbers import E164
+from ..domain.states import ContactState
 from ..domain.window import DAYS
 from ..stats import STATES
 from .limits import MAX_UPLOAD_BYTES, REJECTED_ROWS_SHOWN
@@ -24,7 +26,7 @@ _UUID: Schema = {"type": "string", "format": "uuid"}
 _TIME: Schema = {"type": "string", "format": "date-time", "description": "RFC 3339, UTC"}
 _E164: Schema = {
     "type": "string",
-    "pattern": r"^\+[1-9][0-9]{1,14}$",
+    "pattern": f"^{E164.pattern}$",
     "description": "E.164: '+', the country code and the number",
 }
 _STRINGS: Schema = {"type": "array", "items": {"type": "string"}}
@@ -257,7 +259,7 @@ def _schemas() -> dict[str, Schema]:
             {
                 "id": _UUID,
                 "phone_number": _E164,
-                "state": {"enum": ["pending", "cancelled"]},
+                "state": {"enum": [ContactState.PENDING, ContactState.CANCELLED]},
                 "suppressed": {"type": "boolean"},
                 "warnings": _STRINGS,
             }

@@ -41,6 +41,7 @@ from ..contacts.suppressions import (
     list_suppressions,
     remove_suppression,
 )
+from ..domain.states import ContactState
 from ..errors import CsvFileError, InvalidField
 from ..report import write_report
 from ..stats import call_items, campaign_show, rfc3339
@@ -375,7 +376,7 @@ async def add_one_contact(request: web.Request) -> web.Response:
         {
             "id": str(added.id),
             "phone_number": added.phone,
-            "state": "cancelled" if added.suppressed else "pending",
+            "state": ContactState.CANCELLED if added.suppressed else ContactState.PENDING,
             "suppressed": added.suppressed,
             "warnings": added.warnings,
         },

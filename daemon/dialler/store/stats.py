@@ -13,43 +13,15 @@ from .queries import load
 __all__ = [
     "AttemptRates",
     "CallRow",
-    "CampaignHeader",
     "ContactCount",
     "attempt_rates",
     "call_list",
     "campaign_carriers",
-    "campaign_header",
     "contact_counts",
     "open_attempts_by_carrier",
 ]
 
 _Q = load("stats.sql")
-
-
-@dataclass(frozen=True, slots=True)
-class CampaignHeader:
-    """A campaign's settings and lifecycle as `campaign show` reads them (durations in ms)."""
-
-    id: uuid.UUID
-    name: str
-    state: str
-    concurrency: int
-    window_start: str
-    window_end: str
-    window_days: tuple[str, ...]
-    timezone: str
-    always_on: bool
-    retry_max_attempts: int
-    retry_delay_ms: int
-    retry_on_system: tuple[str, ...]
-    retry_on_custom: tuple[str, ...]
-    redial_stop_after_ms: int | None
-    redial_short_connect_ms: int | None
-    ring_timeout_ms: int
-    cancelled_at: datetime | None
-    started_at: datetime | None
-    last_dial_at: datetime | None
-    completed_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,35 +57,6 @@ class CallRow:
     disposition: str | None
     next_action: str | None
     attempt_number: int | None
-
-
-async def campaign_header(conn: Connection, campaign_id: uuid.UUID) -> CampaignHeader | None:
-    """The campaign's settings and lifecycle; None when there is no such campaign."""
-    row = await conn.fetchrow(_Q["campaign_header"], campaign_id)
-    if row is None:
-        return None
-    return CampaignHeader(
-        id=row["id"],
-        name=row["name"],
-        state=row["state"],
-        concurrency=row["concurrency"],
-        window_start=row["window_start"],
-        window_end=row["window_end"],
-        window_days=tuple(row["window_days"]),
-        timezone=row["timezone"],
-        always_on=row["always_on"],
-        retry_max_attempts=row["retry_max_attempts"],
-        retry_delay_ms=row["retry_delay_ms"],
-        retry_on_system=tuple(row["retry_on_system"]),
-        retry_on_custom=tuple(row["retry_on_custom"]),
-        redial_stop_after_ms=row["redial_stop_after_ms"],
-        redial_short_connect_ms=row["redial_short_connect_ms"],
-        ring_timeout_ms=row["ring_timeout_ms"],
-        cancelled_at=row["cancelled_at"],
-        started_at=row["started_at"],
-        last_dial_at=row["last_dial_at"],
-        completed_at=row["completed_at"],
-    )
 
 
 async def contact_counts(

@@ -1,12 +1,5 @@
 -- Live activity and stats of campaigns (`campaign show`, `calls`). See docs/engine.md.
 
--- name: campaign_header
-SELECT c.id, c.name, c.state, c.concurrency, c.window_start, c.window_end, c.window_days,
-       c.timezone, c.always_on, c.retry_max_attempts, c.retry_delay_ms, c.retry_on_system,
-       c.retry_on_custom, c.redial_stop_after_ms, c.redial_short_connect_ms,
-       c.ring_timeout_ms, c.cancelled_at, c.started_at, c.last_dial_at, c.completed_at
-FROM campaigns c WHERE c.id = $1
-
 -- name: contact_counts
 -- One scan of the campaign's contacts (contacts_campaign_state_idx) for the whole grid.
 SELECT state, count(*) AS n,
