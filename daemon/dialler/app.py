@@ -26,8 +26,9 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-from . import logs, metrics
+from . import console, logs, metrics
 from .ami.calls import CallTracker
 from .ami.client import AmiClient
 from .api.http import CONFIG as API_CONFIG
@@ -37,6 +38,7 @@ from .campaigns import repo
 from .commands.paths import config_path
 from .config import Config, load_config
 from .engine.engine import Engine
+from .engine.journal import Journal, JournalLocked
 from .engine.pacing import TokenBucket
 from .engine.recovery import Recovery
 from .errors import OperationalError
@@ -64,9 +66,11 @@ log = logging.getLogger(__name__)
 DRAIN_TIMEOUT = 120.0
 RECOVERY_INTERVAL = 5.0
 METRICS_INTERVAL = 5.0
+WAKEUP_PING = 5.0
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 30.0
 BACKOFF_RESET = 60.0  # a loop that ran this long before failing starts its backoff afresh
+STATE_DIR_ENV = "DIALLER_STATE_DIR"  # overrides systemd's STATE_DIRECTORY (docs/reliability.md)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -146,6 +150,17 @@ async def supervise(loop: Loop, *, first: float = BACKOFF_FIRST, most: float = B
 # --- the daemon ------------------------------------------------------------------------------
 
 
+def journal_dir(config: Config, env: dict[str, str] | None = None) -> Path:
+    """The results journal of this daemon: `<state dir>/journal-<HTTP port>` — one per daemon
+    on a host (each has its own HTTP port), the same across its restarts. The state directory:
+    `$DIALLER_STATE_DIR`, else systemd's `$STATE_DIRECTORY` (`StateDirectory=dialler`: the
+    first if several), else `~/.local/state/dialler`."""
+    environ = os.environ if env is None else env
+    base = environ.get(STATE_DIR_ENV) or environ.get("STATE_DIRECTORY", "").split(":")[0]
+    root = Path(base) if base else Path.home() / ".local" / "state" / "dialler"
+    return root / f"journal-{config.listeners.http.port}"
+
+
 async def _check_schema(pool: Pool) -> None:
     async with pool.acquire() as conn:
         applied = await store.schema_versions(conn)
@@ -180,6 +195,39 @@ async def _sync_fleet(pool: Pool, config: Config) -> None:
         await fleet.disable_unlisted_config_workers(conn, [w.name for w in config.fleet.workers])
 
 
+def _open_journal(config: Config) -> Journal | None:
+    """This daemon's results journal, locked. Raises `JournalLocked` (another daemon runs with
+    it); a directory that cannot be created is logged and the daemon runs on without one (call
+    ends then wait in memory only): a missing state directory must not stop the dialling."""
+    journal = Journal(journal_dir(config))
+    try:
+        journal.open()
+    except JournalLocked:
+        raise
+    except OperationalError as exc:
+        log.error(
+            "results journal unavailable; call ends kept in memory only "
+            "(set DIALLER_STATE_DIR or the unit's StateDirectory=): %s",
+            exc,
+        )
+        return None
+    return journal
+
+
+async def _journal_and_pool(config: Config) -> tuple[Journal | None, Pool]:
+    """The results journal (first: a second daemon on it stops here) and the pool."""
+    journal = _open_journal(config)
+    try:
+        pool = await create_pool(
+            config.database.dsn, config.database.pool_min, config.database.pool_max
+        )
+    except BaseException:
+        if journal is not None:
+            journal.close()
+        raise
+    return journal, pool
+
+
 async def run_daemon(
     config: Config,
     stop: asyncio.Event,
@@ -192,9 +240,7 @@ async def run_daemon(
     failed. Raises `OperationalError` when it cannot start."""
     notifier = Notifier()
     notifier.status("starting")
-    pool = await create_pool(
-        config.database.dsn, config.database.pool_min, config.database.pool_max
-    )
+    journal, pool = await _journal_and_pool(config)
     hostname = socket.gethostname()
     daemon_id = f"{hostname}:{os.getpid()}:{secrets.token_hex(3)}"
     clients = [AmiClient(pbx) for pbx in config.asterisk]
@@ -216,16 +262,32 @@ async def run_daemon(
                     "AMI not up yet; nothing is dialled until it is",
                     extra={"asterisk": client.name},
                 )
-        engine = Engine(config, pool, trackers, daemon_id)
+        engine = Engine(config, pool, trackers, daemon_id, journal)
+        # Call ends a previous process kept (a database outage, then a restart) go in first:
+        # recovery below writes them instead of guessing `timeout`.
+        engine.replay_journal()
+        await engine.settle_kept()
         await _sync_fleet(pool, config)
         attach = AttachServer(config, pool)
         await attach.start(config.listeners.agi.host, config.listeners.agi.port)
         closers.append(attach.close)
 
-        async def ami_ready() -> dict[str, bool]:
-            return {f"ami:{c.name}": c.ready for c in clients}
+        def ready_checks(engine: Engine) -> Callable[[], Awaitable[dict[str, bool]]]:
+            async def checks() -> dict[str, bool]:
+                # `results_written`: false while call ends wait to be written (how many:
+                # the dialler_results_unwritten metric).
+                return {
+                    **{f"ami:{c.name}": c.ready for c in clients},
+                    "database_writes": engine.database_up,
+                    "results_written": not engine.unsettled and not engine.kept_results,
+                }
 
-        api = make_app(config, pool, engine.record_result, engine.test_call, readiness=ami_ready)
+            return checks
+
+        api = make_app(
+            config, pool, engine.record_result, engine.test_call, readiness=ready_checks(engine)
+        )
+        console.setup(api)  # the operator console on the same listener (docs/console.md)
         runner = await start(api, config.listeners.http.host, config.listeners.http.port)
         closers.append(runner.cleanup)
         metrics.start_server(config.listeners.metrics.host, config.listeners.metrics.port)
@@ -272,6 +334,8 @@ async def run_daemon(
             async with pool.acquire() as conn:
                 await store.unregister_daemon(conn, daemon_id)
         await pool.close()
+        if journal is not None:
+            journal.close()
 
 
 def _loops(
@@ -296,7 +360,8 @@ def _loops(
     restart, fatal = OnFailure.RESTART, OnFailure.STOP
     loops = [
         Loop("scheduler", lambda: engine.run(stop), restart),
-        Loop("recovery", lambda: _recovery_loop(recovery, stop), restart),
+        Loop("recovery", lambda: _recovery_loop(recovery, engine, stop), restart),
+        Loop("settler", lambda: engine.run_settler(stop), restart),
         Loop("heartbeat", lambda: _heartbeat(pool, daemon_id, engine), restart),
         Loop("wakeups", lambda: _listen_wakeups(pool, engine, stop), restart),
         Loop("metrics", lambda: _metrics_loop(pool, engine, notifier), restart),
@@ -403,8 +468,10 @@ async def _heartbeat(pool: Pool, daemon_id: str, engine: Engine) -> None:
         try:
             async with pool.acquire() as conn:
                 await store.heartbeat(conn, daemon_id)
-        except Exception:
-            log.warning("heartbeat failed", exc_info=True)
+        except Exception as exc:
+            # An outage is said once by the engine (`database unreachable`): no traceback here.
+            unreachable = store.database_unreachable(exc)
+            log.warning("heartbeat failed", exc_info=not unreachable)
 
 
 async def _metrics_loop(pool: Pool, engine: Engine, notifier: Notifier) -> None:
@@ -414,34 +481,60 @@ async def _metrics_loop(pool: Pool, engine: Engine, notifier: Notifier) -> None:
         try:
             async with pool.acquire() as conn:
                 await metrics.refresh(conn, engine.config)
-        except Exception:
-            log.warning("metrics refresh failed", exc_info=True)
+        except Exception as exc:
+            log.warning("metrics refresh failed", exc_info=not store.database_unreachable(exc))
         notifier.status(_status_line(engine))
         await asyncio.sleep(METRICS_INTERVAL)
 
 
-async def _recovery_loop(recovery: Recovery, stop: asyncio.Event) -> None:
+async def _recovery_loop(recovery: Recovery, engine: Engine, stop: asyncio.Event) -> None:
+    """Every `RECOVERY_INTERVAL`, and at once when the database is back after an outage (the
+    calls whose ends it hid are reconciled within seconds)."""
     while not stop.is_set():
-        await asyncio.sleep(RECOVERY_INTERVAL)
+        back = asyncio.ensure_future(engine.database_back.wait())
+        try:
+            await asyncio.wait({back}, timeout=RECOVERY_INTERVAL)
+        finally:
+            back.cancel()
+        if not engine.database_up:
+            continue  # nothing can be read or decided; the scheduler says when it is back
         try:
             await recovery.run_once()
-        except Exception:
-            log.exception("recovery pass failed")
+        except Exception as exc:
+            if store.database_unreachable(exc):
+                engine.set_database_up(False, exc)
+            else:
+                log.exception("recovery pass failed")
+        engine.database_back.clear()
 
 
 async def _listen_wakeups(pool: Pool, engine: Engine, stop: asyncio.Event) -> None:
     """LISTEN dialler_wakeup: a started campaign or new contacts are dialled at once; the
-    poll interval is the fallback."""
+    poll interval is the fallback. A LISTEN on a connection the server dropped hears nothing
+    and says nothing: the connection is pinged every `WAKEUP_PING` s and, once lost (a
+    database restart), listened on again as soon as the database answers."""
 
     def wake(*_args: object) -> None:
         engine.wake.set()
 
-    async with pool.acquire() as conn:
-        await store.listen_wakeups(conn, wake)
+    while not stop.is_set():
         try:
-            await stop.wait()
-        finally:
-            await store.unlisten_wakeups(conn, wake)
+            async with pool.acquire() as conn:
+                await store.listen_wakeups(conn, wake)
+                engine.wake.set()  # notifications sent while not listening are lost: look now
+                try:
+                    while not stop.is_set():
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(stop.wait(), timeout=WAKEUP_PING)
+                        await store.ping(conn)
+                finally:
+                    with contextlib.suppress(Exception):  # a dead connection cannot UNLISTEN
+                        await store.unlisten_wakeups(conn, wake)
+        except Exception as exc:
+            if not store.database_unreachable(exc):
+                raise
+            log.warning("wake-up listener lost the database; listening again when it is back")
+            await asyncio.sleep(WAKEUP_PING)
 
 
 def install_signals(

@@ -75,6 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
         )
         if name in ("status", "calls"):
             p.add_argument("--json", action="store_true", help="machine-readable output")
+        if name == "up":
+            p.add_argument(
+                "--asterisk-servers",
+                type=int,
+                default=1,
+                metavar="N",
+                help="run N Asterisk servers (lab, lab-2, ...), starting or stopping servers "
+                "to match (default 1)",
+            )
 
     _add(top, "run", "dialler.app:run", "run the daemon: dial running campaigns until stopped")
 
@@ -85,6 +94,24 @@ def build_parser() -> argparse.ArgumentParser:
         bot, "create", "dialler.commands.bot_cmd:create", "create a bot from a YAML/JSON file"
     ).add_argument("file", metavar="FILE")
     _add(bot, "list", "dialler.commands.bot_cmd:list_bots", "list bots")
+    bshow = _add(bot, "show", "dialler.commands.bot_cmd:show", "a bot's prompt and pipeline")
+    bshow.add_argument("name", metavar="NAME")
+    bshow.add_argument("--json", action="store_true", help="machine-readable output")
+    bedit = _add(
+        bot, "edit", "dialler.commands.bot_cmd:edit", "replace a bot from a YAML/JSON file"
+    )
+    bedit.add_argument("name", metavar="NAME")
+    bedit.add_argument("file", metavar="FILE")
+
+    fleet = top.add_parser("fleet", help="the bot workers").add_subparsers(
+        dest="subcommand", metavar="SUBCOMMAND", required=True
+    )
+    _add(
+        fleet,
+        "list",
+        "dialler.commands.fleet_cmd:list_fleet",
+        "workers: capacity, in use, free, heartbeat age, rotation",
+    ).add_argument("--json", action="store_true", help="machine-readable output")
 
     camp = top.add_parser("campaign", help="campaigns").add_subparsers(
         dest="subcommand", metavar="SUBCOMMAND", required=True
@@ -129,6 +156,20 @@ def build_parser() -> argparse.ArgumentParser:
         _add(num, name, f"dialler.commands.number_cmd:{name}", text).add_argument(
             "number", metavar="NUMBER"
         )
+    nswap = _add(
+        num,
+        "swap",
+        "dialler.commands.number_cmd:swap",
+        "replace a caller ID by another in every draft, running or paused campaign",
+    )
+    nswap.add_argument("old", metavar="OLD")
+    nswap.add_argument("new", metavar="NEW")
+    _add(
+        num,
+        "list",
+        "dialler.commands.number_cmd:list_numbers",
+        "caller IDs: carrier, enabled, the last hour's calls and SIP shares",
+    ).add_argument("--json", action="store_true", help="machine-readable output")
 
     con = top.add_parser("contacts", help="contacts of a campaign").add_subparsers(
         dest="subcommand", metavar="SUBCOMMAND", required=True

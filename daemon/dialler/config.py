@@ -10,11 +10,13 @@ what is here is what each key must be. The reference for every key is docs/confi
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import math
 import os
 import re
 import stat
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -37,6 +39,8 @@ __all__ = [
     "LoggingConfig",
     "NumberConfig",
     "SchedulerConfig",
+    "WorkerToken",
+    "is_host",
     "load_config",
     "parse_config",
 ]
@@ -92,6 +96,10 @@ class ListenerConfig:
     host: str
     port: int
     allow_non_loopback: bool
+    # FastAGI only: the shared secret the dialplan passes (`attach?secret=...`) and the
+    # networks a request may come from (empty: any).
+    secret: str = field(default="", repr=False)
+    allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,8 +131,18 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerToken:
+    """A worker token (`api.worker_tokens_file`) and the worker names it may act for."""
+
+    token: str = field(repr=False)
+    workers: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
 class ApiConfig:
-    tokens: tuple[str, ...] = field(default=(), repr=False)  # bearer tokens (tokens_file)
+    tokens: tuple[str, ...] = field(default=(), repr=False)  # operator tokens (tokens_file)
+    viewer_tokens: tuple[str, ...] = field(default=(), repr=False)  # read-only (console)
+    worker_tokens: tuple[WorkerToken, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +171,9 @@ class Config:
     logging: LoggingConfig
     api: ApiConfig = ApiConfig()
     fleet: FleetConfig = FleetConfig((), 15.0)
+    #: Secret and token files that users other than the owner (and group) may read or write:
+    #: `config check` refuses them, the daemon warns at start (docs/security.md).
+    exposed: tuple[str, ...] = ()
 
     def carrier(self, name: str) -> CarrierConfig:
         """The carrier called `name`; `KeyError` if there is none."""
@@ -210,6 +231,8 @@ _AMI_KEYS = (
 _CARRIER_KEYS = ("name", "endpoint", "max_channels", "calls_per_second")
 _NUMBER_KEYS = ("number", "carrier", "enabled")
 _LISTENER_KEYS = ("host", "port", "allow_non_loopback")
+_AGI_KEYS = ("secret_file", "secret_env", "allow")
+_AGI_SECRET = re.compile(r"[A-Za-z0-9_-]{16,128}")
 _LISTENER_PORTS = {"agi": 4573, "http": 8080, "metrics": 9464}
 
 # Names end up in dial strings, dialplan contexts and metric labels: no room for `/`, `,`, `&`.
@@ -272,7 +295,7 @@ def parse_config(
         asterisk=asterisk,
         carriers=carriers,
         numbers=_numbers(root, carriers),
-        listeners=_listeners(root),
+        listeners=_listeners(root, context),
         contacts=_contacts(root),
         scheduler=_scheduler(root),
         logging=_logging(root),
@@ -281,7 +304,7 @@ def parse_config(
     )
     if root.problems:
         raise _error(root.problems, source)
-    return config
+    return dataclasses.replace(config, exposed=tuple(context.exposed))
 
 
 def _error(problems: list[Problem], source: str) -> ConfigError:
@@ -295,6 +318,7 @@ def _error(problems: list[Problem], source: str) -> ConfigError:
 class _Context:
     env: Mapping[str, str]
     base_dir: str
+    exposed: list[str] = field(default_factory=list)  # secret files others may read
 
 
 def _unique(item: Section, key: str, value: str, seen: dict[str, str]) -> None:
@@ -307,7 +331,15 @@ def _unique(item: Section, key: str, value: str, seen: dict[str, str]) -> None:
         seen[value] = item.path_of(key)
 
 
+def is_host(host: str) -> bool:
+    """True for an IP address or a host name (RFC 1123 syntax): nothing that could break
+    out of the AGI or dial string it is written into (no quotes, commas, spaces, CR/LF)."""
+    return _is_host(host)
+
+
 def _is_host(host: str) -> bool:
+    if not host.isascii() or not host.isprintable():
+        return False
     try:
         ipaddress.ip_address(host)
     except ValueError:
@@ -332,6 +364,9 @@ def _database(root: Section) -> DatabaseConfig:
     dsn = db.string("dsn", echo=False)
     if dsn and not dsn.startswith(("postgresql://", "postgres://")):
         db.problem("dsn", "must be a URL starting with postgresql:// or postgres://")
+    elif dsn:
+        for problem in _dsn_problems(dsn):
+            db.problem("dsn", problem)
     pool_min = db.integer("pool_min", 2, rules=[_AT_LEAST_1])
     pool_max = db.integer("pool_max", 10, rules=[_AT_LEAST_1])
     if db.valid("pool_min", "pool_max") and pool_max < pool_min:
@@ -349,6 +384,44 @@ def _asterisk(root: Section, context: _Context) -> tuple[AsteriskConfig, ...]:
         originate_context = item.string("originate_context", "dialler-outbound", rules=[_NAME])
         servers.append(AsteriskConfig(name=name, ami=ami, originate_context=originate_context))
     return tuple(servers)
+
+
+#: DSN query parameters with a fixed set of values (asyncpg's; a wrong one crashed the CLI).
+_DSN_CHOICES: Mapping[str, tuple[str, ...]] = {
+    "sslmode": ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
+    "target_session_attrs": (
+        "any",
+        "primary",
+        "standby",
+        "prefer-standby",
+        "read-write",
+        "read-only",
+    ),
+    "ssl_min_protocol_version": ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"),
+    "ssl_max_protocol_version": ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"),
+}
+
+
+def _dsn_problems(dsn: str) -> list[str]:
+    """What is wrong with the DSN's port and parameters, never quoting the DSN (a password)."""
+    try:
+        parts = urllib.parse.urlsplit(dsn)
+        query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False)
+    except ValueError as exc:
+        return [f"is not a valid URL ({exc})"]
+    problems: list[str] = []
+    hosts = parts.netloc.rpartition("@")[2]
+    for hostspec in hosts.split(","):
+        _, colon, port = hostspec.rpartition(":") if not hostspec.endswith("]") else ("", "", "")
+        if colon and port and not (port.isdigit() and 1 <= int(port) <= 65535):
+            problems.append("the port is not a number between 1 and 65535")
+    for key, value in query:
+        choices = _DSN_CHOICES.get(key)
+        if choices is not None and value not in choices:
+            problems.append(f"{key} must be one of {', '.join(choices)} (got {_shown(value)})")
+        elif key == "port" and not (value.isdigit() and 1 <= int(value) <= 65535):
+            problems.append("the port parameter is not a number between 1 and 65535")
+    return problems
 
 
 def _ami(ami: Section, context: _Context) -> AmiConfig:
@@ -372,7 +445,7 @@ def _ami_secret(ami: Section, context: _Context) -> str:
     if has_file and has_env:
         ami.problem(None, "set only one of secret_file and secret_env, not both")
     elif has_file:
-        return _secret_from_file(ami, context.base_dir)
+        return _secret_from_file(ami, context)
     elif has_env:
         return _secret_from_env(ami, context.env)
     else:
@@ -381,22 +454,68 @@ def _ami_secret(ami: Section, context: _Context) -> str:
 
 
 def _api(root: Section, context: _Context) -> ApiConfig:
-    api = root.section("api", ("tokens_file",))
-    if not api.has("tokens_file"):
-        return ApiConfig()
-    text = _secret_from_file(api, context.base_dir, key="tokens_file", multiline=True)
-    tokens = tuple(
-        line.strip()
-        for line in text.splitlines()
-        if line.strip() and not line.strip().startswith("#")
-    )
-    if api.valid("tokens_file") and not tokens:
-        api.problem("tokens_file", "holds no token (one per line; # starts a comment)")
-    for token in tokens:
-        if len(token) < 16:
-            api.problem("tokens_file", "a token is shorter than 16 characters")
+    api = root.section("api", ("tokens_file", "viewer_tokens_file", "worker_tokens_file"))
+    tokens = _token_lines(api, context, "tokens_file")
+    viewers = _token_lines(api, context, "viewer_tokens_file")
+    workers: list[WorkerToken] = []
+    bound: dict[str, int] = {}  # worker name → line of the token bound to it
+    for number, line in _lines(api, context, "worker_tokens_file"):
+        token, _, names_text = line.replace("\t", " ").partition(" ")
+        names = [name for name in re.split(r"[\s,]+", names_text.strip()) if name]
+        where = f"line {number}"
+        if not names:
+            api.problem("worker_tokens_file", f"{where}: expected '<token> <worker name>...'")
+            continue
+        for name in names:
+            if _NAME(name) is not None:
+                api.problem("worker_tokens_file", f"{where}: {_shown(name)} is not a worker name")
+            elif name in bound:
+                # One name, one token: a name registered under one token is never another's.
+                api.problem(
+                    "worker_tokens_file",
+                    f"{where}: worker {_shown(name)} is already bound to the token of "
+                    f"line {bound[name]}",
+                )
+            else:
+                bound[name] = number
+        workers.append(WorkerToken(token, frozenset(names)))
+    every = [*tokens, *viewers, *(w.token for w in workers)]
+    for token in every:
+        if len(token) < _MIN_TOKEN:
+            api.problem(None, f"a token is shorter than {_MIN_TOKEN} characters")
             break
-    return ApiConfig(tokens)
+    if len(set(every)) != len(every):
+        api.problem(None, "the same token appears twice (each token has one role)")
+    return ApiConfig(tuple(tokens), tuple(viewers), tuple(workers))
+
+
+_MIN_TOKEN = 16
+
+
+def _lines(api: Section, context: _Context, key: str) -> list[tuple[int, str]]:
+    """The numbered non-empty, non-comment lines of the tokens file under `key` (stripped)."""
+    if not api.has(key):
+        return []
+    text = _secret_from_file(api, context, key=key, multiline=True)
+    lines = [
+        (number, line.strip())
+        for number, line in enumerate(text.splitlines(), 1)
+        if line.strip() and not line.strip().startswith("#")
+    ]
+    if api.valid(key) and not lines:
+        api.problem(key, "holds no token (one per line; # starts a comment)")
+    return lines
+
+
+def _token_lines(api: Section, context: _Context, key: str) -> list[str]:
+    """The tokens of a one-token-per-line file (`tokens_file`, `viewer_tokens_file`)."""
+    tokens: list[str] = []
+    for number, line in _lines(api, context, key):
+        if any(char.isspace() for char in line):
+            api.problem(key, f"line {number}: a token has no spaces")
+            continue
+        tokens.append(line)
+    return tokens
 
 
 def _fleet(root: Section) -> FleetConfig:
@@ -406,10 +525,14 @@ def _fleet(root: Section) -> FleetConfig:
         name = entry.string("name", rules=[_NAME])
         if name and any(w.name == name for w in workers):
             entry.problem("name", f"duplicate worker name {_shown(name)}")
+        host = entry.string("host", "127.0.0.1")
+        if entry.valid("host") and not _is_host(host):
+            # The host goes into the AGI line that hands the call to the worker.
+            entry.problem("host", f"{_shown(host)} is not an IP address or host name")
         workers.append(
             WorkerConfig(
                 name=name,
-                host=entry.string("host", "127.0.0.1"),
+                host=host,
                 port=entry.integer("port", 57000, rules=[_PORT]),
                 capacity=entry.integer("capacity", 1, rules=[_between(0)]),
             )
@@ -418,16 +541,21 @@ def _fleet(root: Section) -> FleetConfig:
 
 
 def _secret_from_file(
-    ami: Section, base_dir: str, key: str = "secret_file", multiline: bool = False
+    ami: Section, context: _Context, key: str = "secret_file", multiline: bool = False
 ) -> str:
     name = ami.string(key)
     if not name:
         return ""
-    path = os.path.join(base_dir, name)  # an absolute `name` wins
+    path = os.path.join(context.base_dir, name)  # an absolute `name` wins
     problem = _secret_file_problem(path)
     if problem is not None:
         ami.problem(key, problem)
         return ""
+    if os.stat(path).st_mode & (stat.S_IROTH | stat.S_IWOTH):
+        context.exposed.append(
+            f"{ami.path_of(key)}: file {path} is readable or writable by other users "
+            "(chmod 600, or 640 with the daemon's group)"
+        )
     try:
         with open(path, "rb") as handle:
             raw = handle.read(_MAX_SECRET_BYTES + 1)
@@ -524,9 +652,11 @@ def _numbers(root: Section, carriers: tuple[CarrierConfig, ...]) -> tuple[Number
     return tuple(numbers)
 
 
-def _listeners(root: Section) -> ListenersConfig:
+def _listeners(root: Section, context: _Context) -> ListenersConfig:
     section = root.section("listeners", tuple(_LISTENER_PORTS))
-    listeners = {name: _listener(section, name, port) for name, port in _LISTENER_PORTS.items()}
+    listeners = {
+        name: _listener(section, name, port, context) for name, port in _LISTENER_PORTS.items()
+    }
     used: dict[int, str] = {}
     for name, listener in listeners.items():
         path = f"{section.path_of(name)}.port"
@@ -537,8 +667,11 @@ def _listeners(root: Section) -> ListenersConfig:
     return ListenersConfig(**listeners)
 
 
-def _listener(listeners: Section, name: str, default_port: int) -> ListenerConfig:
-    section = listeners.section(name, _LISTENER_KEYS)
+def _listener(
+    listeners: Section, name: str, default_port: int, context: _Context
+) -> ListenerConfig:
+    agi = name == "agi"
+    section = listeners.section(name, _LISTENER_KEYS + (_AGI_KEYS if agi else ()))
     host = section.string("host", "127.0.0.1")
     port = section.integer("port", default_port, rules=[_PORT])
     allow = section.boolean("allow_non_loopback", False)
@@ -551,7 +684,28 @@ def _listener(listeners: Section, name: str, default_port: int) -> ListenerConfi
                 f"{host} is not a loopback address; set "
                 f"{section.path_of('allow_non_loopback')}: true to expose it",
             )
-    return ListenerConfig(host=host, port=port, allow_non_loopback=allow)
+    if not agi:
+        return ListenerConfig(host=host, port=port, allow_non_loopback=allow)
+    secret = ""
+    if section.has("secret_file") and section.has("secret_env"):
+        section.problem(None, "set only one of secret_file and secret_env, not both")
+    elif section.has("secret_file"):
+        secret = _secret_from_file(section, context)
+    elif section.has("secret_env"):
+        secret = _secret_from_env(section, context.env)
+    if secret and not _AGI_SECRET.fullmatch(secret):
+        # It travels in the AGI URL of the dialplan: URL-safe characters only.
+        section.problem(
+            "secret_file" if section.has("secret_file") else "secret_env",
+            "the AGI secret must be 16 to 128 letters, digits, '-' or '_'",
+        )
+    networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    for path, text in section.strings("allow"):
+        try:
+            networks.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            section.problem_at(path, f"{_shown(text)} is not an IP address or network")
+    return ListenerConfig(host, port, allow, secret, tuple(networks))
 
 
 def _contacts(root: Section) -> ContactsConfig:

@@ -130,6 +130,15 @@ class SettingsRefused(InvalidInput):
         )
 
 
+class Forbidden(InvalidInput):
+    """The token's role does not allow this request: a viewer changing something, a worker
+    token outside the worker routes or acting for another worker's name, anyone changing a
+    worker the config defines."""
+
+    def __init__(self, message: str | None = None, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+
+
 # --- not found (exit 2, HTTP 404) ----------------------------------------------------------
 
 
@@ -269,6 +278,14 @@ class TestCallInProgress(TestCallRefused):
         super().__init__(field="to")
 
 
+class NumberSuppressed(TestCallRefused):
+    """The number is on the do-not-call list: no test call to it (nothing reaches the
+    carrier)."""
+
+    def __init__(self) -> None:
+        super().__init__("the number is on the do-not-call list", field="to")
+
+
 class NoFreeWorker(TestCallRefused):
     """No bot worker has a free slot."""
 
@@ -303,6 +320,7 @@ ANSWERS: Mapping[type[DiallerError], Answer] = MappingProxyType(
         InvalidNumber: Answer(2, 422, "bad_field"),
         StartChecksFailed: Answer(2, 422, "start_checks_failed"),
         SettingsRefused: Answer(2, 422, "settings_refused"),
+        Forbidden: Answer(2, 403, "forbidden"),
         NotFound: Answer(2, 404, "not_found"),
         UnknownCampaign: Answer(2, 404, "not_found"),
         UnknownBot: Answer(2, 404, "not_found"),
@@ -319,6 +337,7 @@ ANSWERS: Mapping[type[DiallerError], Answer] = MappingProxyType(
         AlreadyFinal: Answer(2, 409, "already_final"),
         TestCallRefused: Answer(2, 409, "refused"),
         TestCallInProgress: Answer(2, 409, "in_progress"),
+        NumberSuppressed: Answer(2, 409, "suppressed"),
         NoFreeWorker: Answer(1, 503, "no_capacity"),
         DiallingUnavailable: Answer(1, 503, "unavailable"),
     }

@@ -1,7 +1,8 @@
 """Structured logs: one line per event (logfmt or JSON), with campaign and attempt ids.
 
 Phone numbers never reach a log line: the code logs ids, and as a last guard any E.164-looking
-number in a message or field is masked (`+44770090****`).
+number in a message or field is masked (`+44770090****`). Control characters never reach it
+raw either: logfmt quotes and escapes any value holding one, JSON escapes them.
 """
 
 from __future__ import annotations
@@ -43,9 +44,13 @@ class Formatter(logging.Formatter):
 
 
 def _logfmt(value: object) -> str:
+    """`value` as a logfmt value: quoted (JSON string escapes) when it has a space, `=`, a
+    quote or a backslash, and whenever it has a control or other unprintable character, so
+    that no value can start a line of its own or rewrite the terminal (log injection)."""
     text = str(value)
-    if text == "" or any(c in text for c in ' ="\n'):
-        return json.dumps(text)
+    if text == "" or any(c in text for c in ' ="\\') or not text.isprintable():
+        # ensure_ascii escapes C1 controls and U+2028/9; DEL is ASCII, escaped by hand.
+        return json.dumps(text).replace("\x7f", "\\u007f")
     return text
 
 

@@ -108,6 +108,19 @@ AMI_CONNECTED = Gauge(
     registry=REGISTRY,
 )
 
+DATABASE_UP = Gauge(
+    "dialler_database_up",
+    "1 while this daemon's last database write or claim succeeded, 0 while the database is "
+    "unreachable (nothing is claimed then; call ends wait in memory and the journal).",
+    registry=REGISTRY,
+)
+DATABASE_UP.set(1)
+RESULTS_UNWRITTEN = Gauge(
+    "dialler_results_unwritten",
+    "Call ends this daemon holds (memory and journal) because they could not be written yet.",
+    registry=REGISTRY,
+)
+
 # --- read from the database by `refresh` -----------------------------------------------------
 
 CALLS_IN_FLIGHT = Gauge(

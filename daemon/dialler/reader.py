@@ -97,12 +97,23 @@ def parse_yaml(text: str, *, json_fallback: bool = False) -> Parsed | FileProble
     With `json_fallback`, text that YAML refuses but that looks like JSON (e.g. indented with
     tabs, which YAML does not allow) is read as JSON; then no lines are known.
     """
-    loader = _Loader(text)
+    try:
+        # The constructor already reads the start of the text (a control character there
+        # is a `ReaderError`).
+        loader = _Loader(text)
+    except yaml.YAMLError as exc:
+        return FileProblem(_yaml_problem(exc))
     try:
         node = loader.get_single_node()
+        if node is not None:
+            problem = _expansion_problem(node)
+            if problem is not None:
+                return FileProblem(problem)
         data = loader.construct_document(node) if node is not None else None
     except yaml.constructor.ConstructorError as exc:  # e.g. a duplicate key: YAML says where
         return FileProblem(_yaml_problem(exc))
+    except RecursionError:  # PyYAML recurses per level: thousands of `[` exhaust the stack
+        return FileProblem("invalid YAML: nested too deeply")
     except yaml.YAMLError as exc:
         if json_fallback and text.lstrip().startswith("{"):
             return _parse_json(text)
@@ -111,8 +122,55 @@ def parse_yaml(text: str, *, json_fallback: bool = False) -> Parsed | FileProble
         loader.dispose()
     lines: dict[str, int] = {}
     if node is not None:
-        _index_lines(node, "", lines)
+        try:
+            _index_lines(node, "", lines)
+        except RecursionError:
+            return FileProblem("invalid YAML: nested too deeply")
     return Parsed(data, lines)
+
+
+#: Most values a YAML document may expand to, aliases counted each time they are used: far
+#: above any real file, far below what a "billion laughs" alias bomb asks for.
+MAX_YAML_VALUES = 100_000
+
+
+def _expansion_problem(root: yaml.Node) -> str | None:
+    """Why the document's aliases make it too big (or recursive) to build, or None. Counts
+    the values the document stands for, each node's size computed once (so an alias bomb
+    costs time in the number of its distinct nodes, not in what it would expand to)."""
+    sizes: dict[int, int] = {}
+    # Iterative post-order walk: a deeply nested document cannot exhaust the Python stack.
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    active: set[int] = set()
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            active.discard(key)
+            children = _children(node)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in children)
+            if sizes[key] > MAX_YAML_VALUES:
+                return (
+                    f"line {node.start_mark.line + 1}: invalid YAML: aliases expand it to over "
+                    f"{MAX_YAML_VALUES} values (write the values out, or use fewer aliases)"
+                )
+            continue
+        if key in sizes:
+            continue
+        if key in active:
+            return f"line {node.start_mark.line + 1}: invalid YAML: an alias refers to itself"
+        active.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node) if id(child) not in sizes)
+    return None
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
 
 
 def line_of(lines: Mapping[str, int], path: str) -> int:
@@ -155,7 +213,7 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
         if exc.context and exc.context_mark is not None:
             message += f" ({exc.context} on line {exc.context_mark.line + 1})"
         return message
-    return f"invalid YAML: {exc}"
+    return f"invalid YAML: {' '.join(str(exc).split())}"
 
 
 def _parse_json(text: str) -> Parsed | FileProblem:
@@ -165,6 +223,8 @@ def _parse_json(text: str) -> Parsed | FileProblem:
         return FileProblem(f"invalid JSON: {exc.msg} (column {exc.colno})", exc.lineno)
     except _DuplicateKey as exc:
         return FileProblem(f"invalid JSON: duplicate key {exc.key!r}")
+    except RecursionError:
+        return FileProblem("invalid JSON: nested too deeply")
 
 
 class _DuplicateKey(ValueError):

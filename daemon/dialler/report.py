@@ -1,9 +1,11 @@
 """The attempt report: one CSV row per attempt with a final result (CONTRACT.md).
 
 Streams: rows are read with a server-side cursor and written as they come, so memory does not
-grow with the campaign. Formula-like cells (`=`, `+`, `-`, `@`, tab, CR) are prefixed with `'`
-so a spreadsheet never evaluates them — except `phone_number` and `caller_id`, which are always
-E.164 (`+` and digits) and stay as they are.
+grow with the campaign. Formula-like cells (`=`, `+`, `-`, `@`, tab, CR, or one of `= + - @`
+after leading whitespace) are prefixed with `'` so a spreadsheet never evaluates them — header
+cells (variable names come from uploaded CSVs) included — except `phone_number` and
+`caller_id`, which are always E.164 (`+` and digits) and stay as they are. The contacts
+import's errors file uses the same `neutralise`.
 """
 
 from __future__ import annotations
@@ -37,13 +39,20 @@ FIXED = (
     "worker",
     "next_action",
     "next_at",
+    "asterisk",
 )
 RAW = frozenset({"phone_number", "caller_id"})
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_AFTER_SPACE = ("=", "+", "-", "@")
 
 
 def neutralise(value: str) -> str:
-    return "'" + value if value.startswith(_FORMULA) else value
+    """`value` made safe for a spreadsheet: a cell a spreadsheet could read as a formula
+    (starting with `= + - @`, tab or CR, or with `= + - @` after leading whitespace) gets a
+    leading `'`."""
+    if value.startswith(_FORMULA) or value.lstrip().startswith(_FORMULA_AFTER_SPACE):
+        return "'" + value
+    return value
 
 
 def variable_header(names: list[str]) -> list[str]:
@@ -78,6 +87,7 @@ def _row(r: FinalAttempt, variables: list[str]) -> list[str]:
         "worker": r.worker,
         "next_action": r.next_action,
         "next_at": r.next_at,
+        "asterisk": r.asterisk,
     }
     cells = [
         _cell(fixed[name]) if name in RAW else neutralise(_cell(fixed[name])) for name in FIXED
@@ -105,8 +115,10 @@ async def write_report(
             for key in variables_of_contact:
                 names.setdefault(key, None)
         variables = list(names)
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow([*FIXED, *variable_header(variables)])
+        # CRLF (RFC 4180): the csv module quotes a cell holding any character of the line
+        # terminator, so a cell with a CR or LF in it stays one cell in every CSV reader.
+        writer = csv.writer(out, lineterminator="\r\n")
+        writer.writerow([*FIXED, *map(neutralise, variable_header(variables))])
         count = 0
         async for row in store.final_attempts(conn, campaign_id):
             writer.writerow(_row(row, variables))

@@ -6,40 +6,56 @@ Activity (triage guide, "Running but no calls go out"): `live` — a dial in the
 `paused_outside_window` — running but outside the calling window or on a non-working day;
 `draft`, `paused`, `completed` — the campaign's state. A campaign is `stalled` when it is running,
 inside its window, has contacts due, a free slot, and no dial for longer than `stall_after`.
+
+With a window read per contact (CONTRACT, "Campaign window per contact") "inside its window"
+means "some contact is callable now" (`local_windows`): due contacts whose zones are all open;
+the due contacts whose zones are not are `waiting_for_local_window`.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from uuid import UUID
 
 from .config import Config
+from .domain.outcomes import Outcome
 from .domain.states import CampaignState, ContactState
 from .domain.window import Window, WindowError
-from .errors import UnknownCampaign
+from .domain.zones import open_zone_keys
+from .durations import format_duration
+from .errors import InvalidField, UnknownCampaign
 from .store import Connection
 from .store import campaigns as campaigns_store
 from .store import fleet as fleet_store
 from .store import stats as store
+from .store import zones as zones_store
+from .store.campaigns import CampaignRow
 from .store.stats import CallRow
 
 __all__ = [
+    "ABANDON_WINDOW",
     "IN_FLIGHT",
     "LIVE_WITHIN",
     "STATES",
+    "LocalWindows",
     "WindowColumns",
     "activity",
     "call_item",
     "call_items",
+    "campaign_settings",
     "campaign_show",
+    "local_windows",
     "rfc3339",
     "window_open",
     "window_open_at",
 ]
 
 LIVE_WITHIN = 30.0
+#: `abandon_rate_30d` counts the answered attempts that ended this recently.
+ABANDON_WINDOW = timedelta(days=30)
 #: Every contact state, in the order of the stats grid.
 STATES: tuple[ContactState, ...] = (
     ContactState.PENDING,
@@ -103,6 +119,50 @@ def window_open_at(row: WindowColumns, now: datetime) -> bool:
     return window_open(row.window_start, row.window_end, row.window_days, row.timezone, now)
 
 
+@dataclass(frozen=True, slots=True)
+class LocalWindows:
+    """A per-contact campaign's due contacts, split by their own windows at one instant."""
+
+    #: Some waiting contact's zones are all open now (the campaign is "inside its window");
+    #: with no contact waiting, the campaign's own window is open.
+    any_open: bool
+    #: Due contacts callable now (what `stalled` looks at).
+    callable_due: int
+    #: Due contacts whose zones are not all open now.
+    waiting_for_local_window: int
+
+
+class ZoneTally(Protocol):
+    """Waiting and due contacts of one zone key (store.zones.ZoneDue)."""
+
+    @property
+    def zone_key(self) -> str: ...
+    @property
+    def waiting(self) -> int: ...
+    @property
+    def due(self) -> int: ...
+
+
+def local_windows(row: WindowColumns, tallies: Iterable[ZoneTally], now: datetime) -> LocalWindows:
+    """Split a per-contact campaign's due contacts by their own windows at `now` (one window
+    evaluation per zone key, not per contact). An unreadable window opens nothing."""
+    tallies = list(tallies)
+    try:
+        window = Window.parse(row.window_start, row.window_end, list(row.window_days), row.timezone)
+    except WindowError:
+        due = sum(tally.due for tally in tallies)
+        return LocalWindows(any_open=False, callable_due=0, waiting_for_local_window=due)
+    open_keys = set(open_zone_keys(window, (tally.zone_key for tally in tallies), now))
+    callable_due = sum(tally.due for tally in tallies if tally.zone_key in open_keys)
+    return LocalWindows(
+        # Nothing waiting (calls in flight, or an always-on campaign between contacts): the
+        # campaign's own window says whether it is inside its hours.
+        any_open=bool(open_keys) if tallies else window.is_open(now),
+        callable_due=callable_due,
+        waiting_for_local_window=sum(tally.due for tally in tallies) - callable_due,
+    )
+
+
 async def campaign_show(
     conn: Connection, config: Config, campaign_id: UUID, now: datetime | None = None
 ) -> dict[str, Any]:
@@ -117,7 +177,7 @@ async def campaign_show(
         counts[ContactState(count.state)] = count.n
         due += count.due
         retries_left += count.retries_left or 0
-    rates = await store.attempt_rates(conn, campaign_id)
+    outcomes = await store.attempt_outcomes(conn, campaign_id, now - ABANDON_WINDOW)
     configured = {carrier.name for carrier in config.carriers}
     carriers = await store.campaign_carriers(conn, campaign_id)
     carrier_channels = sum(config.carrier(c).max_channels for c in carriers if c in configured)
@@ -133,20 +193,38 @@ async def campaign_show(
         for c in carriers
         if c in configured
     )
+    # Every bot slot reserved (by this campaign or any other): no free slot, so no stall.
+    fleet_full = not await fleet_store.fleet_free(conn, config.fleet.heartbeat_timeout)
     in_flight = sum(counts[s] for s in IN_FLIGHT)
-    is_open = window_open_at(row, now)
+    waiting_for_local_window = 0
+    if row.window_per_contact:
+        # The callee's own window: "inside its window" means some zone group is open, and
+        # only the due contacts of open groups are callable now (one evaluation per key).
+        split = local_windows(row, await zones_store.due_by_zone_key(conn, campaign_id), now)
+        is_open, callable_due = split.any_open, split.callable_due
+        waiting_for_local_window = split.waiting_for_local_window
+    else:
+        is_open, callable_due = window_open_at(row, now), due
     last_dial = row.last_dial_at
     since = last_dial or row.started_at
     idle_for = (now - since).total_seconds() if since else 0.0
     stalled = (
         row.state == CampaignState.RUNNING
         and is_open
-        and due > 0
+        and callable_due > 0
         and in_flight < effective
         and not carriers_full
+        and not fleet_full
         and idle_for > config.scheduler.stall_after
     )
-    attempts = rates.attempts
+    by_outcome = {str(outcome): 0 for outcome in Outcome}
+    answered_recent = abandoned_recent = 0
+    for tally in outcomes:
+        by_outcome[tally.outcome] = tally.n
+        if tally.outcome == Outcome.ANSWERED:
+            answered_recent, abandoned_recent = tally.recent, tally.abandoned
+    attempts = sum(by_outcome.values())
+    answered = by_outcome[Outcome.ANSWERED]
     return {
         "id": str(row.id),
         "name": row.name,
@@ -158,10 +236,50 @@ async def campaign_show(
         "stats": {
             **{str(state): counts[state] for state in STATES},
             "retries_left": retries_left,
-            "answer_rate": round(rates.answered / attempts, 4) if attempts else 0.0,
+            "answer_rate": round(answered / attempts, 4) if attempts else 0.0,
             "last_dial_at": rfc3339(last_dial),
         },
+        "outcomes": by_outcome,
+        "abandon_rate_30d": (
+            round(abandoned_recent / answered_recent, 4) if answered_recent else 0.0
+        ),
+        # Due contacts whose own window is closed now (per-contact windows only).
+        "waiting_for_local_window": waiting_for_local_window,
+        "settings": campaign_settings(row),
     }
+
+
+def campaign_settings(row: CampaignRow) -> dict[str, Any]:
+    """A campaign's settings as its file writes them: the file's field names, durations as
+    duration strings (`30s`, `1h30m`), `null` for a redial rule that is off."""
+    return {
+        "bot": row.bot_name,
+        "numbers": list(row.numbers),
+        "concurrency": row.concurrency,
+        "window": {
+            "start": row.window_start,
+            "end": row.window_end,
+            "days": list(row.window_days),
+            "timezone": row.timezone,
+            "per_contact": row.window_per_contact,
+        },
+        "always_on": row.always_on,
+        "ring_timeout": format_duration(row.ring_timeout_ms / 1000),
+        "retry": {
+            "max_attempts": row.retry_max_attempts,
+            "delay": format_duration(row.retry_delay_ms / 1000),
+            "on_system": list(row.retry_on_system),
+            "on_custom": list(row.retry_on_custom),
+        },
+        "redial": {
+            "stop_after_connect_longer_than": _duration(row.redial_stop_after_ms),
+            "redial_after_connect_shorter_than": _duration(row.redial_short_connect_ms),
+        },
+    }
+
+
+def _duration(ms: int | None) -> str | None:
+    return None if ms is None else format_duration(ms / 1000)
 
 
 def call_item(row: CallRow, max_attempts: int) -> dict[str, object]:
@@ -176,16 +294,45 @@ def call_item(row: CallRow, max_attempts: int) -> dict[str, object]:
         "last_disposition": row.disposition,
         "next_action": row.next_action,
         "next_due_at": rfc3339(row.next_due_at),
+        "last_attempt_at": rfc3339(row.last_attempt_at),
+        # Why a contact was cancelled without a call (`no_common_window`); null when none.
+        "reason": row.state_reason,
     }
 
 
 async def call_items(
-    conn: Connection, campaign_id: UUID, prefetch: int = 1000
+    conn: Connection,
+    campaign_id: UUID,
+    *,
+    state: ContactState | None = None,
+    after: UUID | None = None,
+    limit: int | None = None,
+    prefetch: int = 1000,
 ) -> AsyncIterator[dict[str, object]]:
-    """The call list, item by item from a cursor: the caller holds `conn.transaction()`
-    around the iteration. `UnknownCampaign` when there is none."""
+    """The call list, item by item, in its order (file line, then contacts added later).
+
+    `state` keeps the contacts in that state; `after` (a contact id of the campaign, the last
+    item of the previous page) and `limit` give one page (keyset pagination: a page does not
+    shift when contacts change state in between). The whole list (no filter, no page) comes
+    from a cursor, so the caller holds `conn.transaction()` around the iteration.
+    `UnknownCampaign` when there is none; `InvalidField` (`after`) when the cursor is not a
+    contact of the campaign.
+    """
     header = await campaigns_store.get_campaign(conn, campaign_id)
     if header is None:
         raise UnknownCampaign(str(campaign_id))
-    async for row in store.call_list(conn, campaign_id, prefetch):
+    if state is None and after is None and limit is None:
+        async for row in store.call_cursor(conn, campaign_id, prefetch):
+            yield call_item(row, header.retry_max_attempts)
+        return
+    if after is not None and not await store.contact_in_campaign(conn, campaign_id, after):
+        raise InvalidField("after", f"after: {after} is not a contact of this campaign")
+    page = await store.call_page(
+        conn,
+        campaign_id,
+        state=None if state is None else str(state),
+        after=after,
+        limit=limit,
+    )
+    for row in page:
         yield call_item(row, header.retry_max_attempts)

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,10 +23,31 @@ import yaml
 from .lab_helpers import assert_no_task_errors, dialler
 
 ALL_DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+#: Every campaign an e2e test creates is named with this prefix (conftest cancels leftovers of
+#: an interrupted session by it, and touches no other campaign).
+E2E_PREFIX = "e2e-"
+#: Ids of the campaigns the current test created (`campaign create` through `cli`): the
+#: conftest cancels those still running after the test, and only those.
+CREATED: set[str] = set()
 
 
 def cli(config: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return dialler("--config", str(config), *args, check=check)
+    """`dialler --config CONFIG ARGS...`; a campaign it creates is remembered in `CREATED`."""
+    proc = dialler("--config", str(config), *args, check=check)
+    if args[:2] == ("campaign", "create") and proc.returncode == 0:
+        CREATED.add(proc.stdout.strip())
+    return proc
+
+
+def cancel_campaign(config: str, campaign_id: str) -> None:
+    """`campaign cancel` when the campaign still runs or is paused (a finished or already
+    cancelled one is left alone; an unknown id — a lab rebuilt since — is nothing to cancel)."""
+    shown = dialler("--config", config, "campaign", "show", campaign_id, "--json", check=False)
+    if shown.returncode == 0 and json.loads(shown.stdout)["state"] in ("running", "paused"):
+        # Exit 2: refused because it is already cancelled (its live calls cut by a killed
+        # daemon keep it running until the next daemon reconciles them) — nothing to do.
+        done = dialler("--config", config, "campaign", "cancel", campaign_id, check=False)
+        assert done.returncode in (0, 2), done.stderr
 
 
 def create_campaign(
@@ -39,7 +60,7 @@ def create_campaign(
     **settings: Any,
 ) -> str:
     """Bot + campaign + contacts CSV through the CLI; returns the campaign id."""
-    name = f"e2e-{uuid.uuid4().hex[:8]}"
+    name = f"{E2E_PREFIX}{uuid.uuid4().hex[:8]}"
     bot = tmp / f"{name}-bot.yaml"
     bot.write_text(yaml.safe_dump({"name": name, "prompt": "Hello {{Name}}"}))
     cli(config, "bot", "create", str(bot))
@@ -87,6 +108,28 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"campaign not {state} after {timeout}s: {data}")
         time.sleep(0.5)
+
+
+def wait_until(
+    config: Path,
+    campaign_id: str,
+    condition: Callable[[dict[str, Any]], bool],
+    timeout: float,
+    daemon: Daemon | None = None,
+    what: str = "the condition",
+) -> dict[str, Any]:
+    """`campaign show --json` polled until `condition` holds; a timeout reports what was last
+    shown, a daemon that exited meanwhile its log."""
+    deadline = time.monotonic() + timeout
+    while True:
+        data = show(config, campaign_id)
+        if condition(data):
+            return data
+        if daemon is not None and daemon.proc is not None and daemon.proc.poll() is not None:
+            raise AssertionError(f"daemon exited {daemon.proc.returncode}: {daemon.log_tail()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met after {timeout}s; last shown: {data}")
+        time.sleep(0.2)
 
 
 def report(config: Path, campaign_id: str) -> list[dict[str, str]]:
@@ -165,18 +208,22 @@ class Daemon:
 
 
 @contextlib.contextmanager
-def running(config: Path, log: Path) -> Iterator[Daemon]:
-    """The daemon up for the block; then SIGTERM: a drained daemon exits 0, and its log shows
-    no task that died unseen (checked when the block itself passed)."""
+def running(config: Path, log: Path, stop_timeout: float = 60) -> Iterator[Daemon]:
+    """The daemon up for the block; then SIGTERM: the daemon must drain and exit 0 within
+    `stop_timeout` (one that fails, or hangs and needs the SIGKILL, fails the test), and its log
+    shows no task that died unseen (checked when the block itself passed)."""
     daemon = Daemon(config, log).start()
     try:
         yield daemon
     except BaseException:
-        daemon.stop()
+        daemon.stop(stop_timeout)
         raise
-    status = daemon.stop()
-    if daemon.drained:
-        assert status == 0, f"daemon exited {status} after SIGTERM: {daemon.log_tail()}"
+    assert daemon.proc is not None
+    early = daemon.proc.poll()
+    assert early is None, f"daemon exited {early} before it was stopped: {daemon.log_tail()}"
+    status = daemon.stop(stop_timeout)
+    assert daemon.drained, f"daemon alive {stop_timeout}s after SIGTERM: {daemon.log_tail()}"
+    assert status == 0, f"daemon exited {status} after SIGTERM: {daemon.log_tail()}"
     daemon.check_log()
 
 

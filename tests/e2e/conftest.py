@@ -14,6 +14,7 @@ from dialler.ami.client import AmiClient
 from dialler.config import Config, load_config
 from dialler.store.pool import connect
 
+from .campaigns import CREATED, E2E_PREFIX, cancel_campaign
 from .lab_helpers import assert_no_task_errors, dialler
 
 pytestmark = pytest.mark.e2e
@@ -41,31 +42,58 @@ async def tracker(lab_config: Config) -> AsyncIterator[CallTracker]:
     await ami.close()
 
 
-@pytest.fixture(autouse=True)
-def no_leftover_campaigns(request: pytest.FixtureRequest) -> None:
-    """A campaign left running by an earlier (failed) test would be dialled by this test's
-    daemon: cancel whatever still runs in the lab before each test."""
-    if "lab_config_path" not in request.fixturenames:
-        return
-    config: Config = request.getfixturevalue("lab_config")
+@pytest.fixture(scope="session")
+def cancel_our_leftovers(lab_config_path: Path, lab_config: Config) -> None:
+    """Campaigns an earlier, interrupted e2e session left running or paused (named with the
+    e2e prefix) would be dialled by this session's daemons: cancel them once. Nobody else's
+    campaign is touched — but one that is running with contacts to dial would be dialled by
+    the tests' daemons (and its calls counted by the carrier), so the session stops, naming it."""
 
-    async def cancel_all() -> None:
-        conn = await connect(config.database.dsn)
+    async def scan() -> tuple[list[str], list[str]]:
+        conn = await connect(lab_config.database.dsn)
         try:
-            async with conn.transaction():
-                await conn.execute(
-                    "UPDATE contacts SET state = 'cancelled' WHERE state IN "
-                    "('pending', 'retry_scheduled', 'callback_scheduled') AND campaign_id IN "
-                    "(SELECT id FROM campaigns WHERE state IN ('running', 'paused'))"
-                )
-                await conn.execute(
-                    "UPDATE campaigns SET cancelled_at = coalesce(cancelled_at, now()) "
-                    "WHERE state IN ('running', 'paused')"
-                )
+            ours = await conn.fetch(
+                "SELECT id FROM campaigns WHERE state IN ('running', 'paused') "
+                "AND cancelled_at IS NULL AND name LIKE $1 || '%'",
+                E2E_PREFIX,
+            )
+            others = await conn.fetch(
+                "SELECT c.name FROM campaigns c WHERE c.state = 'running' "
+                "AND c.cancelled_at IS NULL AND c.name NOT LIKE $1 || '%' AND EXISTS ("
+                "SELECT 1 FROM contacts ct WHERE ct.campaign_id = c.id AND ct.state IN "
+                "('pending', 'retry_scheduled', 'callback_scheduled', 'dialing', 'connected'))",
+                E2E_PREFIX,
+            )
         finally:
             await conn.close()
+        return [str(r["id"]) for r in ours], [str(r["name"]) for r in others]
 
-    asyncio.run(cancel_all())
+    ours, others = asyncio.run(scan())
+    for campaign_id in ours:
+        cancel_campaign(str(lab_config_path), campaign_id)
+    if others:
+        pytest.fail(
+            "the lab database holds running campaigns these tests did not create, which their "
+            f"daemons would dial: {sorted(others)}; pause or cancel them, then run again",
+            pytrace=False,
+        )
+
+
+@pytest.fixture(autouse=True)
+def cancel_campaigns_of_the_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After each lab test, the campaigns it created that still run (an always-on one, one a
+    failed test left behind) are cancelled through the CLI, as an operator would: the next
+    test's daemon must not dial them. Only this test's campaigns are touched."""
+    if "lab_config_path" not in request.fixturenames:
+        yield
+        return
+    request.getfixturevalue("cancel_our_leftovers")
+    config_path: Path = request.getfixturevalue("lab_config_path")
+    CREATED.clear()
+    yield
+    for campaign_id in sorted(CREATED):
+        cancel_campaign(str(config_path), campaign_id)
+    CREATED.clear()
 
 
 @pytest.fixture(autouse=True)

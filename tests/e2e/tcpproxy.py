@@ -15,6 +15,7 @@ class FaultyLink:
         self.server: asyncio.Server | None = None
         self.port = 0
         self.silent = False  # drop Asterisk → client bytes (a dead but open link)
+        self.refusing = False  # close every new connection at once (the far end is down)
         self.connections = 0
         self._writers: set[asyncio.StreamWriter] = set()
 
@@ -37,6 +38,9 @@ class FaultyLink:
 
     async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         self.connections += 1
+        if self.refusing:
+            client_w.transport.abort()
+            return
         try:
             server_r, server_w = await asyncio.open_connection(*self.target)
         except OSError:

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from dialler.ami.calls import CallResultLost, CallTracker
+from dialler.ami.calls import CallResultLost, CallTracker, TrackedCall
 from dialler.ami.client import AmiClient, AmiUnavailable
 from dialler.config import Config
 from dialler.domain.outcomes import DialResult, Outcome
@@ -47,9 +47,31 @@ async def wait_reconnected(client: AmiClient, reconnects: int, timeout: float) -
     start = time.monotonic()
     while not (client.ready and client.reconnects >= reconnects):
         if time.monotonic() - start > timeout:
-            raise AssertionError(f"no reconnect within {timeout}s")
+            raise AssertionError(
+                f"no reconnect within {timeout}s: ready={client.ready}, "
+                f"reconnects={client.reconnects} (wanted {reconnects})"
+            )
         await asyncio.sleep(0.05)
     return time.monotonic() - start
+
+
+async def wait_down(client: AmiClient, timeout: float) -> None:
+    """Until the client knows its link is gone."""
+    deadline = time.monotonic() + timeout
+    while client.ready:
+        assert time.monotonic() < deadline, f"the client still says ready {timeout}s after the cut"
+        await asyncio.sleep(0.02)
+
+
+async def wait_stage(call: TrackedCall, stage: str, timeout: float) -> float:
+    """Until the tracked call reached `stage`; when it did (the tracker's clock, time.time)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for name, at in call.stages:
+            if name == stage:
+                return at
+        assert time.monotonic() < deadline, f"no {stage} within {timeout}s: {call.stages}"
+        await asyncio.sleep(0.05)
 
 
 def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
@@ -64,20 +86,26 @@ async def test_cut_link_reconnects_and_never_redials(
     linked_tracker: CallTracker, lab_config: Config, link: FaultyLink
 ) -> None:
     before = lab_calls()
-    long_call = await linked_tracker.dial(request(lab_config, "+447700900006"))  # holds 6 s
+    # The long call outlasts the outage and the client's reconnect (its retries back off).
+    long_call = await linked_tracker.dial(request(lab_config, "+447700900015"))  # holds 15 s
     short_call = await linked_tracker.dial(request(lab_config, "+447700900001"))  # holds 1 s
-    await asyncio.sleep(1.5)  # both answered; the short one ends during the outage
+    await wait_stage(long_call, "answered", 10)
+    short_answered = await wait_stage(short_call, "answered", 10)
 
+    link.refusing = True  # Asterisk unreachable until we say so
     link.cut()
-    assert not linked_tracker.ami.ready or await asyncio.sleep(0.2) is None
+    await wait_down(linked_tracker.ami, 5)
     with pytest.raises(AmiUnavailable):
         # Down: nothing is sent, so nothing can be dialled twice later.
         await linked_tracker.dial(request(lab_config, "+447700900002"))
-    await asyncio.sleep(1.5)
+    # The outage lasts until the short call (1 s hold) is surely over: it ends unseen.
+    await asyncio.sleep(max(0.0, short_answered + 2.0 - time.time()))
+    link.refusing = False
     await wait_reconnected(linked_tracker.ami, 1, 10)
+    assert long_call.result.done() is False, "the long call ended before the reconnect"
 
     # The long call ended after the reconnect: its result is known and exact.
-    long_result: DialResult = await asyncio.wait_for(long_call.result, 15)
+    long_result: DialResult = await asyncio.wait_for(long_call.result, 25)
     assert (long_result.outcome, long_result.sip_code) == (Outcome.ANSWERED, 200)
     # The short call ended while the link was down: lost, never guessed.
     with pytest.raises(CallResultLost):
@@ -87,7 +115,7 @@ async def test_cut_link_reconnects_and_never_redials(
     assert (await asyncio.wait_for(after_reconnect.result, 10)).sip_code == 486
 
     assert delta(before, lab_calls()) == {
-        "+447700900006": 1,
+        "+447700900015": 1,
         "+447700900001": 1,
         "+447700900486": 1,
     }

@@ -23,6 +23,7 @@ from .campaigns import (
     running,
     show,
     wait_for,
+    wait_until,
 )
 from .lab_helpers import lab_calls
 from .tcpproxy import FaultyLink
@@ -212,10 +213,9 @@ def test_ami_down_claims_nothing_and_uses_no_attempt(lab_config_path: Path, tmp_
     before = lab_calls()
     campaign = create_campaign(blocked, tmp_path, numbers)
     with running(blocked, tmp_path / "daemon.log") as daemon:
-        time.sleep(6)
-        data = show(blocked, campaign)
+        # Running, in window, contacts due, no dial past stall_after (2 s): a stall.
+        data = wait_until(blocked, campaign, lambda d: d["stalled"] is True, 30, daemon)
         assert data["stats"]["pending"] == 3 and data["stats"]["dialing"] == 0
-        assert data["stalled"] is True  # running, in window, contacts due, no dial
         assert report(blocked, campaign) == []
         assert lab_delta(before, lab_calls()) == {}
 

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from .lab_helpers import dialler
+from .campaigns import lab_delta
+from .lab_helpers import dialler, lab_calls
 
 pytestmark = pytest.mark.e2e
 
 
 def test_demo_runs_a_campaign_and_writes_the_report(lab_config_path: Path) -> None:
+    before = lab_calls()
     proc = dialler("demo")
     out = proc.stdout.splitlines()
     assert out[0].startswith("campaign ")
@@ -25,3 +28,6 @@ def test_demo_runs_a_campaign_and_writes_the_report(lab_config_path: Path) -> No
     outcomes = {r["outcome"] for r in rows}
     assert outcomes == {"answered", "no_answer", "rejected"}
     assert "completed" in proc.stderr  # the live progress reached the end
+    # The carrier's count per number: exactly the attempts in the report, none dialled twice.
+    per_number = Counter(r["phone_number"] for r in rows)
+    assert lab_delta(before, lab_calls()) == dict(per_number)

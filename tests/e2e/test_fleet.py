@@ -22,7 +22,17 @@ from dialler.fleet.greeting import HEARD_THRESHOLD, detect_greeting
 from dialler.lab.lab import DEFAULT_STATE_DIR
 from dialler.store.pool import connect
 
-from .campaigns import by_number, create_campaign, max_overlap, report, running, show, wait_for
+from .campaigns import (
+    by_number,
+    create_campaign,
+    lab_delta,
+    max_overlap,
+    report,
+    running,
+    show,
+    wait_for,
+)
+from .lab_helpers import lab_calls
 from .test_campaign_rules import free_port
 
 pytestmark = pytest.mark.e2e
@@ -32,9 +42,11 @@ def test_answered_call_reaches_the_worker_and_audio_flows_both_ways(
     lab_config_path: Path, tmp_path: Path
 ) -> None:
     number = "+447700900006"  # answers, holds 6 s, echoes media
+    before = lab_calls()
     campaign = create_campaign(lab_config_path, tmp_path, [number])
     with running(lab_config_path, tmp_path / "daemon.log") as daemon:
         wait_for(lab_config_path, campaign, "completed", 60, daemon)
+    assert lab_delta(before, lab_calls()) == {number: 1}  # the carrier's count: dialled once
     [row] = report(lab_config_path, campaign)
     assert (row["outcome"], row["disposition"], row["worker"]) == (
         "answered",
@@ -66,8 +78,9 @@ def fleet_config(lab_config_path: Path, tmp_path: Path, capacity: int) -> tuple[
 
 
 def start_worker(
-    config: Path, name: str, port: int, capacity: int, log: Path
+    config: Path, name: str, port: int, capacity: int, log: Path, *extra: str
 ) -> subprocess.Popen[bytes]:
+    """`dialler worker` (talk 60 s unless `extra` options say otherwise), once it listens."""
     with log.open("ab") as out:
         proc = subprocess.Popen(
             [
@@ -85,6 +98,7 @@ def start_worker(
                 str(capacity),
                 "--talk",
                 "60s",
+                *extra,
             ],
             stdout=out,
             stderr=out,
@@ -104,13 +118,17 @@ def _listening(port: int) -> bool:
 
 
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    """Stop a reference worker with `sig`; a SIGTERM must end it with status 0 (its drain)."""
     if proc.poll() is None:
         proc.send_signal(sig)
         try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
+            status = proc.wait(60)
+        except subprocess.TimeoutExpired as exc:
             proc.kill()
             proc.wait()
+            raise AssertionError("the worker was alive 60 s after the signal") from exc
+        if sig == signal.SIGTERM:
+            assert status == 0, f"the worker exited {status} after SIGTERM"
 
 
 def test_fleet_capacity_caps_concurrency(lab_config_path: Path, tmp_path: Path) -> None:
@@ -118,6 +136,7 @@ def test_fleet_capacity_caps_concurrency(lab_config_path: Path, tmp_path: Path) 
     worker = start_worker(config, name, port, 5, tmp_path / "worker.log")
     try:
         numbers = [f"+447700917{n:03d}" for n in range(20)]  # answer, hold 2 s
+        before = lab_calls()
         campaign = create_campaign(config, tmp_path, numbers, concurrency=20)
         with running(config, tmp_path / "daemon.log") as daemon:
             deadline = time.monotonic() + 20
@@ -130,6 +149,7 @@ def test_fleet_capacity_caps_concurrency(lab_config_path: Path, tmp_path: Path) 
         stop(worker)
     rows = report(config, campaign)
     assert len(rows) == 20
+    assert lab_delta(before, lab_calls()) == dict.fromkeys(numbers, 1)
     assert max_overlap(rows) <= 5  # never more calls than free bot slots
     assert {r["disposition"] for r in rows} == {"completed"}  # none abandoned
     assert {r["worker"] for r in rows} == {name}
@@ -139,6 +159,7 @@ def test_worker_killed_mid_call_frees_its_slots(lab_config_path: Path, tmp_path:
     config, name, port = fleet_config(lab_config_path, tmp_path, capacity=3)
     worker = start_worker(config, name, port, 3, tmp_path / "worker.log")
     numbers = ["+447700900030", "+447700900031", "+447700900032"]  # hold 30 s
+    before = lab_calls()
     campaign = create_campaign(config, tmp_path, numbers, concurrency=3)
     try:
         with running(config, tmp_path / "daemon.log") as daemon:
@@ -158,6 +179,7 @@ def test_worker_killed_mid_call_frees_its_slots(lab_config_path: Path, tmp_path:
         assert float(attempt["duration_seconds"]) < 20  # cut when the worker died
     assert data["stats"]["done"] == 3
     assert slots_left(config) == 0
+    assert lab_delta(before, lab_calls()) == dict.fromkeys(numbers, 1)  # none re-dialled
 
 
 def slots_left(config: Path) -> int:
@@ -178,6 +200,7 @@ def test_only_worker_gone_while_ringing_callee_hears_message(
     config, name, port = fleet_config(lab_config_path, tmp_path, capacity=5)
     worker = start_worker(config, name, port, 5, tmp_path / "worker.log")
     numbers = ["+447700900020", "+447700900021"]  # ring ~1 s, then answer and hold 20 s
+    before = lab_calls()
     campaign = create_campaign(config, tmp_path, numbers, concurrency=5)
     try:
         with running(config, tmp_path / "daemon.log") as daemon:
@@ -196,3 +219,4 @@ def test_only_worker_gone_while_ringing_callee_hears_message(
         # The message is played, then the call is hung up: seconds, not the callee's 20 s.
         assert 1.0 <= float(row["duration_seconds"]) < 15
     assert "abandoned" in log
+    assert lab_delta(before, lab_calls()) == dict.fromkeys(numbers, 1)

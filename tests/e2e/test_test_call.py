@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .campaigns import cli, running
+from .campaigns import cli, lab_delta, running
+from .lab_helpers import lab_calls
 
 pytestmark = pytest.mark.e2e
 STAGE = re.compile(r"^\s*(\d+\.\d{3})s  (\S+)")
@@ -49,6 +50,7 @@ def bot(lab_config_path: Path, tmp_path: Path) -> str:
 
 
 def test_test_call_prints_every_stage(lab_config_path: Path, tmp_path: Path, bot: str) -> None:
+    before = lab_calls()
     with daemon_up(lab_config_path, tmp_path / "daemon.log"):
         proc = cli(lab_config_path, "test-call", "--bot", bot, "--to", "+447700900003")
     got = stages(proc.stdout)
@@ -66,25 +68,31 @@ def test_test_call_prints_every_stage(lab_config_path: Path, tmp_path: Path, bot
     assert "disposition completed" in proc.stdout
     frames = re.search(r"frames sent (\d+), received (\d+)", proc.stdout)
     assert frames and int(frames[1]) > 50 and int(frames[2]) > 50
+    assert lab_delta(before, lab_calls()) == {"+447700900003": 1}  # one call, by the carrier
 
 
 def test_test_call_to_a_rejecting_number_names_the_failed_stage(
     lab_config_path: Path, tmp_path: Path, bot: str
 ) -> None:
+    before = lab_calls()
     with daemon_up(lab_config_path, tmp_path / "daemon.log"):
         proc = cli(lab_config_path, "test-call", "--bot", bot, "--to", "+447700900486", check=False)
     assert proc.returncode == 1
     assert [s for s, _t in stages(proc.stdout)] == ["originated", "failed"]
     assert "rejected: SIP 486" in proc.stdout
+    assert lab_delta(before, lab_calls()) == {"+447700900486": 1}
 
 
 def test_test_call_without_a_daemon_says_so(lab_config_path: Path, bot: str) -> None:
+    before = lab_calls()
     proc = cli(lab_config_path, "test-call", "--bot", bot, "--to", "+447700900003", check=False)
     assert proc.returncode == 1
     assert "no daemon is running" in proc.stderr
+    assert lab_delta(before, lab_calls()) == {}  # nothing dialled
 
 
 def test_test_call_unknown_bot_is_refused(lab_config_path: Path, tmp_path: Path) -> None:
+    before = lab_calls()
     with daemon_up(lab_config_path, tmp_path / "daemon.log"):
         proc = cli(
             lab_config_path,
@@ -97,3 +105,4 @@ def test_test_call_unknown_bot_is_refused(lab_config_path: Path, tmp_path: Path)
         )
     assert proc.returncode == 2
     assert "no bot named 'no-such-bot'" in proc.stderr
+    assert lab_delta(before, lab_calls()) == {}

@@ -24,6 +24,7 @@ from dialler.engine.engine import Engine
 from dialler.report import FIXED, write_report
 from dialler.store.pool import create_pool
 from dialler.store.queries import load
+from dialler.triage import triage
 
 from .conftest import free_port
 
@@ -46,6 +47,10 @@ SHOW_KEYS = {
     "effective_concurrency",
     "capped_by",
     "stats",
+    "outcomes",
+    "abandon_rate_30d",
+    "waiting_for_local_window",
+    "settings",
 }
 STATS_KEYS = {
     "pending",
@@ -231,7 +236,8 @@ async def test_unknown_route_and_method_answer_json(api: Api) -> None:
 async def test_database_unavailable_answers_503(db_dsn: str, tmp_path: Path) -> None:
     """A pool that cannot give a connection (closed here; the database down in production):
     every route that needs it answers 503 `unavailable`, and /readyz says the database is
-    not ready."""
+    not ready. (A worker's result is the exception: it is kept and written once the database
+    is back — tests/integration/test_faults_database.py.)"""
     config = make_config(db_dsn, tmp_path)
     pool = await create_pool(db_dsn)
     await pool.close()
@@ -244,7 +250,6 @@ async def test_database_unavailable_answers_503(db_dsn: str, tmp_path: Path) -> 
             for method, path in (
                 ("GET", "/v1/campaigns"),
                 ("GET", "/v1/campaigns/x/calls"),
-                ("POST", f"/v1/calls/{uuid.uuid4()}/result"),
             ):
                 error = await api.refused(method, path, 503, json_body={"disposition": "completed"})
                 assert error["code"] == "unavailable"
@@ -815,18 +820,46 @@ async def test_calls(api: Api) -> None:
         "last_disposition",
         "next_action",
         "next_due_at",
+        "last_attempt_at",
+        "reason",
     }
+    assert calls[0]["reason"] is None  # only contacts cancelled without a call have one
     assert calls[2]["next_due_at"].endswith("Z")
+    assert calls[0]["last_attempt_at"].endswith("Z") and calls[2]["last_attempt_at"] is None
     assert await api.ok("GET", f"/v1/campaigns/{await api.campaign('Empty')}/calls") == []
 
 
-async def test_calls_stream_many(api: Api) -> None:
+async def test_calls_page_through_many(api: Api) -> None:
     campaign_id = await api.campaign("Big", bot=None, numbers=[])
-    await add_final_attempts(api, campaign_id, 3000)  # well over one write of the stream
-    calls = await api.ok("GET", f"/v1/campaigns/{campaign_id}/calls")
-    assert len(calls) == 3000
+    await add_final_attempts(api, campaign_id, 3000)
+    path: str | None = f"/v1/campaigns/{campaign_id}/calls?limit=1000"
+    pages: list[list[dict[str, Any]]] = []
+    while path is not None and len(pages) < 10:
+        answer = await api.call("GET", path)
+        assert answer.status == 200, answer.body
+        pages.append(answer.body)
+        path = _next_page(answer)
+    # 3000 is three full pages: each has a next link; the fourth is empty and has none.
+    assert [len(page) for page in pages] == [1000, 1000, 1000, 0]
+    calls = [call for page in pages for call in page]
     assert calls[0]["phone_number"] == "+447700910001"
+    assert [c["phone_number"] for c in calls] == [f"+44770091{n:04d}" for n in range(1, 3001)]
     assert {c["attempts"] for c in calls} == {"1/1"}
+    default = await api.call("GET", f"/v1/campaigns/{campaign_id}/calls")
+    assert len(default.body) == 100  # the default page
+    assert _next_page(default) == (
+        f"/v1/campaigns/{campaign_id}/calls?limit=100&after={default.body[-1]['contact_id']}"
+    )
+
+
+def _next_page(answer: Answer) -> str | None:
+    """The path of the `Link: <...>; rel="next"` header, None without one."""
+    link = answer.headers.get("Link")
+    if link is None:
+        return None
+    target, _, rel = link.partition(";")
+    assert rel.strip() == 'rel="next"', link
+    return str(target.strip().removeprefix("<").removesuffix(">"))
 
 
 @pytest.mark.parametrize("count", [0, 1, 3000])
@@ -1007,9 +1040,8 @@ async def test_openapi_documents_every_route(db_dsn: str, tmp_path: Path) -> Non
         names = {part[1:-1] for part in path.split("/") if part.startswith("{")}
         for operation in operations.values():
             assert operation["responses"], path
-            params = {
-                _resolve(document, p["$ref"])["name"] for p in operation.get("parameters", [])
-            }
+            resolved = [_resolve(document, p["$ref"]) for p in operation.get("parameters", [])]
+            params = {p["name"] for p in resolved if p["in"] == "path"}
             assert params == names, (path, params)
 
 
@@ -1024,3 +1056,435 @@ async def _get_document(app: web.Application) -> aiohttp.ClientResponse:
             return response
     finally:
         await runner.cleanup()
+
+
+# --- bots one at a time ------------------------------------------------------------------------
+
+
+async def test_bot_show_and_edit(api: Api) -> None:
+    await api.bot()
+    campaign_id = await api.campaign()
+    shown = await api.ok("GET", "/v1/bots/renewals-bot")
+    assert shown | {"created_at": None} == {
+        "name": "renewals-bot",
+        "prompt": BOT["prompt"],
+        "pipeline": {"stt": "deepgram"},
+        "campaigns": 1,
+        "created_at": None,
+    }
+    assert shown["created_at"].endswith("Z")
+    edited = {"name": "renewals-v2", "prompt": "Hi {{CustomerName}}", "pipeline": {"tts": "x"}}
+    after = await api.ok("PUT", "/v1/bots/renewals-bot", json_body=edited)
+    assert after | {"created_at": None} == {**edited, "campaigns": 1, "created_at": None}
+    await api.refused("GET", "/v1/bots/renewals-bot", 404, "bot")
+    # The campaign follows the rename: it refers to the bot, not to its name.
+    show = await api.ok("GET", f"/v1/campaigns/{campaign_id}")
+    assert show["settings"]["bot"] == "renewals-v2"
+    await api.ok("POST", "/v1/bots", 201, json_body={"name": "other", "prompt": "x"})
+    await api.refused(
+        "PUT", "/v1/bots/other", 409, "name", json_body={"name": "renewals-v2", "prompt": "y"}
+    )
+    await api.refused("PUT", "/v1/bots/nobody", 404, "bot", json_body={"name": "n", "prompt": "y"})
+    await api.refused("PUT", "/v1/bots/other", 422, "prompt", json_body={"name": "other"})
+
+
+# --- checking a campaign file without storing it -------------------------------------------
+
+
+async def _problems(api: Api, body: dict[str, Any], query: str = "") -> dict[str, str]:
+    answer = await api.ok("POST", f"/v1/campaigns/validate{query}", json_body=body)
+    return {p["field"]: p["message"] for p in answer["problems"]}
+
+
+async def test_validate_names_each_field_and_stores_nothing(api: Api) -> None:
+    # A draft's gaps are start problems, each beside its field; "no contacts" is not one.
+    assert set(await _problems(api, {"name": "New"})) == {"bot", "numbers"}
+    await api.bot()
+    good = {"name": "New", "bot": BOT["name"], "numbers": list(NUMBERS)}
+    assert await api.ok("POST", "/v1/campaigns/validate", json_body=good) == {
+        "problems": [],
+        "warnings": [],
+    }
+    window = {"start": "25:00", "end": "18:00", "days": ["mon", "funday"], "timezone": "Mars/X"}
+    problems = await _problems(api, {**good, "window": window, "concurrency": 0})
+    assert set(problems) == {"concurrency", "window.start", "window.days", "window.timezone"}
+    assert "funday" in problems["window.days"]
+    # What the file itself gets wrong (types, unknown things) comes first and alone.
+    problems = await _problems(
+        api, {**good, "bot": "ghost", "concurrency": "many", "numbers": ["+441632960099"]}
+    )
+    assert set(problems) == {"bot", "concurrency", "numbers"}
+    assert not problems["bot"].startswith("bot:")  # the field is apart, not in the message
+    overlap = {"stop_after_connect_longer_than": "60s", "redial_after_connect_shorter_than": "90s"}
+    answer = await api.ok("POST", "/v1/campaigns/validate", json_body={**good, "redial": overlap})
+    assert answer["problems"] == []
+    assert [w for w in answer["warnings"] if "redial rules overlap" in w]
+    campaign_id = await api.campaign("Taken")
+    assert set(await _problems(api, {**good, "name": "Taken"})) == {"name"}
+    # Checking an edit of that campaign: its own name is free.
+    assert await _problems(api, {**good, "name": "Taken"}, f"?campaign={campaign_id}") == {}
+    assert [c["name"] for c in await api.ok("GET", "/v1/campaigns")] == ["Taken"]
+
+
+# --- campaign show: outcomes, abandon rate, settings -----------------------------------------
+
+
+async def _attempt(
+    api: Api,
+    campaign_id: str,
+    phone: str,
+    outcome: str,
+    *,
+    sip_code: int | None,
+    disposition: str | None = None,
+    ended_ago: str = "10 minutes",
+    caller_id: str = NUMBERS[0],
+) -> None:
+    """One contact with one final attempt that ended `ended_ago`."""
+    async with api.pool.acquire() as conn:
+        contact_id = await conn.fetchval(
+            "INSERT INTO contacts (campaign_id, phone_number, state, attempts_used, next_due_at)"
+            " VALUES ($1, $2, 'done', 1, NULL) RETURNING id",
+            uuid.UUID(campaign_id),
+            phone,
+        )
+        await conn.execute(
+            "INSERT INTO attempts (id, contact_id, campaign_id, attempt_number, daemon_id,"
+            " deadline_at, caller_id, carrier, state, dialled_at, ended_at, sip_code, outcome,"
+            " disposition, next_action, finalised_at)"
+            " VALUES (gen_random_uuid(), $1, $2, 1, 'd', now(), $3, 'lab', 'final',"
+            " now() - $4::text::interval, now() - $4::text::interval, $5, $6, $7, 'done', now())",
+            contact_id,
+            uuid.UUID(campaign_id),
+            caller_id,
+            ended_ago,
+            sip_code,
+            outcome,
+            disposition or outcome,
+        )
+
+
+async def test_show_has_outcomes_abandon_rate_and_settings(api: Api) -> None:
+    await api.bot()
+    campaign_id = await api.campaign(
+        concurrency=7,
+        window={"start": "08:30", "end": "20:00", "days": ["mon", "sat"], "timezone": "UTC"},
+        ring_timeout=45,
+        retry={"max_attempts": 3, "delay": "1h30m", "on_system": ["no_answer"]},
+        redial={"stop_after_connect_longer_than": "2m"},
+    )
+    fresh = await api.ok("GET", f"/v1/campaigns/{campaign_id}")
+    assert fresh["outcomes"] == {"answered": 0, "no_answer": 0, "rejected": 0, "error": 0}
+    assert fresh["abandon_rate_30d"] == 0.0
+    assert fresh["waiting_for_local_window"] == 0
+    assert fresh["settings"] == {
+        "bot": BOT["name"],
+        "numbers": list(NUMBERS),
+        "concurrency": 7,
+        "window": {
+            "start": "08:30",
+            "end": "20:00",
+            "days": ["mon", "sat"],
+            "timezone": "UTC",
+            "per_contact": False,
+        },
+        "always_on": False,
+        "ring_timeout": "45s",
+        "retry": {
+            "max_attempts": 3,
+            "delay": "1h30m",
+            "on_system": ["no_answer"],
+            "on_custom": [],
+        },
+        "redial": {
+            "stop_after_connect_longer_than": "2m",
+            "redial_after_connect_shorter_than": None,
+        },
+    }
+    # Read back and sent as the body of an edit, the settings leave the campaign as it is.
+    edited = await api.ok(
+        "PUT", f"/v1/campaigns/{campaign_id}", json_body={"name": "Renewals", **fresh["settings"]}
+    )
+    assert edited["warnings"] == []
+    assert (await api.ok("GET", f"/v1/campaigns/{campaign_id}"))["settings"] == fresh["settings"]
+    seeded = [
+        ("answered", 200, "completed", "1 day"),
+        ("answered", 200, "abandoned", "2 days"),
+        ("answered", 200, "completed", "3 days"),
+        ("answered", 200, "abandoned", "40 days"),  # outside the 30 days
+        ("no_answer", 480, None, "1 day"),
+        ("rejected", 486, None, "1 day"),
+        ("error", None, None, "1 day"),
+    ]
+    for n, (outcome, code, disposition, ago) in enumerate(seeded):
+        await _attempt(
+            api,
+            campaign_id,
+            f"+4477009001{n:02d}",
+            outcome,
+            sip_code=code,
+            disposition=disposition,
+            ended_ago=ago,
+        )
+    show = await api.ok("GET", f"/v1/campaigns/{campaign_id}")
+    assert show["outcomes"] == {"answered": 4, "no_answer": 1, "rejected": 1, "error": 1}
+    assert show["abandon_rate_30d"] == round(1 / 3, 4)
+    assert show["stats"]["answer_rate"] == round(4 / 7, 4)
+
+
+# --- the fleet ---------------------------------------------------------------------------------
+
+
+async def test_fleet_lists_workers_slots_and_rotation(api: Api) -> None:
+    await api.bot()
+    running = await api.campaign("Live", concurrency=30, always_on=True)
+    async with api.pool.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO workers (name, host, port, capacity, source, last_heartbeat_at, enabled)"
+            " VALUES ('static', '127.0.0.1', 9001, 10, 'config', NULL, true),"
+            " ('fresh', '127.0.0.1', 9002, 5, 'api', now() - interval '3 seconds', true),"
+            " ('silent', '127.0.0.1', 9003, 8, 'api', now() - interval '1 hour', true),"
+            " ('off', '127.0.0.1', 9004, 4, 'config', NULL, false)"
+        )
+        contact = await conn.fetchval(
+            "INSERT INTO contacts (campaign_id, phone_number, state) VALUES ($1, '+447700900001',"
+            " 'dialing') RETURNING id",
+            uuid.UUID(running),
+        )
+        for n, worker in enumerate(("static", "static", "fresh")):
+            attempt = await conn.fetchval(
+                "INSERT INTO attempts (id, contact_id, campaign_id, attempt_number, daemon_id,"
+                " deadline_at) VALUES (gen_random_uuid(), $1, $2, $3, 'd', now()) RETURNING id",
+                contact,
+                uuid.UUID(running),
+                n + 1,
+            )
+            await conn.execute(
+                "INSERT INTO worker_slots (attempt_id, worker) VALUES ($1, $2)", attempt, worker
+            )
+        await conn.execute(
+            "UPDATE campaigns SET state = 'running', started_at = now() WHERE id = $1",
+            uuid.UUID(running),
+        )
+    fleet = await api.ok("GET", "/v1/fleet")
+    workers = {w["name"]: w for w in fleet["workers"]}
+    assert [w["name"] for w in fleet["workers"]] == ["fresh", "off", "silent", "static"]
+    assert workers["static"] | {"heartbeat_age_seconds": 0} == {
+        "name": "static",
+        "host": "127.0.0.1",
+        "port": 9001,
+        "capacity": 10,
+        "in_use": 2,
+        "free": 8,
+        "heartbeat_age_seconds": 0,
+        "in_rotation": True,
+        "source": "config",
+    }
+    assert workers["static"]["heartbeat_age_seconds"] is None
+    assert workers["fresh"]["in_rotation"] and workers["fresh"]["free"] == 4
+    assert 2.0 <= workers["fresh"]["heartbeat_age_seconds"] < 60
+    assert not workers["silent"]["in_rotation"] and workers["silent"]["free"] == 0
+    assert workers["silent"]["heartbeat_age_seconds"] >= 3599
+    assert not workers["off"]["in_rotation"]
+    assert (fleet["capacity"], fleet["in_use"], fleet["free"]) == (15, 3, 12)
+    assert fleet["running_concurrency"] == 30
+
+
+# --- numbers and carriers --------------------------------------------------------------------
+
+
+async def test_numbers_share_of_sip_codes_in_the_last_hour(api: Api) -> None:
+    await api.bot()
+    campaign_id = await api.campaign()
+    seeded = [
+        ("answered", 200, "10 minutes"),
+        ("rejected", 403, "20 minutes"),
+        ("rejected", 429, "30 minutes"),
+        ("rejected", 503, "40 minutes"),
+        ("rejected", 403, "2 hours"),  # before the last hour: not counted
+    ]
+    for n, (outcome, code, ago) in enumerate(seeded):
+        await _attempt(
+            api, campaign_id, f"+4477009002{n:02d}", outcome, sip_code=code, ended_ago=ago
+        )
+    numbers = await api.ok("GET", "/v1/numbers")
+    assert numbers == [
+        {
+            "number": NUMBERS[0],
+            "carrier": "lab",
+            "enabled": True,
+            "calls_last_hour": 4,
+            "share_4xx": 0.25,
+            "share_5xx": 0.25,
+            "share_429": 0.25,
+            "campaigns": ["Renewals"],
+        },
+        {
+            "number": NUMBERS[1],
+            "carrier": "lab",
+            "enabled": True,
+            "calls_last_hour": 0,
+            "share_4xx": 0.0,
+            "share_5xx": 0.0,
+            "share_429": 0.0,
+            "campaigns": ["Renewals"],
+        },
+    ]
+
+
+async def test_number_disable_and_enable(api: Api) -> None:
+    await api.bot()
+    campaign_id = await api.campaign(numbers=[NUMBERS[0]], always_on=True)
+    await api.ok("POST", f"/v1/campaigns/{campaign_id}/start")
+    off = await api.ok("POST", f"/v1/numbers/{NUMBERS[0]}/disable")
+    assert off["enabled"] is False
+    assert off["warnings"] and "Renewals" in off["warnings"][0]
+    assert [n["enabled"] for n in await api.ok("GET", "/v1/numbers")] == [False, True]
+    on = await api.ok("POST", f"/v1/numbers/%2B{NUMBERS[0][1:]}/enable")
+    assert (on["enabled"], on["warnings"]) == (True, [])
+    await api.refused("POST", "/v1/numbers/+441632960999/disable", 404, "number")
+    await api.refused("POST", "/v1/numbers/12345/disable", 422, "number")
+
+
+async def test_swap_replaces_the_number_in_pools_that_can_dial(api: Api) -> None:
+    await api.bot()
+    only_old = await api.campaign("OnlyOld", numbers=[NUMBERS[0]])
+    both = await api.campaign("Both", numbers=list(NUMBERS))
+    done = await api.campaign("Done", numbers=[NUMBERS[0]])
+    await api.ok("POST", f"/v1/campaigns/{done}/cancel")  # completed at once (no calls)
+    swapped = await api.ok("POST", f"/v1/numbers/{NUMBERS[0]}/swap", json_body={"to": NUMBERS[1]})
+    assert swapped == {"from": NUMBERS[0], "to": NUMBERS[1], "campaigns": ["OnlyOld"]}
+
+    async def pool(campaign_id: str) -> list[str]:
+        return list((await api.ok("GET", f"/v1/campaigns/{campaign_id}"))["settings"]["numbers"])
+
+    assert await pool(only_old) == [NUMBERS[1]]
+    assert await pool(both) == list(NUMBERS)  # had the new one already: left alone
+    assert await pool(done) == [NUMBERS[0]]  # completed: history, not changed
+
+    # Refused targets: unknown, disabled, the same number, not a number; nothing changes.
+    await api.refused(
+        "POST", f"/v1/numbers/{NUMBERS[1]}/swap", 404, "to", json_body={"to": "+441632960999"}
+    )
+    await api.ok("POST", f"/v1/numbers/{NUMBERS[0]}/disable")
+    error = await api.refused(
+        "POST", f"/v1/numbers/{NUMBERS[1]}/swap", 422, "to", json_body={"to": NUMBERS[0]}
+    )
+    assert "disabled" in error["message"]
+    await api.refused(
+        "POST", f"/v1/numbers/{NUMBERS[1]}/swap", 422, "to", json_body={"to": NUMBERS[1]}
+    )
+    await api.refused("POST", f"/v1/numbers/{NUMBERS[1]}/swap", 422, "to", json_body={"to": "x"})
+    await api.refused("POST", f"/v1/numbers/{NUMBERS[1]}/swap", 422, "to", json_body={})
+    assert await pool(only_old) == [NUMBERS[1]]
+    assert await pool(both) == list(NUMBERS)
+
+
+# --- triage ------------------------------------------------------------------------------------
+
+
+async def test_triage_route_is_the_triage_report(api: Api) -> None:
+    await api.bot()
+    campaign_id = await api.campaign()
+    report = await api.ok("GET", "/v1/campaigns/Renewals/triage")
+    async with api.pool.acquire() as conn:
+        expected = (await triage(conn, api.config, uuid.UUID(campaign_id))).to_json()
+    assert set(report) == set(expected)
+    assert report["campaign_id"] == campaign_id
+    assert [s["key"] for s in report["symptoms"]] == [s["key"] for s in expected["symptoms"]]
+    await api.refused("GET", "/v1/campaigns/nope/triage", 404, "campaign")
+
+
+# --- pagination --------------------------------------------------------------------------------
+
+
+async def test_lists_are_paginated_with_a_next_link(api: Api) -> None:
+    await api.bot()
+    for name in ("other-bot", "third-bot"):
+        await api.ok("POST", "/v1/bots", 201, json_body={"name": name, "prompt": "x"})
+    ids = [await api.campaign(name) for name in ("A", "B", "C")]
+    for n in range(3):
+        await api.ok(
+            "POST", "/v1/suppressions", 201, json_body={"phone_number": f"+4477009003{n:02d}"}
+        )
+
+    async def walk(path: str) -> tuple[list[list[Any]], list[str | None]]:
+        pages: list[list[Any]] = []
+        links: list[str | None] = []
+        next_path: str | None = path
+        while next_path is not None and len(pages) < 10:
+            answer = await api.call("GET", next_path)
+            assert answer.status == 200, answer.body
+            pages.append(answer.body)
+            next_path = _next_page(answer)
+            links.append(next_path)
+        return pages, links
+
+    pages, links = await walk("/v1/campaigns?limit=2")
+    assert [[c["id"] for c in page] for page in pages] == [ids[:2], ids[2:]]
+    assert links == [f"/v1/campaigns?limit=2&after={ids[1]}", None]
+    pages, _ = await walk("/v1/bots?limit=2")
+    assert [[b["name"] for b in page] for page in pages] == [
+        ["other-bot", "renewals-bot"],
+        ["third-bot"],
+    ]
+    pages, links = await walk("/v1/suppressions?limit=1")
+    assert [len(page) for page in pages] == [1, 1, 1, 0]
+    assert links[0] == "/v1/suppressions?limit=1&after=%2B447700900300"
+    pages, _ = await walk("/v1/numbers?limit=1")
+    assert [[n["number"] for n in page] for page in pages] == [[NUMBERS[0]], [NUMBERS[1]], []]
+    full = await api.call("GET", "/v1/campaigns")
+    assert len(full.body) == 3 and "Link" not in full.headers
+
+    for bad in ("0", "1001", "ten", "-1", "2.5"):
+        error = await api.refused("GET", f"/v1/campaigns?limit={bad}", 422, "limit")
+        assert "1000" in error["message"]
+    await api.refused("GET", "/v1/campaigns?after=nothing-like-it", 422, "after")
+    await api.refused("GET", f"/v1/campaigns/{ids[0]}/calls?after=not-an-id", 422, "after")
+    await api.refused("GET", f"/v1/campaigns/{ids[0]}/calls?after={uuid.uuid4()}", 422, "after")
+
+
+async def test_calls_filter_by_state(api: Api) -> None:
+    await api.bot()
+    campaign_id = await api.campaign()
+    await add_final_attempts(api, campaign_id, 3)  # done
+    for n in range(2):
+        await api.ok(
+            "POST",
+            f"/v1/campaigns/{campaign_id}/contacts",
+            201,
+            json_body={"phone_number": f"+4477009004{n:02d}"},
+        )  # pending
+    pending = await api.ok("GET", f"/v1/campaigns/{campaign_id}/calls?state=pending")
+    assert [c["state"] for c in pending] == ["pending", "pending"]
+    done = await api.call("GET", f"/v1/campaigns/{campaign_id}/calls?state=done&limit=2")
+    assert [c["state"] for c in done.body] == ["done", "done"]
+    rest = await api.ok("GET", _next_page(done) or "")
+    assert [c["state"] for c in rest] == ["done"]
+    await api.refused("GET", f"/v1/campaigns/{campaign_id}/calls?state=bogus", 422, "state")
+
+
+# --- the callee's own calling window (CONTRACT, "Campaign window per contact") ---------------
+
+
+async def test_window_per_contact_is_stored_shown_and_edited(api: Api) -> None:
+    await api.bot()
+    window = {"start": "08:00", "end": "21:00", "timezone": "America/New_York"}
+    campaign_id = await api.campaign(window={**window, "per_contact": True})
+    shown = await api.ok("GET", f"/v1/campaigns/{campaign_id}")
+    assert shown["settings"]["window"]["per_contact"] is True
+    assert shown["waiting_for_local_window"] == 0  # no contact yet
+    await api.ok(
+        "PUT",
+        f"/v1/campaigns/{campaign_id}",
+        json_body={"name": "Renewals", **{**shown["settings"], "window": window}},
+    )
+    edited = await api.ok("GET", f"/v1/campaigns/{campaign_id}")
+    assert edited["settings"]["window"]["per_contact"] is False
+    refused = await api.refused(
+        "POST",
+        "/v1/campaigns",
+        422,
+        json_body={"name": "Other", "window": {**window, "per_contact": "yes"}},
+    )
+    assert refused["field"] == "window.per_contact", refused

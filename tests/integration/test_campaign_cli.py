@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import textwrap
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import pytest
 
+from dialler.api.server import make_app, start
+from dialler.config import load_config
+from dialler.store.pool import create_pool
+
 from .cli_helpers import AMI_SECRET_ENV, run_cli
+from .conftest import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -547,3 +554,145 @@ async def test_edit_a_paused_campaign_keeps_it_startable(lab: Lab, db: asyncpg.C
         await db.fetchval("SELECT concurrency FROM campaigns WHERE id = $1", uuid.UUID(campaign_id))
         == 9
     )
+
+
+# --- bot show / edit, fleet list, number swap, show --json against the API --------------------
+
+
+async def test_bot_show_and_edit(lab: Lab) -> None:
+    await lab.bot()
+    shown = json.loads((await lab.ok("bot", "show", "renewals-bot", "--json")).out)
+    assert shown | {"created_at": None} == {
+        "name": "renewals-bot",
+        "prompt": "Hello {{CustomerName}}",
+        "pipeline": {"stt": "deepgram"},
+        "campaigns": 0,
+        "created_at": None,
+    }
+    text = (await lab.ok("bot", "show", "renewals-bot")).out
+    assert "variables  CustomerName" in text and "  Hello {{CustomerName}}" in text
+    new = lab.file("new.yaml", "name: renewals-v2\nprompt: 'Hi {{Plan}}'\n")
+    result = await lab.ok("bot", "edit", "renewals-bot", new)
+    assert result.out == ""
+    assert json.loads((await lab.ok("bot", "show", "renewals-v2", "--json")).out)["prompt"] == (
+        "Hi {{Plan}}"
+    )
+    refused = await lab.refused("bot", "show", "renewals-bot")
+    assert "renewals-bot" in refused.err
+    await lab.ok("bot", "create", lab.file("other.yaml", "name: other\nprompt: x\n"))
+    taken = await lab.refused("bot", "edit", "other", new)
+    assert "new.yaml" in taken.err and "name" in taken.err
+    bad = await lab.refused("bot", "edit", "other", lab.file("bad.yaml", "name: other\n"))
+    assert "prompt" in bad.err
+
+
+async def test_fleet_list(lab: Lab, db: asyncpg.Connection) -> None:
+    await db.execute(
+        "INSERT INTO workers (name, host, port, capacity, source, last_heartbeat_at, enabled)"
+        " VALUES ('w1', '127.0.0.1', 9001, 4, 'api', now(), true),"
+        " ('w2', '127.0.0.1', 9002, 6, 'api', now() - interval '1 hour', true)"
+    )
+    fleet = json.loads((await lab.ok("fleet", "list", "--json")).out)
+    assert (fleet["capacity"], fleet["free"], fleet["running_concurrency"]) == (4, 4, 0)
+    assert [(w["name"], w["in_rotation"]) for w in fleet["workers"]] == [
+        ("w1", True),
+        ("w2", False),
+    ]
+    table = (await lab.ok("fleet", "list")).out
+    assert table.splitlines()[0].split() == [
+        "NAME",
+        "ADDRESS",
+        "SOURCE",
+        "CAPACITY",
+        "IN_USE",
+        "FREE",
+        "HEARTBEAT",
+        "ROTATION",
+    ]
+    assert "capacity 4  in use 0  free 4" in table
+
+
+async def test_number_swap(lab: Lab, db: asyncpg.Connection) -> None:
+    await lab.bot()
+    await lab.campaign(good_campaign("A", numbers='["+441632960001"]'), "a.yaml")
+    await lab.campaign(good_campaign("B", numbers='["+441632960001", "+441632960003"]'), "b.yaml")
+    result = await lab.ok("number", "swap", NUMBERS[0], NUMBERS[2])
+    assert result.out.splitlines() == ["A"]
+    assert "in 1 campaign" in result.err
+    pools = {
+        row["name"]: row["numbers"]
+        for row in await db.fetch(
+            "SELECT c.name, array_agg(cn.number ORDER BY cn.number) AS numbers FROM campaigns c"
+            " JOIN campaign_numbers cn ON cn.campaign_id = c.id GROUP BY c.name"
+        )
+    }
+    assert pools == {"A": [NUMBERS[2]], "B": [NUMBERS[0], NUMBERS[2]]}
+    await lab.ok("number", "disable", NUMBERS[1])
+    refused = await lab.refused("number", "swap", NUMBERS[2], NUMBERS[1])
+    assert "disabled" in refused.err
+    unknown = await lab.refused("number", "swap", NUMBERS[2], "+441632960999")
+    assert "+441632960999" in unknown.err
+    listed = json.loads((await lab.ok("number", "list", "--json")).out)
+    assert [(n["number"], n["enabled"], n["campaigns"]) for n in listed] == [
+        (NUMBERS[0], True, ["B"]),
+        (NUMBERS[1], False, []),
+        (NUMBERS[2], True, ["A", "B"]),
+    ]
+
+
+async def test_show_json_equals_the_api(lab: Lab, db: asyncpg.Connection, db_dsn: str) -> None:
+    campaign_id = await ready(lab, db)
+    contact = await db.fetchval(
+        "SELECT id FROM contacts WHERE campaign_id = $1 LIMIT 1", uuid.UUID(campaign_id)
+    )
+    await db.execute(
+        "INSERT INTO attempts (id, contact_id, campaign_id, attempt_number, daemon_id,"
+        " deadline_at, caller_id, carrier, state, dialled_at, answered_at, ended_at, sip_code,"
+        " outcome, disposition, next_action, finalised_at) VALUES (gen_random_uuid(), $1, $2,"
+        " 1, 'd', now(), $3, 'lab', 'final', now(), now(), now(), 200, 'answered', 'abandoned',"
+        " 'done', now())",
+        contact,
+        uuid.UUID(campaign_id),
+        NUMBERS[0],
+    )
+    await lab.ok("campaign", "start", campaign_id)
+    cli = json.loads((await lab.ok("campaign", "show", campaign_id, "--json")).out)
+    config = load_config(str(lab.config), env={AMI_SECRET_ENV: "x"})
+    config = replace(config, api=replace(config.api, tokens=("t" * 24,)))
+    pool = await create_pool(db_dsn)
+    port = free_port()
+
+    async def no_results(*_args: object) -> None:
+        raise AssertionError("not called")
+
+    runner = await start(make_app(config, pool, no_results), "127.0.0.1", port)
+    try:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(
+                f"http://127.0.0.1:{port}/v1/campaigns/{campaign_id}",
+                headers={"Authorization": "Bearer " + "t" * 24},
+            ) as response,
+        ):
+            assert response.status == 200, await response.text()
+            api = await response.json()
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(
+                f"http://127.0.0.1:{port}/v1/campaigns/{campaign_id}/calls",
+                headers={"Authorization": "Bearer " + "t" * 24},
+            ) as response,
+        ):
+            api_calls = await response.json()
+    finally:
+        await runner.cleanup()
+        await pool.close()
+    assert set(cli) == set(api)
+    for key in cli:  # field by field, so a failure names the field
+        if key not in ("activity", "stalled"):  # live: both read the clock
+            assert cli[key] == api[key], key
+    assert cli["outcomes"]["answered"] == 1 and cli["abandon_rate_30d"] == 1.0
+    assert cli["settings"]["numbers"] == list(NUMBERS[:2])
+    cli_calls = json.loads((await lab.ok("calls", campaign_id, "--json")).out)
+    assert cli_calls == api_calls and len(cli_calls) == 2
+    assert {c["last_outcome"] for c in cli_calls} == {"answered", None}

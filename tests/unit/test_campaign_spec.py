@@ -488,3 +488,29 @@ def test_numbers_follow_the_one_e164_rule() -> None:
         "c.yaml:2: numbers[1]: '+1234567890123456' is not an E.164 number ('+', then the "
         "country code and number)",
     ]
+
+
+# --- window.per_contact (CONTRACT, "Campaign window per contact") ----------------------------
+
+
+def test_per_contact_windows_are_off_unless_asked_for() -> None:
+    assert campaign("name: Renewals\n").window_per_contact is False
+    spec = campaign(
+        """\
+        name: Renewals
+        window: {start: "08:00", end: "21:00", timezone: America/New_York, per_contact: true}
+        """
+    )
+    assert spec.window_per_contact is True
+    assert spec.timezone == "America/New_York"  # the fallback for numbers of no known zone
+
+
+def test_per_contact_must_be_a_boolean_named_with_its_path_and_line() -> None:
+    problems = campaign_problems(
+        """\
+        name: Renewals
+        window:
+          per_contact: "yes"
+        """
+    )
+    assert problems == ["c.yaml:3: window.per_contact: expected true or false, got str 'yes'"]

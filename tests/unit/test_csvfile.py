@@ -292,7 +292,7 @@ def test_a_field_over_the_csv_modules_limit_is_a_row_error_and_the_rest_imports(
     assert [row.phone for row in rows] == ["+447700900001", "+447700900003"]
     assert len(errors) == 1
     assert errors[0].line == 3
-    assert "over 65536 bytes" in errors[0].reason
+    assert "a field may be at most 65536 bytes" in errors[0].reason
 
 
 def test_errors_go_to_the_callback_when_given(tmp_path: Path) -> None:

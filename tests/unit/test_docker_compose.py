@@ -21,6 +21,7 @@ SERVICES = {"postgres", "asterisk", "migrate", "dialler", "worker", "prometheus"
 # What compose needs from the environment (docker/.env in real use).
 ENV = {
     "DIALLER_AMI_SECRET": "test-ami-secret",
+    "DIALLER_AGI_SECRET": "testagisecret0123456789",
     "DIALLER_DB_PASSWORD": "test-db-password",
     "DIALLER_API_TOKEN": "test-api-token-0123456789",
     "GRAFANA_ADMIN_PASSWORD": "test-grafana",

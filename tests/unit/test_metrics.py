@@ -23,6 +23,8 @@ EXPECTED: dict[str, tuple[str, tuple[str, ...]]] = {
     "dialler_answer_to_attach_seconds": ("histogram", ()),
     "dialler_claim_duration_seconds": ("histogram", ()),
     "dialler_ami_connected": ("gauge", ("asterisk",)),
+    "dialler_database_up": ("gauge", ()),
+    "dialler_results_unwritten": ("gauge", ()),
     "dialler_calls_in_flight": ("gauge", ("campaign", "state")),
     "dialler_contacts": ("gauge", ("campaign", "state")),
     "dialler_campaign_last_dial_timestamp_seconds": ("gauge", ("campaign",)),

@@ -32,6 +32,7 @@ ALERTS = {
     "DiallerFleetSaturated",
     "DiallerInFlightBuildUp",
     "DiallerAmiDown",
+    "DiallerDatabaseUnreachable",
     "DiallerDown",
 }
 

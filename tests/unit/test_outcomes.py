@@ -9,6 +9,8 @@ from dialler.domain.outcomes import (
     sip_code_from_q850,
 )
 
+from ..contract import LAB_TABLE, REJECT_CODES, LabRow
+
 
 @pytest.mark.parametrize(
     ("code", "expected"),
@@ -93,3 +95,42 @@ def test_q850_fallback_keeps_the_outcome() -> None:
         )
     assert sip_code_from_q850(16) is None
     assert sip_code_from_q850(None) is None
+
+
+# --- the contract's table, written by hand (tests/contract.py) ------------------------------
+
+
+def test_the_table_covers_every_reject_code_of_the_lab() -> None:
+    codes = {int(row.sip_code) for row in LAB_TABLE if row.behaviour.startswith("reject")}
+    assert codes == set(REJECT_CODES)
+
+
+@pytest.mark.parametrize(
+    "row", [r for r in LAB_TABLE if r.behaviour.startswith("reject")], ids=lambda r: r.number
+)
+def test_every_reject_code_gets_the_contract_outcome(row: LabRow) -> None:
+    code = int(row.sip_code)
+    outcome, kept = classify(placed=True, answered=False, sip_code=code, our_ring_timeout=False)
+    assert (outcome.value, kept) == (row.outcome, code)
+
+
+def test_ring_no_answer_and_never_respond_are_no_answer_without_a_code() -> None:
+    # Ring-no-answer: our ring timeout fires, Asterisk CANCELs, the callee answers 487.
+    ring = next(r for r in LAB_TABLE if r.number == "+447700900200")
+    assert classify(placed=True, answered=False, sip_code=487, our_ring_timeout=True) == (
+        Outcome(ring.outcome),
+        None,
+    )
+    # Never-respond: no final code from the callee at all.
+    silent = next(r for r in LAB_TABLE if r.number == "+447700900300")
+    assert classify(placed=True, answered=False, sip_code=None, our_ring_timeout=True) == (
+        Outcome(silent.outcome),
+        None,
+    )
+
+
+def test_a_487_the_callee_sent_on_its_own_is_rejected() -> None:
+    assert classify(placed=True, answered=False, sip_code=487, our_ring_timeout=False) == (
+        Outcome.REJECTED,
+        487,
+    )

@@ -8,7 +8,13 @@ from typing import Any
 
 import pytest
 
-from dialler.campaigns.checks import StartFacts, checks_failed, start_problems, start_warnings
+from dialler.campaigns.checks import (
+    StartFacts,
+    cancelled_warnings,
+    checks_failed,
+    start_problems,
+    start_warnings,
+)
 from dialler.campaigns.spec import CampaignSpec
 from dialler.domain.rules import RedialPolicy
 
@@ -149,3 +155,27 @@ def test_some_numbers_disabled_is_a_warning() -> None:
         "2 of 3 numbers in the pool are disabled (+441632960002, +441632960003); calls go out "
         "from the others"
     ]
+
+
+# --- the callee's own window: contacts cancelled at start -------------------------------------
+
+
+def test_contacts_cancelled_at_start_are_reported_in_the_past_tense_per_zone_set() -> None:
+    spec = dataclasses.replace(GOOD, window_per_contact=True, timezone="Europe/London")
+    lines = cancelled_warnings(spec, {"Asia/Tokyo America/New_York": 4, "": 0})
+    assert lines == [
+        "4 contact(s) were cancelled: the calling window 09:00-18:00 is never open at the same "
+        "time in all of Asia/Tokyo, America/New_York (the zones their number may be in; give "
+        "each its own with a `timezone` column)"
+    ]
+    assert cancelled_warnings(spec, {}) == []
+
+
+def test_zone_keys_are_ignored_unless_the_window_is_read_per_contact() -> None:
+    keys = {"Asia/Tokyo America/New_York": 4}
+    assert start_warnings(StartFacts(GOOD, ("renewals-bot",), POOL, True, zone_keys=keys)) == []
+    per_contact = dataclasses.replace(GOOD, window_per_contact=True)
+    [warning] = start_warnings(
+        StartFacts(per_contact, ("renewals-bot",), POOL, True, zone_keys=keys)
+    )
+    assert warning.startswith("4 contact(s) will be cancelled: ")

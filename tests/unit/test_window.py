@@ -790,3 +790,37 @@ def test_transition_table_covers_the_dst_zones() -> None:
     assert len(transitions("Europe/London")) == 8
     assert len(transitions("Australia/Lord_Howe")) == 8
     assert transitions("UTC") == ()
+
+
+# --- for per-contact windows (domain/zones.py) -----------------------------------------------
+
+
+def test_zone_problem_names_what_is_wrong() -> None:
+    from dialler.domain.window import zone_problem
+
+    assert zone_problem("Europe/London") is None
+    assert zone_problem("Asia/Calcutta") is None  # a backward link is still a fixed zone
+    assert "did you mean 'Europe/London'" in (zone_problem("Europe/Londn") or "")
+    assert "not a fixed time zone" in (zone_problem("localtime") or "")
+    assert "must not be empty" in (zone_problem(" ") or "")
+
+
+def test_offset_changes_lists_the_dst_changes_in_order() -> None:
+    win = window("09:00", "18:00", WEEKDAYS, "Europe/London")
+    assert win.offset_changes(utc(2026, 1, 1), utc(2027, 1, 1)) == [
+        utc(2026, 3, 29, 1),
+        utc(2026, 10, 25, 1),
+    ]
+    # (after, until]: a change at `after` itself is not listed; one at `until` is.
+    assert win.offset_changes(utc(2026, 3, 29, 1), utc(2026, 10, 25, 1)) == [utc(2026, 10, 25, 1)]
+    assert (
+        window("09:00", "18:00", WEEKDAYS, "Asia/Kolkata").offset_changes(
+            utc(2026, 1, 1), utc(2027, 1, 1)
+        )
+        == []
+    )
+    lord_howe = window("09:00", "18:00", WEEKDAYS, "Australia/Lord_Howe")
+    assert lord_howe.offset_changes(utc(2026, 1, 1), utc(2027, 1, 1)) == [
+        utc(2026, 4, 4, 15),  # 02:00 LHDT → 01:30 LHST
+        utc(2026, 10, 3, 15, 30),  # 02:00 LHST → 02:30 LHDT
+    ]

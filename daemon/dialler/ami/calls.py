@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -175,6 +175,20 @@ class CallTracker:
         self.calls[attempt_id] = call
         self._on_newstate(call, channel_state, self.clock())
         return call
+
+    def lost_unless_alive(self, attempt_id: str, alive: Mapping[str, str]) -> bool:
+        """An adopted call checked against a channel listing taken *after* its adoption: if
+        its channel is gone and no Hangup came, the Hangup went by before the call was
+        followed — resolve it as lost (`CallResultLost`) rather than wait for an event that
+        will never come. True when it was."""
+        call = self.calls.get(attempt_id)
+        if call is None or call.result.done() or attempt_id in alive or call.ended_at is not None:
+            return False
+        self.forget(attempt_id)
+        call.result.set_exception(
+            CallResultLost(f"attempt {attempt_id}: channel gone before it was adopted")
+        )
+        return True
 
     def _on_hangup(self, call: TrackedCall, event: AmiEvent, now: float) -> None:
         call.placed = True

@@ -13,19 +13,19 @@ database being unreachable (`store.pool.UNAVAILABLE`) and bugs (500) are answere
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
 
-from ..errors import CsvFileError, DiallerError, TryAgain, answer_for
+from ..errors import CsvFileError, DiallerError, Forbidden, TryAgain, answer_for
 from ..store.pool import UNAVAILABLE
+from .auth import Principal, Role, authenticate, bearer_token
 from .http import ApiError, StreamAborted, current_config
-from .limits import OPEN_PATHS
+from .limits import OPEN_PATHS, WORKER_ROUTES
 
-__all__ = ["HTTP_CODES", "error_response", "errors_and_auth", "refusal"]
+__all__ = ["HTTP_CODES", "error_response", "errors_and_auth", "principal", "refusal"]
 
 log = logging.getLogger(__name__)
 
@@ -81,26 +81,61 @@ def _internal() -> web.Response:
     return error_response(500, "internal", "internal error; the daemon's log has the details")
 
 
-def _token_ok(header: str | None, tokens: tuple[str, ...]) -> bool:
-    if not header or not header.startswith("Bearer "):
-        return False
-    given = header.removeprefix("Bearer ").strip().encode()
-    ok = False
-    for token in tokens:  # no early exit: the time taken does not depend on which matched
-        ok |= hmac.compare_digest(given, token.encode())
-    return ok
-
-
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: Where the middleware leaves the request's `auth.Principal` (`principal(request)`).
+_PRINCIPAL = web.RequestKey("principal", Principal)
+#: Methods a viewer token may use on an operator route.
+_READ_METHODS = frozenset({"GET", "HEAD"})
+
+
+def principal(request: web.Request) -> Principal:
+    """The principal of an authenticated `/v1` request (set by the middleware)."""
+    found = request.get(_PRINCIPAL)
+    if not isinstance(found, Principal):  # an open route: no handler asks
+        raise Forbidden("this route has no principal")
+    return found
+
+
+def _route_of(request: web.Request) -> tuple[str, str]:
+    resource = request.match_info.route.resource
+    return request.method, resource.canonical if resource is not None else request.path
+
+
+def _check_access(request: web.Request) -> web.StreamResponse | None:
+    """The bearer check of a `/v1` route: None to go on (the principal recorded), else the
+    401 or 403 answer. Paths outside `/v1/` (the console's pages, its sign-in, static files)
+    are the console's own session check's; `limits.OPEN_PATHS` are open to all."""
+    if not request.path.startswith("/v1/") or request.path in OPEN_PATHS:
+        return None
+    token = bearer_token(request.headers.get("Authorization"))
+    who = authenticate(token, current_config(request)) if token is not None else None
+    if who is None:
+        return error_response(401, "unauthorized", "missing or wrong bearer token")
+    request[_PRINCIPAL] = who
+    worker_route = _route_of(request) in WORKER_ROUTES
+    if who.role is Role.OPERATOR:
+        return None  # the worker routes check a worker name themselves
+    if who.role is Role.WORKER and worker_route:
+        return None
+    if who.role is Role.VIEWER and not worker_route and request.method in _READ_METHODS:
+        return None
+    return refusal(
+        Forbidden(
+            "a viewer token may only read"
+            if who.role is Role.VIEWER
+            else "a worker token may only use the worker routes"
+        )
+    )
 
 
 @web.middleware
 async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The bearer token (every route but `limits.OPEN_PATHS`), then every error as JSON."""
-    if request.path not in OPEN_PATHS and not _token_ok(
-        request.headers.get("Authorization"), current_config(request).api.tokens
-    ):
-        return error_response(401, "unauthorized", "missing or wrong bearer token")
+    """The bearer token and its role (`/v1` routes but `limits.OPEN_PATHS`), then every
+    error as JSON."""
+    refused = _check_access(request)
+    if refused is not None:
+        return refused
     try:
         return await handler(request)
     except ApiError as exc:

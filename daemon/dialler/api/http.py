@@ -9,6 +9,7 @@ JSON error answer).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import uuid
@@ -21,6 +22,15 @@ from ..config import Config
 from ..domain.results import ResultRecorded, WorkerResult
 from ..errors import InvalidField, UnknownCall
 from ..store.conn import Pool
+from .limits import (
+    BODY_TIMEOUT,
+    IDLE_TIMEOUT,
+    MAX_CONNECTIONS,
+    MAX_FIELD_SIZE,
+    MAX_HEADERS,
+    MAX_JSON_DEPTH,
+    MAX_LINE_SIZE,
+)
 
 __all__ = [
     "CONFIG",
@@ -31,6 +41,7 @@ __all__ = [
     "TEST_CALL",
     "ApiError",
     "CallProgress",
+    "CappedSite",
     "ConfigRef",
     "Readiness",
     "ResultSink",
@@ -43,7 +54,9 @@ __all__ = [
     "json_body",
     "json_object",
     "optional_string",
+    "parse_json_object",
     "seconds_field",
+    "serve",
     "streaming",
     "string_field",
 ]
@@ -126,14 +139,81 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:
-    """The request's JSON object (at most `limits.MAX_BODY` bytes); 400 when it is not one."""
+    """The request's JSON object (at most `limits.MAX_BODY` bytes, read within
+    `limits.BODY_TIMEOUT`); 400 when it is not one: not UTF-8, a lone surrogate (`\\ud800`,
+    which nothing downstream could encode), nested deeper than `limits.MAX_JSON_DEPTH`."""
     try:
-        body = json.loads(await request.text(), object_pairs_hook=_no_duplicate_keys)
-    except ValueError:
+        async with asyncio.timeout(BODY_TIMEOUT):
+            raw = await request.read()
+    except TimeoutError:
+        raise ApiError(408, "timeout", "the body was not received in time") from None
+    return parse_json_object(raw)
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """`raw` as a JSON object (`json_body` without the reading; the fuzz tests call it)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, "bad_json", f"the body is not UTF-8 (byte {exc.start})") from None
+    _check_depth(text)
+    try:
+        body = json.loads(text, object_pairs_hook=_no_duplicate_keys)
+    except (ValueError, RecursionError):
         raise ApiError(400, "bad_json", "the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise ApiError(400, "bad_json", "the body must be a JSON object")
+    _check_text(body, "")
     return body
+
+
+def _check_depth(text: str) -> None:
+    """Refuse nesting deeper than `MAX_JSON_DEPTH` before parsing (the parser recurses): a
+    bracket inside a string counts too, which only ever refuses a body that is odd anyway."""
+    depth = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise ApiError(
+                    400, "bad_json", f"the body is nested deeper than {MAX_JSON_DEPTH} levels"
+                )
+        elif char in "]}":
+            depth -= 1
+
+
+def _check_text(value: object, path: str) -> None:
+    """Every string (keys too) encodable as UTF-8: JSON escapes can spell a lone surrogate."""
+    if isinstance(value, str):
+        if not _encodable(value):
+            raise ApiError(400, "bad_json", f"{path or 'the body'} holds a lone surrogate", path)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if not _encodable(key):
+                raise ApiError(400, "bad_json", "a key holds a lone surrogate")
+            _check_text(item, where)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_text(item, f"{path}[{index}]")
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def check_keys(
@@ -201,3 +281,74 @@ def attempt_id(request: web.Request) -> uuid.UUID:
         return uuid.UUID(text)
     except ValueError:
         raise UnknownCall(text) from None
+
+
+# --- the listener ------------------------------------------------------------------------------
+
+
+class _Refused(asyncio.Protocol):
+    """A connection over `limits.MAX_CONNECTIONS`: closed at once (the client may retry)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
+
+
+class CappedSite(web.BaseSite):
+    """`web.TCPSite` with a cap on open connections (`limits.MAX_CONNECTIONS`): one more is
+    closed as soon as it is accepted, so held-open connections cannot exhaust the daemon."""
+
+    def __init__(self, runner: web.BaseRunner, host: str, port: int, cap: int) -> None:
+        super().__init__(runner)
+        self._host, self._port, self._cap = host, port, cap
+
+    @property
+    def name(self) -> str:
+        return f"http://{self._host}:{self._port}"
+
+    @property
+    def port(self) -> int:
+        """The bound port (the one asked for, or the one the system chose for 0)."""
+        return self._port
+
+    async def start(self) -> None:
+        """Listen; every connection past the cap is closed on arrival."""
+        await super().start()
+        server = self._runner.server
+        assert server is not None
+        cap = self._cap
+
+        def factory() -> asyncio.BaseProtocol:
+            if len(server.connections) >= cap:
+                return _Refused()
+            return server()
+
+        self._server = await asyncio.get_running_loop().create_server(
+            factory, self._host, self._port, backlog=self._backlog
+        )
+        if self._server.sockets:
+            self._port = self._server.sockets[0].getsockname()[1]
+
+
+async def serve(
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    idle_timeout: float = IDLE_TIMEOUT,
+    max_connections: int = MAX_CONNECTIONS,
+) -> tuple[web.AppRunner, int]:
+    """Serve `app` on host:port with the listener's limits (`limits`: idle and header
+    timeout, line and header sizes, connection cap); the runner (`runner.cleanup()` stops
+    it) and the bound port (port 0: the system's pick)."""
+    runner = web.AppRunner(
+        app,
+        access_log=None,  # access logs would carry call ids only, but one line per request
+        keepalive_timeout=idle_timeout,  # is noise; also closes a connection that never
+        max_line_size=MAX_LINE_SIZE,  # completes its request's headers
+        max_field_size=MAX_FIELD_SIZE,
+        max_headers=MAX_HEADERS,
+    )
+    await runner.setup()
+    site = CappedSite(runner, host, port, max_connections)
+    await site.start()
+    return runner, site.port

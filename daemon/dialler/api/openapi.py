@@ -4,7 +4,7 @@ Written here as data, next to the code, rather than generated: the handlers vali
 (with the campaign file's own parser), so there is nothing to generate it from. A test checks
 that every route the application registers is documented with its method, and that every
 documented path and method exists (tests/integration/test_api_operators.py). This module
-imports no route: only the limits the routes apply (`limits`).
+imports no route: only the limits the routes apply (`limits`, `pages`).
 """
 
 from __future__ import annotations
@@ -13,10 +13,12 @@ from typing import Any
 
 from ..campaigns.spec import system_dispositions
 from ..domain.numbers import E164
+from ..domain.outcomes import Outcome
 from ..domain.states import ContactState
 from ..domain.window import DAYS
 from ..stats import STATES
 from .limits import MAX_UPLOAD_BYTES, REJECTED_ROWS_SHOWN
+from .pages import DEFAULT_LIMIT, MAX_LIMIT
 
 __all__ = ["document"]
 
@@ -132,6 +134,13 @@ def _schemas() -> dict[str, Schema]:
                             "default": list(DAYS[:5]),
                         },
                         "timezone": {"type": "string", "default": "UTC"},
+                        "per_contact": {
+                            "type": "boolean",
+                            "default": False,
+                            "description": "read the window on each contact's own clocks "
+                            "(the zones its number may be in, or its `timezone` field); "
+                            "`timezone` is the fallback",
+                        },
                     }
                 ),
                 "always_on": {"type": "boolean", "default": False},
@@ -187,7 +196,7 @@ def _schemas() -> dict[str, Schema]:
                 },
                 "stalled": {"type": "boolean"},
                 "effective_concurrency": {"type": "integer"},
-                "capped_by": {"enum": [None, "fleet", "carrier"]},
+                "capped_by": {"enum": [None, "fleet", "carrier", "carrier_throttle"]},
                 "stats": _object(
                     {
                         **counts,
@@ -196,9 +205,145 @@ def _schemas() -> dict[str, Schema]:
                         "last_dial_at": _NULLABLE_TIME,
                     }
                 ),
+                "outcomes": _object(
+                    {str(outcome): {"type": "integer"} for outcome in Outcome},
+                    description="final attempts by outcome",
+                ),
+                "abandon_rate_30d": {
+                    "type": "number",
+                    "description": "abandoned ÷ answered attempts that ended in the last 30 "
+                    "days (0.0 when none)",
+                },
+                "waiting_for_local_window": {
+                    "type": "integer",
+                    "description": "contacts waiting for their own time zone's window",
+                },
+                "settings": _object(
+                    {
+                        "bot": {"type": ["string", "null"]},
+                        "numbers": {"type": "array", "items": _E164},
+                        "concurrency": {"type": "integer"},
+                        "window": _object(
+                            {
+                                "start": {"type": "string"},
+                                "end": {"type": "string"},
+                                "days": _STRINGS,
+                                "timezone": {"type": "string"},
+                                "per_contact": {"type": "boolean"},
+                            },
+                            closed=False,
+                        ),
+                        "always_on": {"type": "boolean"},
+                        "ring_timeout": {"type": "string"},
+                        "retry": _object(
+                            {
+                                "max_attempts": {"type": "integer"},
+                                "delay": {"type": "string"},
+                                "on_system": _STRINGS,
+                                "on_custom": _STRINGS,
+                            }
+                        ),
+                        "redial": _object(
+                            {
+                                "stop_after_connect_longer_than": {"type": ["string", "null"]},
+                                "redial_after_connect_shorter_than": {"type": ["string", "null"]},
+                            }
+                        ),
+                    },
+                    closed=False,
+                    description="the campaign file's fields, durations as duration strings",
+                ),
             },
             description="exactly `dialler campaign show ID --json` (CONTRACT.md)",
         ),
+        "BotDetail": _object(
+            {
+                "name": {"type": "string"},
+                "prompt": {"type": "string"},
+                "pipeline": {"type": "object"},
+                "campaigns": {"type": "integer", "description": "campaigns using it"},
+                "created_at": _TIME,
+            }
+        ),
+        "CampaignCheck": _object(
+            {
+                "problems": {
+                    "type": "array",
+                    "items": _object(
+                        {
+                            "field": {
+                                "type": "string",
+                                "description": "key path of the field at fault "
+                                "(`bot`, `numbers`, `window.start`); empty for the whole body",
+                            },
+                            "message": {"type": "string"},
+                        }
+                    ),
+                },
+                "warnings": _STRINGS,
+            }
+        ),
+        "Fleet": _object(
+            {
+                "capacity": {"type": "integer", "description": "slots of workers in rotation"},
+                "in_use": {"type": "integer"},
+                "free": {"type": "integer", "description": "free slots in rotation"},
+                "running_concurrency": {
+                    "type": "integer",
+                    "description": "sum of the running campaigns' concurrency",
+                },
+                "workers": {
+                    "type": "array",
+                    "items": _object(
+                        {
+                            "name": {"type": "string"},
+                            "host": {"type": "string"},
+                            "port": {"type": "integer"},
+                            "capacity": {"type": "integer"},
+                            "in_use": {"type": "integer"},
+                            "free": {"type": "integer", "description": "0 out of rotation"},
+                            "heartbeat_age_seconds": {
+                                "type": ["number", "null"],
+                                "description": "null: never heard from (static workers)",
+                            },
+                            "in_rotation": {"type": "boolean"},
+                            "source": {"enum": ["config", "api"]},
+                        }
+                    ),
+                },
+            }
+        ),
+        "NumberStatus": _object(
+            {
+                "number": _E164,
+                "carrier": {"type": "string"},
+                "enabled": {"type": "boolean"},
+                "calls_last_hour": {
+                    "type": "integer",
+                    "description": "attempts from this caller ID that ended in the last hour",
+                },
+                "share_4xx": {
+                    "type": "number",
+                    "description": "fraction of those ended 400-499, 429 apart",
+                },
+                "share_5xx": {"type": "number"},
+                "share_429": {"type": "number"},
+                "campaigns": {
+                    **_STRINGS,
+                    "description": "draft, running or paused campaigns whose pool has it",
+                },
+                "warnings": _STRINGS,
+            }
+        ),
+        "Swap": _object({"to": _E164}, ("to",)),
+        "Swapped": _object(
+            {"from": _E164, "to": _E164, "campaigns": _STRINGS},
+            description="the campaigns whose pool now has `to` instead of `from`",
+        ),
+        "Triage": {
+            "type": "object",
+            "description": "exactly `dialler triage ID --json` (docs/triage.md)",
+        },
         "Created": _object({"id": _UUID}, ("id",)),
         "Edited": _object({"id": _UUID, "name": {"type": "string"}, "warnings": _STRINGS}),
         "Changed": _object(
@@ -284,6 +429,16 @@ def _schemas() -> dict[str, Schema]:
                 "last_disposition": {"type": ["string", "null"]},
                 "next_action": {"type": ["string", "null"]},
                 "next_due_at": _NULLABLE_TIME,
+                "last_attempt_at": {
+                    **_NULLABLE_TIME,
+                    "description": "when the last attempt ended (else was dialled); null: "
+                    "never dialled",
+                },
+                "reason": {
+                    "type": ["string", "null"],
+                    "description": "why the contact was cancelled without a call "
+                    "(`no_common_window`); null when none",
+                },
             }
         ),
         "Suppression": _object(
@@ -410,9 +565,20 @@ def _schemas() -> dict[str, Schema]:
 
 
 _ERRORS = {
-    "400": ("BadRequest", "the body is not a JSON object (or a key appears twice)"),
+    "400": (
+        "BadRequest",
+        "the body is not a JSON object (a key appears twice, it is not UTF-8, holds a lone "
+        "surrogate, or nests deeper than 32 levels: `bad_json`)",
+    ),
     "401": ("Unauthorized", "missing or wrong bearer token"),
+    "403": (
+        "Forbidden",
+        "the token's role does not allow this (a viewer changing something, a worker token "
+        "outside its worker names or the worker routes, any change to a worker the config "
+        "defines)",
+    ),
     "404": ("NotFound", "no such campaign (by id or name), contact, worker or call"),
+    "408": ("Timeout", "the body was not received in time"),
     "409": ("Conflict", "the state does not allow it, or the name is taken"),
     "413": ("TooLarge", "the body is over the limit"),
     "415": ("UnsupportedMediaType", "the body must be text/csv"),
@@ -442,6 +608,50 @@ def _parameters() -> dict[str, Any]:
             "schema": {"type": "string"},
         },
         "attempt_id": {"name": "attempt_id", "in": "path", "required": True, "schema": _UUID},
+        "bot": {
+            "name": "name",
+            "in": "path",
+            "required": True,
+            "description": "the bot's name",
+            "schema": {"type": "string"},
+        },
+        "number": {
+            "name": "number",
+            "in": "path",
+            "required": True,
+            "description": "a caller ID, E.164 (`+` may be written `%2B`)",
+            "schema": {"type": "string"},
+        },
+        "limit": {
+            "name": "limit",
+            "in": "query",
+            "description": f"items per page, 1 to {MAX_LIMIT} (422 naming `limit` otherwise)",
+            "schema": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": MAX_LIMIT,
+                "default": DEFAULT_LIMIT,
+            },
+        },
+        "after": {
+            "name": "after",
+            "in": "query",
+            "description": "the cursor: the last item of the previous page (its id, name or "
+            'number); a full page\'s `Link: <...>; rel="next"` header gives the next URL',
+            "schema": {"type": "string"},
+        },
+        "state": {
+            "name": "state",
+            "in": "query",
+            "description": "only contacts in this state",
+            "schema": {"enum": list(STATES)},
+        },
+        "edited": {
+            "name": "campaign",
+            "in": "query",
+            "description": "check an edit of this campaign (id or name): its own name is free",
+            "schema": {"type": "string"},
+        },
         "worker": {
             "name": "name",
             "in": "path",
@@ -471,8 +681,8 @@ def _op(
     description: str | None = None,
 ) -> dict[str, Any]:
     """One operation: its answers are `ok` plus the shared error answers `errors` (401 and
-    503 are added unless the route is open)."""
-    codes = sorted({*errors, *(() if open_route else (401, 503))})
+    403 and 503 are added unless the route is open)."""
+    codes = sorted({*errors, *(() if open_route else (401, 403, 503))})
     operation: dict[str, Any] = {
         "summary": summary,
         "tags": [tag],
@@ -502,11 +712,22 @@ def _json(description: str, schema: Schema, status: str = "200") -> dict[str, An
 
 
 def _list(description: str, item: str) -> dict[str, Any]:
-    return _json(description, {"type": "array", "items": _ref(item)})
+    listed = _json(description, {"type": "array", "items": _ref(item)})
+    listed["200"]["headers"] = {
+        "Link": {
+            "description": 'when the page is full: `<URL of the next page>; rel="next"`',
+            "schema": {"type": "string"},
+        }
+    }
+    return listed
 
 
 def _empty(description: str, status: str = "204") -> dict[str, Any]:
     return {status: {"description": description}}
+
+
+#: The query parameters of a paginated list.
+_PAGE = ("limit", "after")
 
 
 def _paths() -> dict[str, Any]:
@@ -546,7 +767,13 @@ def _paths() -> dict[str, Any]:
                 422,
                 body=_ref("Bot"),
             ),
-            "get": _op("list bots", "bots", _list("every bot", "BotSummary")),
+            "get": _op(
+                "list bots",
+                "bots",
+                _list("by name (`after`: a name)", "BotSummary"),
+                422,
+                params=_PAGE,
+            ),
         },
         "/v1/campaigns": {
             "post": _op(
@@ -560,7 +787,13 @@ def _paths() -> dict[str, Any]:
                 description="A missing bot or empty pool is allowed in a draft; "
                 "`start` checks them.",
             ),
-            "get": _op("list campaigns", "campaigns", _list("every campaign", "CampaignSummary")),
+            "get": _op(
+                "list campaigns",
+                "campaigns",
+                _list("oldest first (`after`: an id)", "CampaignSummary"),
+                422,
+                params=_PAGE,
+            ),
         },
         "/v1/campaigns/{campaign}": {
             "get": _op(
@@ -649,9 +882,10 @@ def _paths() -> dict[str, Any]:
             "get": _op(
                 "the call list: every contact with attempts/max and its last result",
                 "contacts",
-                _list("`dialler calls --json`", "Call"),
+                _list("`dialler calls --json`, in its order (`after`: a contact id)", "Call"),
                 404,
-                params=campaign,
+                422,
+                params=(*campaign, *_PAGE, "state"),
             )
         },
         "/v1/campaigns/{campaign}/report": {
@@ -668,9 +902,108 @@ def _paths() -> dict[str, Any]:
                 params=campaign,
             )
         },
+        "/v1/bots/{name}": {
+            "get": _op(
+                "one bot: prompt and pipeline",
+                "bots",
+                _json("the bot", _ref("BotDetail")),
+                404,
+                params=("bot",),
+            ),
+            "put": _op(
+                "replace a bot (a rename carries its campaigns along)",
+                "bots",
+                _json("the bot as it is now", _ref("BotDetail")),
+                400,
+                404,
+                409,
+                422,
+                body=_ref("Bot"),
+                params=("bot",),
+            ),
+        },
+        "/v1/campaigns/validate": {
+            "post": _op(
+                "check a campaign file without storing it (the console's wizard)",
+                "campaigns",
+                _json("every problem beside its field, and the warnings", _ref("CampaignCheck")),
+                400,
+                404,
+                params=("edited",),
+                body={"type": "object", "description": "the campaign file's fields"},
+                description="The checks of `campaign create` and of `campaign start`, except "
+                "`no contacts`; problems are answered with 200, not refused.",
+            ),
+        },
+        "/v1/campaigns/{campaign}/triage": {
+            "get": _op(
+                "the triage guide's quick table evaluated (`dialler triage --json`)",
+                "campaigns",
+                _json("the report", _ref("Triage")),
+                404,
+                params=campaign,
+            )
+        },
+        "/v1/fleet": {
+            "get": _op(
+                "the bot workers: capacity, in use, free, heartbeat age, rotation",
+                "fleet",
+                _json("the fleet", _ref("Fleet")),
+            )
+        },
+        "/v1/numbers": {
+            "get": _op(
+                "caller IDs: carrier, enabled, the last hour's calls and SIP shares",
+                "numbers",
+                _list("by number (`after`: a number)", "NumberStatus"),
+                422,
+                params=_PAGE,
+            )
+        },
+        "/v1/numbers/{number}/disable": {
+            "post": _op(
+                "take a caller ID out of rotation",
+                "numbers",
+                _json(
+                    "its status; `warnings` names campaigns left without one", _ref("NumberStatus")
+                ),
+                404,
+                422,
+                params=("number",),
+            )
+        },
+        "/v1/numbers/{number}/enable": {
+            "post": _op(
+                "put a caller ID back in rotation (422 when the config disables it)",
+                "numbers",
+                _json("its status", _ref("NumberStatus")),
+                404,
+                422,
+                params=("number",),
+            )
+        },
+        "/v1/numbers/{number}/swap": {
+            "post": _op(
+                "replace a caller ID by another in every pool that can still dial",
+                "numbers",
+                _json("the campaigns changed", _ref("Swapped")),
+                400,
+                404,
+                422,
+                body=_ref("Swap"),
+                params=("number",),
+                description="Draft, running and paused campaigns that have the number and not "
+                "`to`; `to` must be an enabled caller ID of the config (404 unknown, 422 "
+                "disabled). One transaction; running daemons are woken.",
+            )
+        },
         "/v1/suppressions": {
             "get": _op(
-                "the do-not-call list", "suppressions", _list("oldest first", "Suppression")
+                "the do-not-call list",
+                "suppressions",
+                _list("oldest first (`after`: a number)", "Suppression"),
+                422,
+                params=_PAGE,
             ),
             "post": _op(
                 "add a number; its waiting contacts are cancelled in every campaign",
@@ -792,7 +1125,8 @@ def document() -> dict[str, Any]:
                 "bearer": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "a token of the config's `api.tokens_file`",
+                    "description": "an operator, viewer or worker token (`api.tokens_file`, "
+                    "`api.viewer_tokens_file`, `api.worker_tokens_file`; docs/security.md)",
                 }
             },
             "schemas": _schemas(),

@@ -19,7 +19,6 @@ import asyncio
 import csv
 import io
 import itertools
-import json
 import logging
 import tempfile
 import uuid
@@ -47,6 +46,7 @@ from ..report import write_report
 from ..stats import call_items, campaign_show, rfc3339
 from ..store import Connection
 from ..store import campaigns as campaigns_store
+from ..triage import triage
 from . import limits
 from .http import (
     POOL,
@@ -55,9 +55,9 @@ from .http import (
     current_config,
     json_body,
     json_object,
-    streaming,
     string_field,
 )
+from .pages import page_of, page_request, paged
 
 __all__ = ["add_routes"]
 
@@ -73,6 +73,7 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/v1/bots", list_bots)
     router.add_post("/v1/campaigns", create_campaign)
     router.add_get("/v1/campaigns", list_campaigns)
+    router.add_post("/v1/campaigns/validate", validate_campaign)
     router.add_get("/v1/campaigns/{campaign}", show_campaign)
     router.add_put("/v1/campaigns/{campaign}", edit_campaign)
     router.add_post("/v1/campaigns/{campaign}/start", start_campaign)
@@ -84,6 +85,7 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_post("/v1/campaigns/{campaign}/contacts/cancel", cancel_one_contact)
     router.add_get("/v1/campaigns/{campaign}/calls", calls)
     router.add_get("/v1/campaigns/{campaign}/report", report)
+    router.add_get("/v1/campaigns/{campaign}/triage", triage_campaign)
     router.add_get("/v1/suppressions", suppressions)
     router.add_post("/v1/suppressions", suppress)
     router.add_delete("/v1/suppressions/{phone_number}", unsuppress)
@@ -120,10 +122,13 @@ async def create_bot(request: web.Request) -> web.Response:
 
 
 async def list_bots(request: web.Request) -> web.Response:
-    """`GET /v1/bots`."""
+    """`GET /v1/bots`: by name, paginated (`after`: a bot's name)."""
+    page = page_request(request)
     async with request.app[POOL].acquire() as conn:
-        bots = await repo.list_bots(conn)
-    return _json(
+        bots = page_of(await repo.list_bots(conn), lambda bot: bot.name, page)
+    return paged(
+        request,
+        page,
         [
             {
                 "id": str(bot.id),
@@ -132,7 +137,8 @@ async def list_bots(request: web.Request) -> web.Response:
                 "created_at": rfc3339(bot.created_at),
             }
             for bot in bots
-        ]
+        ],
+        bots[-1].name if bots else None,
     )
 
 
@@ -152,10 +158,13 @@ async def create_campaign(request: web.Request) -> web.Response:
 
 
 async def list_campaigns(request: web.Request) -> web.Response:
-    """`GET /v1/campaigns`."""
+    """`GET /v1/campaigns`: oldest first, paginated (`after`: a campaign's id)."""
+    page = page_request(request)
     async with request.app[POOL].acquire() as conn:
-        campaigns = await repo.list_campaigns(conn)
-    return _json(
+        campaigns = page_of(await repo.list_campaigns(conn), lambda c: str(c.id), page)
+    return paged(
+        request,
+        page,
         [
             {
                 "id": str(c.id),
@@ -169,7 +178,28 @@ async def list_campaigns(request: web.Request) -> web.Response:
                 "created_at": rfc3339(c.created_at),
             }
             for c in campaigns
-        ]
+        ],
+        str(campaigns[-1].id) if campaigns else None,
+    )
+
+
+async def validate_campaign(request: web.Request) -> web.Response:
+    """`POST /v1/campaigns/validate`: the campaign file's fields, checked as `campaign create`
+    and `campaign start` would (but "no contacts"), nothing stored; 200 with every problem
+    beside its field (`?campaign=ID` checks an edit of that campaign: its own name is free,
+    its contacts' variables are compared with the prompt)."""
+    body = _body(await json_body(request))
+    async with request.app[POOL].acquire() as conn:
+        edited = request.query.get("campaign")
+        campaign_id = None if edited is None else await resolve_campaign(conn, edited)
+        check = await repo.validate_campaign(
+            conn, current_config(request), body, campaign_id=campaign_id
+        )
+    return _json(
+        {
+            "problems": [{"field": field, "message": message} for field, message in check.problems],
+            "warnings": check.warnings,
+        }
     )
 
 
@@ -308,10 +338,24 @@ def _upload_problem(exc: CsvFileError) -> CsvFileError:
 
 
 async def _receive(request: web.Request, path: Path) -> None:
-    """The body into `path` as it arrives; 413 once it passes `limits.MAX_UPLOAD_BYTES`."""
+    """The body into `path` as it arrives; 413 once it passes `limits.MAX_UPLOAD_BYTES`, 408
+    when a piece of it takes longer than `limits.BODY_TIMEOUT` to arrive (a stalled client
+    does not hold the upload open for ever)."""
     size = 0
     with path.open("wb") as out:
-        async for chunk in request.content.iter_chunked(limits.WRITE_BYTES):
+        while True:
+            try:
+                async with asyncio.timeout(limits.BODY_TIMEOUT):
+                    chunk = await request.content.read(limits.WRITE_BYTES)
+            except TimeoutError:
+                raise ApiError(
+                    408,
+                    "timeout",
+                    f"no part of the body arrived for {limits.BODY_TIMEOUT:g} s",
+                    "body",
+                ) from None
+            if not chunk:
+                return
             size += len(chunk)
             if size > limits.MAX_UPLOAD_BYTES:
                 raise _too_large()
@@ -405,28 +449,39 @@ async def cancel_one_contact(request: web.Request) -> web.Response:
 # --- the call list and the report ------------------------------------------------------------
 
 
-async def calls(request: web.Request) -> web.StreamResponse:
-    """`GET .../calls`: the call list as one JSON array, streamed from a cursor."""
+async def calls(request: web.Request) -> web.Response:
+    """`GET .../calls`: the call list, paginated (`after`: a contact id), `?state=` keeps the
+    contacts in one state."""
+    page = page_request(request)
+    state = _state_filter(request.query.get("state"))
+    after = None if page.after is None else _contact_cursor(page.after)
     async with request.app[POOL].acquire() as conn:
         campaign_id = await _campaign_id(request, conn)
-        response = web.StreamResponse(headers={"Content-Type": "application/json"})
-        await response.prepare(request)
-        with streaming():
-            batch = ["["]
-            size = count = 0
-            async with conn.transaction():  # a cursor lives in a transaction
-                async for call in call_items(conn, campaign_id):
-                    item = json.dumps(call)
-                    batch.append("," + item if count else item)
-                    count += 1
-                    size += len(item)
-                    if size >= limits.WRITE_BYTES:
-                        await response.write("".join(batch).encode())
-                        batch, size = [], 0
-            batch.append("]")
-            await response.write("".join(batch).encode())
-            await response.write_eof()
-    return response
+        items = [
+            call
+            async for call in call_items(
+                conn, campaign_id, state=state, after=after, limit=page.limit
+            )
+        ]
+    return paged(request, page, list(items), str(items[-1]["contact_id"]) if items else None)
+
+
+def _state_filter(raw: str | None) -> ContactState | None:
+    if raw is None:
+        return None
+    try:
+        return ContactState(raw)
+    except ValueError:
+        raise InvalidField(
+            "state", f"state: {raw!r} is not one of {', '.join(ContactState)}"
+        ) from None
+
+
+def _contact_cursor(raw: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise InvalidField("after", f"after: {raw!r} is not a contact id") from None
 
 
 async def report(request: web.Request) -> web.StreamResponse:
@@ -470,6 +525,14 @@ async def report(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def triage_campaign(request: web.Request) -> web.Response:
+    """`GET .../triage`: the guide's quick triage table evaluated (`dialler triage --json`)."""
+    async with request.app[POOL].acquire() as conn:
+        campaign_id = await _campaign_id(request, conn)
+        report = await triage(conn, current_config(request), campaign_id)
+    return _json(report.to_json())
+
+
 # --- the do-not-call list --------------------------------------------------------------------
 
 
@@ -482,10 +545,16 @@ def _suppression(entry: Suppression) -> dict[str, object]:
 
 
 async def suppressions(request: web.Request) -> web.Response:
-    """`GET /v1/suppressions`: the list, oldest first."""
+    """`GET /v1/suppressions`: the list, oldest first, paginated (`after`: a number)."""
+    page = page_request(request)
     async with request.app[POOL].acquire() as conn:
-        entries = await list_suppressions(conn)
-    return _json([_suppression(entry) for entry in entries])
+        entries = page_of(await list_suppressions(conn), lambda entry: entry.phone_number, page)
+    return paged(
+        request,
+        page,
+        [_suppression(entry) for entry in entries],
+        entries[-1].phone_number if entries else None,
+    )
 
 
 async def suppress(request: web.Request) -> web.Response:

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from ..config import Config
 from ..store.conn import Pool
-from . import operators, testcalls, workers
+from . import bots, fleet, numbers, operators, testcalls, workers
 from .answers import errors_and_auth
 from .http import (
     CONFIG,
@@ -34,6 +34,7 @@ from .http import (
     Readiness,
     ResultSink,
     TestCaller,
+    serve,
 )
 from .limits import MAX_BODY, READY_TIMEOUT
 from .openapi import document
@@ -109,12 +110,14 @@ def make_app(
     if test_call is not None:
         testcalls.add_routes(app.router)
     operators.add_routes(app.router)
+    bots.add_routes(app.router)
+    fleet.add_routes(app.router)
+    numbers.add_routes(app.router)
     return app
 
 
 async def start(app: web.Application, host: str, port: int) -> web.AppRunner:
-    """Serve `app` on host:port; `runner.cleanup()` stops it."""
-    runner = web.AppRunner(app, access_log=None)  # access logs would carry call ids only,
-    await runner.setup()  # but one line per request is noise
-    await web.TCPSite(runner, host, port).start()
+    """Serve `app` on host:port with the listener's limits (`http.serve`: timeouts, line and
+    header limits, a connection cap); `runner.cleanup()` stops it."""
+    runner, _port = await serve(app, host, port)
     return runner

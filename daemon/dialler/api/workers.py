@@ -10,16 +10,20 @@ handed to the daemon's result sink (`Engine.record_result`), which refuses an un
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
+from ..config import is_host
 from ..domain.prompt import render
 from ..domain.results import AudioStats, WorkerResult
 from ..domain.states import SYSTEM_DISPOSITIONS, Disposition
-from ..errors import InvalidField, UnknownCall, UnknownWorker
+from ..errors import Forbidden, InvalidField, UnknownCall, UnknownWorker
 from ..store import fleet
+from .answers import principal
+from .auth import Role
 from .http import (
     ON_RESULT,
     POOL,
@@ -39,6 +43,8 @@ log = logging.getLogger(__name__)
 #: Dispositions a worker may not report: the dialler decides them (`completed` and `RNR` are
 #: a bot's to report).
 DIALLER_DISPOSITIONS = frozenset(SYSTEM_DISPOSITIONS - {Disposition.RNR})
+#: A worker's name: it reaches metric labels, logs and the AGI variables.
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 #: Largest frame count accepted (a day of 20 ms frames is 4.32 million).
 MAX_FRAMES = 2**31 - 1
 
@@ -52,30 +58,72 @@ def add_routes(router: web.UrlDispatcher) -> None:
 
 
 async def register_worker(request: web.Request) -> web.Response:
-    """`POST /v1/workers`: register (or re-register) a worker; its heartbeat timeout back."""
+    """`POST /v1/workers`: register (or re-register) a worker; its heartbeat timeout back.
+
+    Only a token allowed to act for the name (`_check_name`). A worker the config defines
+    keeps the config's host, port and capacity: registering it with exactly those is a
+    heartbeat, with anything else a 403."""
     body = await json_object(
         request, {"name", "host", "port", "capacity"}, {"name", "host", "port", "capacity"}
     )
     name = string_field(body, "name")
+    if _NAME.fullmatch(name) is None:
+        raise InvalidField("name", "'name' must be letters, digits, '_', '.', '-' (at most 64)")
     host = string_field(body, "host")
+    if len(host) > 253 or not is_host(host):
+        # It is written into the AGI line that hands a call over: no quote, comma, CR/LF.
+        raise InvalidField("host", "'host' must be an IP address or a host name")
     port = int_field(body, "port", 1, 65535)
     capacity = int_field(body, "capacity", 0, 10_000)
+    config = current_config(request)
+    _check_name(request, name)
+    static = next((w for w in config.fleet.workers if w.name == name), None)
     async with request.app[POOL].acquire() as conn:
-        await fleet.register_worker(conn, name, host, port, capacity)
+        if static is None:
+            await fleet.register_worker(conn, name, host, port, capacity)
+        elif (static.host, static.port, static.capacity) == (host, port, capacity):
+            # The config's values, as the daemon writes them at start: a heartbeat, no change.
+            await fleet.upsert_config_worker(conn, name, static.host, static.port, static.capacity)
+            await fleet.heartbeat_worker(conn, name)
+        else:
+            raise Forbidden(
+                f"worker {name} is defined in the config: its host, port and capacity come "
+                "from there and cannot be changed over the API",
+                "name",
+            )
     log.info("worker registered", extra={"worker": name, "capacity": capacity})
-    return web.json_response(
-        {"name": name, "heartbeat_timeout": current_config(request).fleet.heartbeat_timeout}
-    )
+    return web.json_response({"name": name, "heartbeat_timeout": config.fleet.heartbeat_timeout})
 
 
 async def heartbeat(request: web.Request) -> web.Response:
     """`POST /v1/workers/{name}/heartbeat`: 204; 404 when the worker must register first."""
     name = request.match_info["name"]
+    _check_name(request, name)
     async with request.app[POOL].acquire() as conn:
         found = await fleet.heartbeat_worker(conn, name)
     if not found:
         raise UnknownWorker(name)
     return web.Response(status=204)
+
+
+def _check_name(request: web.Request, name: str) -> None:
+    """May this request's token act for worker `name`? A worker token: for the names bound
+    to it. An operator token (compatibility, for deployments without worker tokens): for
+    names no worker token is bound to and the config does not define. Else 403."""
+    who = principal(request)
+    if who.role is Role.WORKER:
+        if not who.may_act_for(name):
+            raise Forbidden(f"this worker token is not bound to worker {name}", "name")
+        return
+    config = current_config(request)
+    if any(name in bound.workers for bound in config.api.worker_tokens):
+        raise Forbidden(f"worker {name} is bound to a worker token; only it may act for it", "name")
+    if any(w.name == name for w in config.fleet.workers):
+        raise Forbidden(
+            f"worker {name} is defined in the config; only a worker token bound to it may "
+            "heartbeat it, and nobody can change it over the API",
+            "name",
+        )
 
 
 async def call_context(request: web.Request) -> web.Response:

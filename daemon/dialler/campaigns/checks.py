@@ -11,18 +11,23 @@ what is wrong and how to fix it.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from ..domain.prompt import format_invalid, placeholders, prompt_warnings
 from ..domain.window import Window, WindowError
+from ..domain.zones import ZonedWindow, key_zones
 from ..durations import format_duration
 from ..errors import StartChecksFailed
 from .spec import CampaignSpec
 
 __all__ = [
     "StartFacts",
+    "cancelled_warnings",
     "checks_failed",
+    "never_open_zone_keys",
     "prompt_variable_warnings",
+    "start_problem_fields",
     "start_problems",
     "start_warnings",
 ]
@@ -40,31 +45,54 @@ class StartFacts:
     prompt: str | None = None  # the prompt of the bot `spec.bot` names; None: no bot
     #: Every variable name some contact has (may be left empty when the prompt uses none).
     contact_variables: Collection[str] = ()
+    #: Waiting contacts per zone key (store.zones.campaign_zone_keys), for a window read per
+    #: contact; empty otherwise.
+    zone_keys: Mapping[str, int] = field(default_factory=dict)
 
 
 def start_problems(facts: StartFacts) -> list[str]:
     """Every reason the campaign cannot dial, one line each, in the guide's order."""
+    return [message for _, message in start_problem_fields(facts)]
+
+
+def start_problem_fields(facts: StartFacts, *, contacts: bool = True) -> list[tuple[str, str]]:
+    """`start_problems` with the key path of the field at fault beside each (``bot``,
+    ``numbers``, ``concurrency``, ``window.start``, ...; ``contacts`` for "no contacts").
+    `contacts=False` leaves the contacts check out (the console checks the CSV step apart)."""
     spec = facts.spec
-    problems: list[str] = []
+    problems: list[tuple[str, str]] = []
     if spec.bot is None:
-        problems.append(_no_bot(facts.bots))
+        problems.append(("bot", _no_bot(facts.bots)))
     if not facts.pool:
-        problems.append("number pool is empty: add caller IDs under `numbers:`")
+        problems.append(("numbers", "number pool is empty: add caller IDs under `numbers:`"))
     elif not any(facts.pool.values()):
         problems.append(
-            f"every number in the pool is disabled: {_listed(sorted(facts.pool))} "
-            "(enable one with `dialler number enable NUMBER`, or add an enabled "
-            "number under `numbers:`)"
+            (
+                "numbers",
+                f"every number in the pool is disabled: {_listed(sorted(facts.pool))} "
+                "(enable one with `dialler number enable NUMBER`, or add an enabled "
+                "number under `numbers:`)",
+            )
         )
     if spec.concurrency < 1:
-        problems.append(f"concurrency must be at least 1 (got {spec.concurrency})")
-    problems.extend(window_problems(spec))
-    if not facts.has_contacts and not spec.always_on:
+        problems.append(("concurrency", f"concurrency must be at least 1 (got {spec.concurrency})"))
+    problems.extend((_field_of(problem), problem) for problem in window_problems(spec))
+    if contacts and not facts.has_contacts and not spec.always_on:
         problems.append(
-            "no contacts: import a CSV with `dialler contacts import` "
-            "(or make the campaign always_on)"
+            (
+                "contacts",
+                "no contacts: import a CSV with `dialler contacts import` "
+                "(or make the campaign always_on)",
+            )
         )
     return problems
+
+
+def _field_of(problem: str) -> str:
+    """The key path a window problem starts with (``window.days[2]: ...`` → ``window.days``:
+    the field of the form, not the list item)."""
+    path, _, _ = problem.partition(": ")
+    return path.split("[", 1)[0]
 
 
 def window_problems(spec: CampaignSpec) -> list[str]:
@@ -94,7 +122,53 @@ def start_warnings(facts: StartFacts) -> list[str]:
             f"disabled ({_listed(disabled)}); calls go out from the others"
         )
     warnings.extend(prompt_variable_warnings(facts))
+    warnings.extend(never_open_warnings(facts))
     return warnings
+
+
+def never_open_zone_keys(facts: StartFacts, now: datetime | None = None) -> list[str]:
+    """The zone keys of waiting contacts whose zones never share an open instant of the
+    campaign's window (read per contact): those contacts are cancelled at start (CONTRACT,
+    "Campaign window per contact"). Empty without `window.per_contact` or with an invalid
+    window (a problem of its own)."""
+    spec = facts.spec
+    if not spec.window_per_contact or not facts.zone_keys:
+        return []
+    try:
+        window = Window.parse(spec.window_start, spec.window_end, spec.window_days, spec.timezone)
+    except WindowError:
+        return []
+    at = now or datetime.now(UTC)
+    return sorted(
+        key
+        for key in facts.zone_keys
+        if not ZonedWindow.for_key(window, key).shares_open_instant(at)
+    )
+
+
+def never_open_warnings(facts: StartFacts, now: datetime | None = None) -> list[str]:
+    """One line per zone set whose waiting contacts can never be dialled (and are cancelled
+    when the campaign starts or resumes)."""
+    return [
+        _never_open(facts.spec, key, facts.zone_keys[key], "will be cancelled")
+        for key in never_open_zone_keys(facts, now)
+    ]
+
+
+def cancelled_warnings(spec: CampaignSpec, cancelled: Mapping[str, int]) -> list[str]:
+    """One line per zone set whose waiting contacts the start (or resume) just cancelled
+    (`cancelled`: zone key → how many), in key order."""
+    return [
+        _never_open(spec, key, n, "were cancelled") for key, n in sorted(cancelled.items()) if n
+    ]
+
+
+def _never_open(spec: CampaignSpec, key: str, n: int, what: str) -> str:
+    return (
+        f"{n} contact(s) {what}: the calling window {spec.window_start}-{spec.window_end} is "
+        f"never open at the same time in all of {_listed(key_zones(key, spec.timezone))} (the "
+        "zones their number may be in; give each its own with a `timezone` column)"
+    )
 
 
 def prompt_variable_warnings(facts: StartFacts) -> list[str]:

@@ -12,11 +12,12 @@ campaign's state does not allow it), `StartChecksFailed` (with every problem). Q
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from ..config import Config
 from ..domain.numbers import is_e164
@@ -28,20 +29,34 @@ from ..errors import (
     ConfigError,
     InvalidInput,
     InvalidNumber,
+    NameTaken,
     SettingsRefused,
+    SpecError,
+    UnknownBot,
     UnknownCampaign,
     UnknownNumber,
     WrongState,
 )
 from ..store import Connection, prompts
 from ..store import campaigns as store
+from ..store import zones as zones_store
 from ..store.campaigns import CampaignRow, CampaignSettings
-from .checks import StartFacts, checks_failed, start_problems, start_warnings
+from .checks import (
+    StartFacts,
+    cancelled_warnings,
+    checks_failed,
+    never_open_zone_keys,
+    start_problem_fields,
+    start_problems,
+    start_warnings,
+)
 from .spec import BotSpec, CampaignSpec, Document, parse_campaign, system_dispositions
 
 __all__ = [
     "Bot",
+    "BotView",
     "Campaign",
+    "CampaignCheck",
     "CampaignSummary",
     "Cancelled",
     "Changed",
@@ -49,7 +64,9 @@ __all__ = [
     "cancel_campaign",
     "create_bot",
     "create_campaign",
+    "edit_bot",
     "edit_campaign",
+    "get_bot",
     "get_campaign",
     "list_bots",
     "list_campaigns",
@@ -59,6 +76,7 @@ __all__ = [
     "set_number_enabled",
     "start_campaign",
     "sync_numbers",
+    "validate_campaign",
 ]
 
 _DRAFT, _RUNNING, _PAUSED = CampaignState.DRAFT, CampaignState.RUNNING, CampaignState.PAUSED
@@ -99,6 +117,8 @@ class Campaign:
     started_at: datetime | None
     completed_at: datetime | None
     last_dial_at: datetime | None
+    #: `window.per_contact`: the window is read on each contact's own clocks.
+    window_per_contact: bool = False
 
     @property
     def cancelled(self) -> bool:
@@ -116,6 +136,7 @@ class Campaign:
             window_end=self.window_end,
             window_days=self.window_days,
             timezone=self.timezone,
+            window_per_contact=self.window_per_contact,
             always_on=self.always_on,
             ring_timeout=self.ring_timeout,
             retry=self.retry,
@@ -313,6 +334,7 @@ def _settings(spec: CampaignSpec) -> CampaignSettings:
         retry_on_custom=tuple(sorted(spec.retry.on_custom)),
         redial_stop_after_ms=_ms(spec.redial.stop_after_connect_longer_than),
         redial_short_connect_ms=_ms(spec.redial.redial_after_connect_shorter_than),
+        window_per_contact=spec.window_per_contact,
     )
 
 
@@ -360,6 +382,7 @@ def _campaign(row: CampaignRow) -> Campaign:
         started_at=row.started_at,
         completed_at=row.completed_at,
         last_dial_at=row.last_dial_at,
+        window_per_contact=row.window_per_contact,
     )
 
 
@@ -399,8 +422,18 @@ async def _go_live(
             raise InvalidInput(_check_refused(campaign.name, verb, exc)) from None
         if moved is None:  # not reachable while the row is locked; kept as a guard
             await _refuse_current(conn, campaign_id, verb, (expected,))
+        # Contacts whose zones never share an open instant of the window are cancelled now,
+        # in the same transaction, never left waiting forever (CONTRACT, "Campaign window
+        # per contact"); the warnings say so in the past tense.
+        cancelled = await zones_store.cancel_never_open(
+            conn, campaign_id, never_open_zone_keys(facts)
+        )
         await store.wake_daemons(conn, campaign_id)
-    return Changed(campaign.name, start_warnings(facts))
+    warnings = start_warnings(replace(facts, zone_keys={}))
+    warnings.extend(
+        cancelled_warnings(facts.spec, {count.zone_key: count.n for count in cancelled})
+    )
+    return Changed(campaign.name, warnings)
 
 
 async def pause_campaign(conn: Connection, campaign_id: uuid.UUID) -> Changed:
@@ -450,7 +483,20 @@ async def _facts(conn: Connection, campaign_id: uuid.UUID, spec: CampaignSpec) -
         has_contacts=has_contacts,
         prompt=prompt,
         contact_variables=variables,
+        zone_keys=await _zone_keys(conn, campaign_id, spec, has_contacts),
     )
+
+
+async def _zone_keys(
+    conn: Connection, campaign_id: uuid.UUID, spec: CampaignSpec, has_contacts: bool
+) -> dict[str, int]:
+    """The waiting contacts per zone key, for a window read per contact (else none: the
+    query groups every waiting contact of the campaign)."""
+    if not spec.window_per_contact or not has_contacts:
+        return {}
+    return {
+        count.zone_key: count.n for count in await zones_store.campaign_zone_keys(conn, campaign_id)
+    }
 
 
 async def _refuse_current(
@@ -509,3 +555,124 @@ def _check_refused(name: str, verb: str, exc: SettingsRefused) -> str:
         "of at least 1, and a window of zero-padded HH:MM times (start before end) on at "
         "least one of mon..sun; fix them with `dialler campaign edit`"
     )
+
+
+# --- bots: one at a time ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BotView:
+    """One bot as `bot show` and `GET /v1/bots/{name}` give it."""
+
+    name: str
+    prompt: str
+    pipeline: dict[str, Any]  # opaque to the dialler (stt, llm, tts, ...), passed to workers
+    created_at: datetime
+    campaigns: int  # campaigns using it
+
+    def to_json(self) -> dict[str, object]:
+        """The JSON of `GET /v1/bots/{name}` and `dialler bot show --json`."""
+        return {
+            "name": self.name,
+            "prompt": self.prompt,
+            "pipeline": self.pipeline,
+            "campaigns": self.campaigns,
+            "created_at": self.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        }
+
+
+async def get_bot(conn: Connection, name: str) -> BotView:
+    """The bot named `name`; `UnknownBot` if there is none."""
+    row = await store.get_bot(conn, name)
+    if row is None:
+        raise UnknownBot(name)
+    return BotView(
+        name=row.name,
+        prompt=row.prompt,
+        pipeline=row.pipeline,
+        created_at=row.created_at,
+        campaigns=row.campaigns,
+    )
+
+
+async def edit_bot(conn: Connection, name: str, spec: BotSpec) -> None:
+    """Replace the bot named `name` with `spec` (its campaigns follow a rename: they refer to
+    the bot, not its name). `UnknownBot`; `NameTaken` when `spec.name` is another bot's."""
+    if not await store.update_bot(conn, name, spec.name, spec.prompt, spec.pipeline):
+        raise UnknownBot(name)
+
+
+# --- campaigns: checking a file without storing it (the console's wizard) ---------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignCheck:
+    """What is wrong with a campaign file, field by field, and what deserves a warning."""
+
+    #: (key path, message): the file's problems, or the start checks that apply to it.
+    problems: list[tuple[str, str]]
+    warnings: list[str]
+
+
+async def validate_campaign(
+    conn: Connection,
+    config: Config,
+    document: Document,
+    *,
+    campaign_id: uuid.UUID | None = None,
+) -> CampaignCheck:
+    """Check `document` as `campaign create` (or, with `campaign_id`, `campaign edit` of that
+    campaign) and then `campaign start` would, without writing anything.
+
+    Problems carry the key path of the field at fault, list items folded into their list
+    (``window.days``, ``numbers``). A file that does not parse gives its problems only; one
+    that does gives the start checks, except "no contacts" (the wizard's CSV step is checked
+    apart). The name must be free (or the edited campaign's own).
+    """
+    body = Document.request_body(document.data, document.source)
+    configured = {entry.number: entry.enabled for entry in config.numbers}
+    try:
+        spec = parse_campaign(body, bots=await bot_names(conn), numbers=list(configured))
+    except SpecError as exc:
+        return CampaignCheck(problems=_spec_problems(exc), warnings=[])
+    problems: list[tuple[str, str]] = []
+    holder = await store.campaign_id_by_name(conn, spec.name)
+    if holder is not None and holder != campaign_id:
+        problems.append(("name", str(NameTaken("campaign", spec.name))))
+    in_table = await store.numbers_enabled(conn, spec.numbers)
+    # Not synced yet (no write here): the config's word; else both must allow it.
+    pool = {n: configured.get(n, False) and in_table.get(n, True) for n in spec.numbers}
+    has_contacts = campaign_id is not None and await store.has_contacts(conn, campaign_id)
+    prompt = None if spec.bot is None else await prompts.bot_prompt(conn, spec.bot)
+    variables: list[str] = []
+    if has_contacts and campaign_id is not None and prompt is not None:
+        variables = await prompts.contact_variable_names(conn, campaign_id)
+    facts = StartFacts(
+        spec=spec,
+        bots=await bot_names(conn),
+        pool=pool,
+        has_contacts=has_contacts,
+        prompt=prompt,
+        contact_variables=variables,
+        zone_keys=(
+            {} if campaign_id is None else await _zone_keys(conn, campaign_id, spec, has_contacts)
+        ),
+    )
+    problems.extend(start_problem_fields(facts, contacts=False))
+    return CampaignCheck(problems=problems, warnings=start_warnings(facts))
+
+
+def _spec_problems(exc: SpecError) -> list[tuple[str, str]]:
+    """(key path, message) of each problem of a request body's `SpecError` (whose messages
+    are ``<key path>: <what is wrong>``)."""
+    if len(exc.fields) != len(exc.problems):
+        return [("", problem) for problem in exc.problems]
+    pairs: list[tuple[str, str]] = []
+    for path, problem in zip(exc.fields, exc.problems, strict=True):
+        message = problem.removeprefix(f"{path}: ") if path else problem
+        pairs.append((_INDEX.sub("", path), message))
+    return pairs
+
+
+#: A list item's index in a key path (``numbers[2]``): the form's field is the list.
+_INDEX = re.compile(r"\[[0-9]+\]")

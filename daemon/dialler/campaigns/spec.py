@@ -77,7 +77,7 @@ _CAMPAIGN_KEYS = (
     "retry",
     "redial",
 )
-_WINDOW_KEYS = ("start", "end", "days", "timezone")
+_WINDOW_KEYS = ("start", "end", "days", "timezone", "per_contact")
 _RETRY_KEYS = ("max_attempts", "delay", "on_system", "on_custom")
 _REDIAL_KEYS = ("stop_after_connect_longer_than", "redial_after_connect_shorter_than")
 
@@ -115,6 +115,9 @@ class CampaignSpec:
     window_end: str = DEFAULT_WINDOW_END
     window_days: tuple[str, ...] = DEFAULT_WINDOW_DAYS
     timezone: str = DEFAULT_TIMEZONE
+    #: `window.per_contact`: the window is read on each contact's own zones (CONTRACT,
+    #: "Campaign window per contact"), `timezone` being the fallback.
+    window_per_contact: bool = False
     always_on: bool = False
     ring_timeout: float = DEFAULT_RING_TIMEOUT
     retry: RetryPolicy = field(
@@ -341,6 +344,7 @@ def parse_campaign(
     end = _time(_text(window, "end", DEFAULT_WINDOW_END))
     days = _days(window)
     timezone = _text(window, "timezone", DEFAULT_TIMEZONE)
+    per_contact = window.boolean("per_contact", False)
     always_on = root.boolean("always_on", False)
     ring_timeout = root.duration(
         "ring_timeout", DEFAULT_RING_TIMEOUT, positive=True, maximum=MAX_DURATION
@@ -358,6 +362,7 @@ def parse_campaign(
         window_end=end,
         window_days=days,
         timezone=timezone,
+        window_per_contact=per_contact,
         always_on=always_on,
         ring_timeout=ring_timeout,
         retry=retry,

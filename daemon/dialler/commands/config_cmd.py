@@ -10,13 +10,27 @@ from ..errors import ConfigError
 
 
 def check(args: argparse.Namespace) -> int:
-    """Print `<path>: OK` (exit 0), or each problem as `<path>: <problem>` on stderr (exit 2)."""
+    """Print `<path>: OK` (exit 0), or each problem as `<path>: <problem>` on stderr (exit 2).
+
+    Beyond what the daemon refuses at start, `config check` refuses secret and token files
+    that other users may read or write (docs/security.md) and warns when the FastAGI listener
+    has no shared secret."""
     path: str = args.file
     try:
-        load_config(path)
+        config = load_config(path)
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"{path}: {problem}", file=sys.stderr)
         return exc.exit_code
+    if config.exposed:
+        for problem in config.exposed:
+            print(f"{path}: {problem}", file=sys.stderr)
+        return ConfigError(list(config.exposed), path).exit_code
+    if not config.listeners.agi.secret:
+        print(
+            f"{path}: warning: listeners.agi has no secret_file or secret_env: anything that "
+            "reaches the FastAGI port can attach calls (docs/security.md)",
+            file=sys.stderr,
+        )
     print(f"{path}: OK")
     return 0

@@ -14,23 +14,31 @@ def _lab(args: argparse.Namespace) -> Lab:
 
 
 def up(args: argparse.Namespace) -> int:
-    path = _lab(args).up()
+    path = _lab(args).up(asterisk_servers=args.asterisk_servers)
     print(path)  # the last line of stdout, every time (CONTRACT.md)
     return 0
 
 
 def status(args: argparse.Namespace) -> int:
     info = _lab(args).status()
-    parts = {k: v for k, v in info.items() if isinstance(v, dict)}
-    all_up = all(part["up"] for part in parts.values())
+    servers = info["asterisk_servers"]
+    assert isinstance(servers, list)
+    # One line per part; the Asterisk servers each on their own (`asterisk` is the first).
+    parts: dict[str, dict[str, object]] = {
+        k: v for k, v in info.items() if isinstance(v, dict) and k != "asterisk"
+    }
+    lines = {"postgres": parts.pop("postgres")}
+    lines |= {f"asterisk {server['name']}": server for server in servers}
+    lines |= parts
+    all_up = all(part["up"] for part in lines.values())
     if args.json:
         print(json.dumps(info | {"up": all_up}, indent=2))
     else:
-        for name, part in parts.items():
+        for name, part in lines.items():
             state = "up" if part["up"] else "down"
-            details = ", ".join(f"{k}={v}" for k, v in part.items() if k != "up")
-            print(f"{name:9} {state:5} {details}")
-        print(f"config    {info['config'] or '-'}")
+            details = ", ".join(f"{k}={v}" for k, v in part.items() if k not in ("up", "name"))
+            print(f"{name:14} {state:5} {details}")
+        print(f"config         {info['config'] or '-'}")
     return 0 if all_up else 1
 
 
@@ -47,4 +55,6 @@ def calls(args: argparse.Namespace) -> int:
         print(f"total {count.total}")
         for number, n in sorted(count.by_number.items()):
             print(f"{number} {n}")
+        for server, n in sorted(count.by_asterisk.items()):
+            print(f"via {server} {n}")
     return 0

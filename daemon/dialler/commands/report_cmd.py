@@ -1,8 +1,13 @@
-"""`dialler report attempts ID [-o FILE]`."""
+"""`dialler report attempts ID [-o FILE]`.
+
+The file is written 0600 (it holds phone numbers and contact data): created so, never
+widened by the umask; `chmod` it to share it.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -20,7 +25,9 @@ def attempts(args: argparse.Namespace) -> int:
         campaign_id = await resolve_campaign(conn, args.campaign)
         if path is not None:
             tmp = path.with_name(path.name + ".partial")
-            with tmp.open("w", encoding="utf-8", newline="") as out:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.fchmod(fd, 0o600)  # a leftover .partial keeps its mode otherwise
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
                 count = await write_report(conn, campaign_id, out)
             tmp.replace(path)  # a reader never sees half a report
             print(path)

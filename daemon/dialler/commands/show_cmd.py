@@ -43,6 +43,19 @@ def show(args: argparse.Namespace) -> int:
         )
         print(f"done {s['done']}  exhausted {s['exhausted']}  cancelled {s['cancelled']}")
         print(f"answer rate {s['answer_rate']:.1%}  last dial {s['last_dial_at'] or '-'}")
+        print("outcomes   " + "  ".join(f"{k} {v}" for k, v in data["outcomes"].items()))
+        print(f"abandon rate (30 days) {data['abandon_rate_30d']:.1%}")
+        settings = data["settings"]
+        window = settings["window"]
+        print(
+            f"window     {window['start']}-{window['end']} {','.join(window['days'])} "
+            f"{window['timezone']}" + ("  always_on" if settings["always_on"] else "")
+        )
+        retry = settings["retry"]
+        print(
+            f"retry      max {retry['max_attempts']} every {retry['delay']} on "
+            + (", ".join([*retry["on_system"], *retry["on_custom"]]) or "-")
+        )
         return 0
 
     return with_db(args, body)

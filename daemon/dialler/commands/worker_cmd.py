@@ -64,8 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--token-file",
         metavar="FILE",
-        help="file holding the bearer token for the daemon's API (default: "
-        "the first token of the config's api.tokens_file, if any)",
+        help="file holding the bearer token for the daemon's API: its first token (a worker "
+        "tokens file's line works too). Default: the config's worker token bound to --name, "
+        "else the first token of its api.tokens_file, if any",
     )
     parser.add_argument(
         "--talk",
@@ -143,7 +144,7 @@ def settings_from_args(args: argparse.Namespace, config: Config | None = None) -
         advertise_host=advertise,
         capacity=args.capacity,
         daemon_url=_daemon_url(args.daemon, config),
-        token=_token(args.token_file, config),
+        token=_token(args.token_file, config, args.name),
         talk_time=talk,
         disposition=disposition,
         callback_in=None
@@ -200,18 +201,24 @@ def _daemon_url(explicit: str | None, config: Config | None) -> str:
     return f"http://{host}:{http.port}"
 
 
-def _token(token_file: str | None, config: Config | None) -> str | None:
+def _token(token_file: str | None, config: Config | None, name: str) -> str | None:
+    """The bearer token: the first of `token_file`; without one, the config's worker token
+    bound to `name`, else its first operator token (docs/worker.md)."""
     if token_file is None:
-        tokens = config.api.tokens if config is not None else ()
+        if config is None:
+            return None
+        bound = [w.token for w in config.api.worker_tokens if name in w.workers]
+        tokens = bound or list(config.api.tokens)
         return tokens[0] if tokens else None
     try:
         text = Path(token_file).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise InvalidInput(f"--token-file: cannot read {token_file}: {reason}") from None
-    # The daemon's tokens file format: one token per line, `#` starts a comment.
+    # The daemon's tokens file formats: one token per line, `#` starts a comment; a worker
+    # tokens file has the worker names after the token on its line.
     found = [
-        line.strip()
+        line.split()[0]
         for line in text.splitlines()
         if line.strip() and not line.lstrip().startswith("#")
     ]

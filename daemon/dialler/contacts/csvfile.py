@@ -31,9 +31,11 @@ from typing import NamedTuple
 
 from ..errors import CsvFileError, InvalidNumber
 from .phone import normalise_phone
+from .zones import TIMEZONE_VARIABLE, timezone_problem
 
 __all__ = [
     "MAX_FIELD_BYTES",
+    "MAX_LINE_BYTES",
     "PHONE_COLUMN",
     "ContactStream",
     "CsvFileError",
@@ -50,6 +52,10 @@ MAX_FIELD_BYTES = 64 * 1024
 # the rest of a big file, typically) and we report that instead; it also bounds the memory one
 # row may take.
 _CSV_FIELD_LIMIT = 16 * 1024 * 1024
+#: Longest physical line read, in bytes: a longer one rejects the row it belongs to without
+#: ever being held in memory (a file with no line breaks at all is read in bounded pieces).
+MAX_LINE_BYTES = 2 * 1024 * 1024
+_SKIP_BYTES = 64 * 1024
 # A field of at most this many characters cannot exceed MAX_FIELD_BYTES in UTF-8 (4 bytes per
 # character at most), so only longer ones are encoded to be measured.
 _SURELY_SHORT = MAX_FIELD_BYTES // 4
@@ -112,6 +118,7 @@ class ContactStream:
         # The text of the record being read, for rows the csv module cannot split.
         self._record_lines: list[str] = []
         self._at_end = False  # the file has no more lines
+        self._overlong_line = False  # the record being read has a line over MAX_LINE_BYTES
         self._reader = csv.reader(self._text_lines(), strict=True)
         self._iterated = False
         self.columns, self.header_line = self._read_header()
@@ -144,12 +151,35 @@ class ContactStream:
 
     # --- lines -------------------------------------------------------------------------------
 
+    def _physical_lines(self) -> Iterator[bytes | None]:
+        """The file's lines as bytes, each at most `MAX_LINE_BYTES`; None for a longer one,
+        whose bytes are skipped in pieces (memory stays flat whatever the line length)."""
+        read = self._handle.readline
+        while True:
+            raw = read(MAX_LINE_BYTES + 1)
+            if not raw:
+                return
+            if len(raw) <= MAX_LINE_BYTES or raw.endswith(b"\n"):
+                yield raw
+                continue
+            while raw and not raw.endswith(b"\n"):
+                raw = read(_SKIP_BYTES)
+            yield None
+
     def _text_lines(self) -> Iterator[str]:
         """The file's physical lines, decoded; file-level errors name their line."""
         first = True
         self._at_end = False
-        for raw in self._handle:
+        for raw in self._physical_lines():
             self._lines_read += 1
+            if raw is None:
+                # Text the (strict) csv module refuses in any state, inside a quoted field or
+                # not: the record with this line becomes a row error (`_overlong_line` says
+                # why; the csv module's message is not looked at).
+                self._overlong_line = True
+                self._record_lines.append("")
+                yield '"x"x\n'
+                continue
             if first:
                 first = False
                 if raw.startswith(codecs.BOM_UTF8):
@@ -220,18 +250,34 @@ class ContactStream:
             (index, name) for index, name in enumerate(self.columns) if index != phone_at
         ]
         region = self.default_region
+        # A `timezone` column overrides the number's zones (contacts/zones.py): a value that is
+        # not an IANA name rejects its row; it stays a variable too.
+        zone_at = (
+            self.columns.index(TIMEZONE_VARIABLE) if TIMEZONE_VARIABLE in self.columns else None
+        )
         seen = _SeenNumbers()
         end = reader.line_num
         while True:
             self._record_lines.clear()
+            self._overlong_line = False
             try:
                 fields = next(reader)
             except StopIteration:
                 return
             except csv.Error as exc:
                 start, end = end + 1, reader.line_num
+                if self._overlong_line:
+                    self._reject(
+                        start,
+                        None,
+                        f"a line is over {MAX_LINE_BYTES} bytes (2 MiB), far over what a row "
+                        f"needs: a field may be at most {MAX_FIELD_BYTES} bytes (64 KiB)",
+                    )
+                    continue
                 raw = "".join(self._record_lines)
-                self._reject(start, [raw], _csv_problem(exc, raw, self._at_end))
+                problem = _csv_problem(exc, raw, self._at_end)
+                # The errors file gets the reason and the start of the record, not 16 MiB.
+                self._reject(start, [raw[:MAX_FIELD_BYTES]], problem)
                 continue
             start, end = end + 1, reader.line_num
             if not fields or (not fields[0].strip() and not any(field.strip() for field in fields)):
@@ -252,6 +298,11 @@ class ContactStream:
             except InvalidNumber as exc:
                 self._reject(start, fields, str(exc))
                 continue
+            if zone_at is not None:
+                zone = timezone_problem(fields[zone_at])
+                if zone is not None:
+                    self._reject(start, fields, zone)
+                    continue
             first = seen.first_line(int(phone[1:]), start)
             if first != start:
                 self._reject(start, fields, f"duplicate: {phone} is already on line {first}")

@@ -5,11 +5,20 @@ temporary staging table and moved from there into `contacts` by an INSERT ... SE
 leaves out the numbers the campaign already has. Any failure rolls everything back.
 
 Rejected rows (see `csvfile`) and the rows whose number the campaign already has go to the
-errors file: CSV with `line`, `reason`, then the row's original fields, sorted by line. While
+errors file: CSV with `line`, `reason`, then the row's original fields, sorted by line; every
+cell, header included, neutralised like the report's (`report.neutralise`: a spreadsheet
+never evaluates one), except cells of digits and phone punctuation only (a number as written,
+so the fixed file imports again). While
 importing, rejected rows are spooled to temporary files (memory stays flat); the errors file is
 assembled next to its final place and renamed into it once the transaction has committed, so
 an import that fails leaves no errors file behind. No errors file is written when every row was
 imported.
+
+Every contact gets its zone key (contacts/zones.py: the zones its number may be in, or its
+`timezone` column). In a campaign whose window is read per contact (`window.per_contact`),
+contacts whose zones never share an open instant of the window are cancelled at the end of the
+import (`state_reason` `no_common_window`) and reported in the summary: they could never be
+dialled.
 
 Once imported, the file's columns are compared with the variables the campaign's bot prompt
 uses (`dialler.domain.prompt`): each one no column provides becomes a warning in the summary
@@ -25,29 +34,40 @@ import heapq
 import itertools
 import json
 import os
+import re
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
 from ..domain.prompt import prompt_warnings
 from ..domain.states import CampaignState
+from ..domain.window import Window, WindowError
+from ..domain.zones import ZonedWindow, key_zones
 from ..errors import InvalidInput, OperationalError, UnknownCampaign, WrongState
+from ..report import neutralise
 from ..store import Connection
 from ..store import contacts as store
+from ..store import zones as zones_store
 from ..store.contacts import CampaignForContacts, StagingRecord
 from ..store.prompts import campaign_prompt
+from ..store.zones import ZoneCount
 from .csvfile import PHONE_COLUMN, ContactStream, ParsedRow, RowError, read_contacts
+from .zones import contact_zone_key
 
 __all__ = [
     "ImportSummary",
     "accepts_contacts",
     "campaign_prompt",
+    "cancel_never_open",
     "check_accepts_contacts",
     "default_errors_path",
     "import_contacts",
+    "never_open_keys",
+    "never_open_warning",
 ]
 
 # Rows staged then inserted at a time (see `_load`); a chunk takes some 20 MB in memory.
@@ -73,6 +93,9 @@ class ImportSummary:
     #: One line per prompt variable no column of the file provides (with a suggestion when a
     #: column looks meant for it), then per malformed placeholder; see `prompt_warnings`.
     warnings: list[str] = field(default_factory=list)
+    #: Imported as cancelled because their zones never share an open instant of the window
+    #: (per-contact windows only); among `imported`, and each zone set is in `warnings`.
+    no_common_window: int = 0
 
     def describe(self) -> str:
         """The one-line summary printed after `contacts import`."""
@@ -81,6 +104,11 @@ class ImportSummary:
             text += (
                 f" ({self.suppressed} on the do-not-call list, imported as cancelled: "
                 "they will not be dialled)"
+            )
+        if self.no_common_window:
+            text += (
+                f" ({self.no_common_window} cancelled: their time zones never share an open "
+                "moment of the calling window)"
             )
         if self.errors_path is None:
             return text + "; no rows rejected (no errors file written)"
@@ -158,7 +186,10 @@ async def import_contacts(
         in_campaign = cleanup.enter_context(_ErrorSpool())
         try:
             async with store.import_transaction(conn):
-                imported, suppressed = await _load(conn, campaign_id, stream, in_campaign, progress)
+                imported, suppressed, keys = await _load(
+                    conn, campaign_id, stream, in_campaign, progress
+                )
+                never = await cancel_never_open(conn, campaign_id, keys)
                 written = await asyncio.to_thread(
                     _write_errors, errors_path, path, stream.columns, rejected, in_campaign
                 )
@@ -177,8 +208,49 @@ async def import_contacts(
         duplicates_in_campaign=in_campaign.count,
         suppressed=suppressed,
         errors_path=errors_path if written is not None else None,
-        warnings=[] if prompt is None else prompt_warnings(prompt, variables),
+        warnings=[
+            *([] if prompt is None else prompt_warnings(prompt, variables)),
+            *never_open_warning(never),
+        ],
+        no_common_window=sum(count.n for count in never),
     )
+
+
+def never_open_keys(window: Window, keys: Iterable[str], now: datetime | None = None) -> list[str]:
+    """The zone keys among `keys` whose zones never share an open instant of `window`."""
+    at = now or datetime.now(UTC)
+    return sorted(
+        key for key in set(keys) if not ZonedWindow.for_key(window, key).shares_open_instant(at)
+    )
+
+
+def never_open_warning(cancelled: Iterable[ZoneCount], fallback: str = "") -> list[str]:
+    """One line per zone set whose contacts were cancelled (the report at import and start)."""
+    return [
+        f"{count.n} contact(s) cancelled: the calling window is never open at the same time "
+        f"in all of {', '.join(key_zones(count.zone_key, fallback))} (the zones their number "
+        "may be in; give each its own with a `timezone` column)"
+        for count in cancelled
+    ]
+
+
+async def cancel_never_open(
+    conn: Connection, campaign_id: uuid.UUID, keys: set[str]
+) -> list[ZoneCount]:
+    """Cancel the campaign's waiting contacts whose zones (among `keys`, those just imported)
+    never share an open instant of its window, when it is read per contact; per key, how
+    many. An invalid window (a draft's) is left to `campaign start`."""
+    facts = await zones_store.campaign_zone_window(conn, campaign_id)
+    if facts is None or not facts.per_contact:
+        return []
+    try:
+        window = Window.parse(
+            facts.window_start, facts.window_end, list(facts.window_days), facts.timezone
+        )
+    except WindowError:
+        return []
+    never = await asyncio.to_thread(never_open_keys, window, keys)
+    return await zones_store.cancel_never_open(conn, campaign_id, never)
 
 
 async def _load(
@@ -187,9 +259,10 @@ async def _load(
     stream: ContactStream,
     in_campaign: _ErrorSpool,
     progress: Progress | None,
-) -> tuple[int, int]:
-    """Move the file's valid rows into `contacts` inside the caller's transaction, a chunk at
-    a time; spool the rows whose number the campaign already has. (imported, suppressed)
+) -> tuple[int, int, set[str]]:
+    """Move the file's valid rows, with their zone keys, into `contacts` inside the caller's
+    transaction, a chunk at a time; spool the rows whose number the campaign already has.
+    (imported, suppressed, the zone keys of the rows)
 
     Parsing (about 20 µs a row, mostly `phonenumbers`) runs in a worker thread: the next chunk
     is parsed while the server inserts the current one (about as long: constraints, a foreign
@@ -200,13 +273,16 @@ async def _load(
     await store.create_import_staging(conn)
     rows = iter(stream)
     imported = suppressed = 0
+    keys: set[str] = set()
     parsing = asyncio.create_task(asyncio.to_thread(_parse_chunk, rows), name="parse-chunk")
     try:
-        while chunk := await parsing:
+        while (parsed := await parsing)[0]:
+            chunk, chunk_keys = parsed
             await store.stage_rows(conn, chunk)
-            del chunk
+            del chunk, parsed
             parsing = asyncio.create_task(asyncio.to_thread(_parse_chunk, rows), name="parse-chunk")
             result = await store.import_staged(conn, campaign_id)
+            keys |= chunk_keys
             imported += result.imported
             suppressed += result.suppressed
             for duplicate in result.duplicates:
@@ -238,20 +314,27 @@ async def _load(
         )
     # Last, so the lock lasts only until the commit (see the query).
     await check_accepts_contacts(conn, campaign_id, lock=True)
-    return imported, suppressed
+    return imported, suppressed, keys
 
 
-def _parse_chunk(rows: Iterator[ParsedRow]) -> list[StagingRecord]:
-    """The next `_CHUNK_ROWS` valid rows as staging records (empty at the end of the file)."""
-    return [
-        (
-            row.line,
-            row.phone,
-            None if row.raw_phone == row.phone else row.raw_phone,
-            json.dumps(row.variables, ensure_ascii=False),
+def _parse_chunk(rows: Iterator[ParsedRow]) -> tuple[list[StagingRecord], set[str]]:
+    """The next `_CHUNK_ROWS` valid rows as staging records, each with its zone key (empty
+    at the end of the file), and the set of their keys."""
+    records: list[StagingRecord] = []
+    keys: set[str] = set()
+    for row in itertools.islice(rows, _CHUNK_ROWS):
+        key = contact_zone_key(row.phone, row.variables)
+        keys.add(key)
+        records.append(
+            (
+                row.line,
+                row.phone,
+                None if row.raw_phone == row.phone else row.raw_phone,
+                json.dumps(row.variables, ensure_ascii=False),
+                key,
+            )
         )
-        for row in itertools.islice(rows, _CHUNK_ROWS)
-    ]
+    return records, keys
 
 
 def _original_fields(phone_index: int, raw_phone: str, variables: dict[str, str]) -> list[str]:
@@ -308,7 +391,8 @@ def _write_errors(
     """Merge the spools by line into a temporary file beside `errors_path` (renamed into
     place once the import has committed); its path, or None when there is nothing to write.
 
-    The file gets the permissions of the contacts file (`path`): it holds the same data.
+    The file gets the permissions of the contacts file (`path`), at most 0640: it holds the
+    same data.
     """
     if not any(spool.count for spool in spools):
         return None
@@ -316,16 +400,26 @@ def _write_errors(
         prefix=f".{errors_path.name}.", suffix=".tmp", dir=errors_path.parent
     )
     try:
-        os.fchmod(handle, path.stat().st_mode & 0o666)
+        os.fchmod(handle, path.stat().st_mode & 0o640)
         with open(handle, "w", encoding="utf-8", newline="") as out:
             writer = csv.writer(out)
-            writer.writerow(["line", "reason", *columns])
+            # Every cell neutralised (header included): the file is opened in spreadsheets.
+            writer.writerow(["line", "reason", *map(neutralise, columns)])
             merged = heapq.merge(*(spool.rows() for spool in spools), key=_line_of)
-            writer.writerows(merged)
+            writer.writerows([_neutralised(cell) for cell in row] for row in merged)
     except BaseException:
         _remove(Path(name))
         raise
     return Path(name)
+
+
+#: A cell of digits and phone punctuation only: no formula a spreadsheet could run, and the
+#: errors file is meant to be fixed and imported again, so `+44 7700 900004` stays as written.
+_PHONE_LIKE = re.compile(r"[+\d\s().-]*")
+
+
+def _neutralised(cell: str) -> str:
+    return cell if _PHONE_LIKE.fullmatch(cell) else neutralise(cell)
 
 
 def _line_of(fields: list[str]) -> int:

@@ -5,6 +5,11 @@ and is refused for a completed or cancelled one. Cancelling takes a *waiting* co
 the queue; a contact in a call now cannot be cancelled (the call is under way and its result
 still decides what happens), and a final one has nothing left to cancel.
 
+A `timezone` metadata field overrides the zones of the number for a per-contact window
+(contacts/zones.py): it must be an IANA name (`InvalidField` otherwise) and stays a variable.
+A contact whose zones never share an open instant of a per-contact window is added as
+cancelled, with a warning that says why.
+
 An added contact is checked against the campaign's bot prompt: every prompt variable it lacks
 is a warning (`AddedContact.warnings`), never a refusal.
 """
@@ -22,8 +27,9 @@ from ..store import Connection
 from ..store import contacts as store
 from ..store.prompts import campaign_prompt
 from .csvfile import MAX_FIELD_BYTES, PHONE_COLUMN
-from .importer import check_accepts_contacts
+from .importer import cancel_never_open, check_accepts_contacts, never_open_warning
 from .phone import normalise_phone
+from .zones import TIMEZONE_VARIABLE, contact_zone_key, timezone_problem
 
 __all__ = ["AddedContact", "CancelledContact", "add_contact", "cancel_contact"]
 
@@ -63,17 +69,20 @@ async def add_contact(
     _check_variables(variables)
     async with conn.transaction():
         campaign = await check_accepts_contacts(conn, campaign_id, lock=True)
-        added = await store.add_contact(conn, campaign_id, e164, variables)
+        key = contact_zone_key(e164, variables)
+        added = await store.add_contact(conn, campaign_id, e164, variables, key)
         if added is None:
             existing = await store.contact_by_phone(conn, campaign_id, e164)
             assert existing is not None  # the insert conflicted with it, in this transaction
             raise DuplicateContact(e164, campaign, existing.id, existing.state)
+        never = await cancel_never_open(conn, campaign_id, {key})
         prompt = await campaign_prompt(conn, campaign_id)
     warnings = (
         []
         if prompt is None
         else prompt_warnings(prompt, variables, lacking="is not among this contact's variables")
     )
+    warnings.extend(never_open_warning(never))
     return AddedContact(
         added.id, e164, suppressed=added.state == ContactState.CANCELLED, warnings=warnings
     )
@@ -118,6 +127,10 @@ def _check_variables(variables: Mapping[str, str]) -> None:
                 f"metadata.{name}",
                 f"variables: {PHONE_COLUMN!r} is the number itself, not a variable",
             )
+        if name == TIMEZONE_VARIABLE:
+            problem = timezone_problem(value)
+            if problem is not None:
+                raise InvalidField(f"metadata.{name}", problem)
         if len(value.encode("utf-8")) > MAX_FIELD_BYTES:
             raise InvalidField(
                 f"metadata.{name}", f"variables: {name!r} is over {MAX_FIELD_BYTES} bytes (64 KiB)"

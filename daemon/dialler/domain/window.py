@@ -20,6 +20,7 @@ binary search finds the transition and the computation starts again from there.
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import re
 from collections.abc import Sequence
@@ -30,7 +31,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from .messages import describe as _describe
 from .messages import shown as _shown
 
-__all__ = ["DAYS", "Window", "WindowError"]
+__all__ = ["DAYS", "Window", "WindowError", "zone_problem"]
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -186,6 +187,21 @@ class Window:
             moment = transition
         raise RuntimeError(f"{self.timezone}: too many UTC offset changes after {at.isoformat()}")
 
+    def offset_changes(self, after: datetime, until: datetime) -> list[datetime]:
+        """The instants in (`after`, `until`] at which the window zone's UTC offset changes,
+        in order (UTC). Between two of them the window repeats week after week."""
+        changes: list[datetime] = []
+        moment = _aware(after).astimezone(UTC)
+        end = _aware(until).astimezone(UTC)
+        # Real zones change their offset at most twice in a day.
+        for _ in range(2 * ((end - moment).days + 2)):
+            change = self._first_transition(moment, end, self._offset(moment))
+            if change is None:
+                break
+            changes.append(change)
+            moment = change
+        return changes
+
     # -- wall-clock arithmetic: exact while the UTC offset stays the same --
 
     def _is_open_local(self, local: datetime) -> bool:
@@ -328,6 +344,12 @@ def _parse_days(value: object, problems: list[str]) -> frozenset[int]:
     return frozenset(numbers)
 
 
+def zone_problem(name: str) -> str | None:
+    """What is wrong with `name` as a time zone (``unknown time zone 'Europe/Lodnon' (did you
+    mean 'Europe/London'?)``), or None when zoneinfo knows it as a fixed IANA zone."""
+    return _zone_problem(name)
+
+
 def _zone_problem(name: str) -> str | None:
     """What is wrong with `name` as a time zone, or None when zoneinfo knows it."""
     if not name.strip():
@@ -341,9 +363,15 @@ def _zone_problem(name: str) -> str | None:
     return None
 
 
+@functools.cache
+def _known_zones() -> list[str]:
+    # Only on the error path, once: listing the zones reads the whole tz database (~50 ms), and
+    # a contacts file may name a bad zone on many rows.
+    return sorted(available_timezones())
+
+
 def _zone_suggestion(name: str) -> str:
-    # Only on the error path: listing the zones reads the whole tz database (~50 ms).
-    close = difflib.get_close_matches(name, sorted(available_timezones()), n=1)
+    close = difflib.get_close_matches(name, _known_zones(), n=1)
     if close:
         return f" (did you mean {close[0]!r}?)"
     return " (use an IANA name such as 'Europe/London')"

@@ -8,9 +8,10 @@ it. When a call's result is final, the attempt and the decision taken on it (ret
 stop, exhaustion) are written in one transaction.
 
 Every call is followed by a task of its own (`live`), and every background write by one kept in
-`_background`: none is left unreferenced, and each logs its own failure. A result that cannot
-be written (the database is away) is kept in `unsettled`; stale recovery writes it once the
-attempt comes up for reconciliation, instead of guessing `timeout`.
+`_background`: none is left unreferenced, and each logs its own failure. A call's end that
+cannot be written (the database is away) is kept in `unsettled` and in the results journal on
+local disk (`journal`), and written by `run_settler` with backoff as soon as the database
+answers again — idempotently: an attempt is decided once (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -37,21 +38,35 @@ from ..errors import (
     AlreadyFinal,
     DiallingUnavailable,
     NoFreeWorker,
+    NumberSuppressed,
     TestCallInProgress,
     UnknownBot,
     UnknownCall,
 )
 from ..store import engine as store
-from ..store import fleet, testcall
+from ..store import fleet, suppressions, testcall
 from ..store.conn import Connection, Pool
 from ..store.engine import CampaignRules, OpenAttempt
 from ..store.fleet import WorkerFree
+from .journal import Journal, Unsettled
 from .pacing import TokenBucket, deal_caller_ids, deal_workers
 
-__all__ = ["REQUEUE_DELAY", "Dial", "Engine", "Unsettled"]
+__all__ = [
+    "MAX_REQUEUES",
+    "REQUEUE_DELAY",
+    "Dial",
+    "Engine",
+    "NumberSuppressed",
+    "Unsettled",
+]
 
 log = logging.getLogger(__name__)
 REQUEUE_DELAY = 5.0  # after our own failure, before the contact is due again
+# Consecutive requeues of one contact after which a refused Originate is an ordinary `error`
+# attempt: Asterisk restarting is over in seconds; an endpoint refused for good must not spin.
+MAX_REQUEUES = 5
+SETTLE_BACKOFF_FIRST = 0.5
+SETTLE_BACKOFF_MAX = 5.0
 
 
 def utc(ts: float | None) -> datetime | None:
@@ -72,18 +87,14 @@ class Dial:
     counts: bool
 
 
-@dataclass(frozen=True, slots=True)
-class Unsettled:
-    """A call's end that could not be written: its result, and the disposition it decides
-    (None: an answered call, decided by its worker's result)."""
-
-    result: DialResult
-    disposition: str | None
-
-
 class Engine:
     def __init__(
-        self, config: Config, pool: Pool, trackers: Mapping[str, CallTracker], daemon_id: str
+        self,
+        config: Config,
+        pool: Pool,
+        trackers: Mapping[str, CallTracker],
+        daemon_id: str,
+        journal: Journal | None = None,
     ) -> None:
         self.config = config
         self.pool = pool
@@ -94,6 +105,14 @@ class Engine:
         self.draining = False
         self.live: dict[uuid.UUID, asyncio.Task[None]] = {}
         self.unsettled: dict[uuid.UUID, Unsettled] = {}
+        # Workers' results received while the database was away, written by the settler.
+        self.kept_results: dict[uuid.UUID, WorkerResult] = {}
+        self.journal = journal
+        self.database_up = True
+        self.database_back = asyncio.Event()  # set when the database answers again
+        self._kept = asyncio.Event()  # a call end was kept: the settler tries at once
+        # Claimed, Originate not yet sent or answered: recovery leaves these alone.
+        self.dialling: set[uuid.UUID] = set()
         self._background: set[asyncio.Task[None]] = set()
         self._claimed_all = False
         self._carriers: dict[uuid.UUID, str] = {}  # live attempts' carriers, for the metrics
@@ -114,12 +133,34 @@ class Engine:
         while not stop.is_set():
             try:
                 delay = await self.tick()
-            except Exception:
-                log.exception("scheduler tick failed; retrying")
+            except Exception as exc:
+                if store.database_unreachable(exc):
+                    self.set_database_up(False, exc)
+                else:
+                    log.exception("scheduler tick failed; retrying")
                 delay = poll
+            else:
+                self.set_database_up(True)
             self.wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=min(delay, poll))
+
+    def set_database_up(self, up: bool, why: BaseException | None = None) -> None:
+        """Record whether the database answers (metric, `/readyz`); log each change once."""
+        if up == self.database_up:
+            return
+        self.database_up = up
+        metrics.DATABASE_UP.set(int(up))
+        if up:
+            log.warning("database reachable again", extra={"unwritten": len(self.unsettled)})
+            self.database_back.set()
+            self._kept.set()
+        else:
+            self.database_back.clear()
+            log.error(
+                "database unreachable: nothing is claimed; call ends are kept",
+                extra={"error": repr(why), "unwritten": len(self.unsettled)},
+            )
 
     async def tick(self) -> float:
         """One pass over running campaigns; returns how soon the next pass is worth doing."""
@@ -148,7 +189,7 @@ class Engine:
             return delay
         for dial in dials:
             self.buckets[dial.carrier].take(1)
-        await asyncio.gather(*(self._originate(dial, rules, tracker) for dial in dials))
+        await asyncio.gather(*(self._dial_one(dial, rules, tracker) for dial in dials))
         return 0.0 if self._claimed_all else self.config.scheduler.poll_interval
 
     async def _free_workers(self, conn: Connection) -> list[WorkerFree]:
@@ -221,6 +262,8 @@ class Engine:
                 for c in claimed
             ]
             self._claimed_all = len(dials) == len(dealt)
+            # Before commit: recovery must never see the attempt without knowing it is ours.
+            self.dialling.update(d.attempt_id for d in dials)
         return dials, None
 
     def _pacing_delay(self, numbers: list[tuple[str, str]]) -> float:
@@ -229,6 +272,27 @@ class Engine:
         return min(waits, default=self.config.scheduler.poll_interval) or 0.05
 
     # -- one call ------------------------------------------------------------------------
+    async def _dial_one(self, dial: Dial, rules: CampaignRules, tracker: CallTracker) -> None:
+        """Originate one claimed dial; whatever fails is logged here, never left to kill the
+        tick (and the other dials of it)."""
+        try:
+            await self._originate(dial, rules, tracker)
+        except Exception:
+            log.exception("originating failed", extra={"attempt_id": str(dial.attempt_id)})
+        finally:
+            self.dialling.discard(dial.attempt_id)
+
+    async def _unsent(self, attempt_id: uuid.UUID) -> None:
+        """The Originate was never sent: as if never claimed. When the database is away too,
+        the attempt is kept to be written as a `requeue` (it uses no attempt either)."""
+        try:
+            async with self.pool.acquire() as conn:
+                await store.unclaim(conn, attempt_id)
+        except Exception:
+            now = time.time()
+            not_sent = DialResult(Outcome.ERROR, None, ended_at=now, reason="originate not sent")
+            self.keep(attempt_id, Unsettled(not_sent, Disposition.ERROR, requeue=True))
+
     async def _originate(self, dial: Dial, rules: CampaignRules, tracker: CallTracker) -> None:
         endpoint = self.config.carrier(dial.carrier).endpoint
         request = OriginateRequest(
@@ -242,8 +306,7 @@ class Engine:
             call = await tracker.dial(request)
         except AmiUnavailable:
             # Nothing was sent: as if never claimed (no attempt used, nothing to report).
-            async with self.pool.acquire() as conn:
-                await store.unclaim(conn, dial.attempt_id)
+            await self._unsent(dial.attempt_id)
             log.warning(
                 "ami down before dialling; contact requeued",
                 extra={"attempt_id": str(dial.attempt_id)},
@@ -252,6 +315,12 @@ class Engine:
         metrics.ORIGINATIONS.labels(str(dial.campaign_id), dial.carrier).inc()
         self._carriers[dial.attempt_id] = dial.carrier
         self.follow(dial.attempt_id, call)
+
+    def following(self, attempt_id: uuid.UUID) -> bool:
+        """Does this daemon know where the attempt is (dialling, followed, end kept)?"""
+        return (
+            attempt_id in self.live or attempt_id in self.dialling or attempt_id in self.unsettled
+        )
 
     def follow(self, attempt_id: uuid.UUID, call: TrackedCall) -> None:
         """Follow the call to its end in a task of its own (in `live` until it ends)."""
@@ -263,6 +332,8 @@ class Engine:
         try:
             result = await call.result
         except CallResultLost:
+            # The channel went while the AMI link was down (Asterisk crashed, the link was
+            # cut): its end is unknown — `timeout`, unless its worker's result is in already.
             answered = call.answered_at is not None
             lost = DialResult(
                 Outcome.ANSWERED if answered else Outcome.NO_ANSWER,
@@ -273,26 +344,158 @@ class Engine:
             )
             await self._conclude(attempt_id, Unsettled(lost, Disposition.TIMEOUT))
             return
+        if result.outcome is Outcome.ERROR and not call.placed:
+            # Asterisk refused or could not create the channel (starting, reloading, out of
+            # resources): our side, not the callee's — requeued, no attempt used (CONTRACT).
+            await self._conclude(attempt_id, Unsettled(result, Disposition.ERROR, requeue=True))
+            return
         disposition = None if result.outcome is Outcome.ANSWERED else result.outcome.value
         await self._conclude(attempt_id, Unsettled(result, disposition))
 
     async def _conclude(self, attempt_id: uuid.UUID, end: Unsettled) -> None:
-        """Write a call's end; if that fails, log it and keep it for recovery."""
+        """Write a call's end; if that fails, keep it (memory and journal) for the settler."""
         try:
             await self.settle_end(attempt_id, end)
-        except Exception:
-            self.unsettled[attempt_id] = end
-            log.exception(
-                "writing a call's end failed; kept for stale recovery",
-                extra={"attempt_id": str(attempt_id)},
-            )
+        except Exception as exc:
+            if store.database_unreachable(exc):
+                self.set_database_up(False, exc)
+                log.warning(
+                    "database unreachable: call end kept until it can be written",
+                    extra={"attempt_id": str(attempt_id)},
+                )
+            else:
+                log.exception(
+                    "writing a call's end failed; kept to be written again",
+                    extra={"attempt_id": str(attempt_id)},
+                )
+            self.keep(attempt_id, end)
+
+    def keep(self, attempt_id: uuid.UUID, end: Unsettled) -> None:
+        """Keep a call end that could not be written: in memory, and in the journal (so a
+        restart loses nothing either); the settler writes it as soon as it can."""
+        self.unsettled[attempt_id] = end
+        self._count_kept()
+        if self.journal is not None:
+            try:
+                self.journal.write(attempt_id, end)
+            except OSError:
+                log.exception(
+                    "results journal write failed; the end is kept in memory only",
+                    extra={"attempt_id": str(attempt_id)},
+                )
+        self._kept.set()
+
+    def _forget_kept(self, attempt_id: uuid.UUID) -> None:
+        self.unsettled.pop(attempt_id, None)
+        self._count_kept()
+        if self.journal is not None:
+            try:
+                self.journal.remove(attempt_id)
+            except OSError:
+                log.exception(
+                    "results journal entry not removed (replaying it is harmless)",
+                    extra={"attempt_id": str(attempt_id)},
+                )
+
+    def replay_journal(self) -> int:
+        """At start: the ends a previous process of this daemon kept, back into `unsettled`
+        (written by `settle_kept` / the settler); how many."""
+        if self.journal is None:
+            return 0
+        entries = self.journal.load()
+        for attempt_id, end in entries.items():
+            self.unsettled.setdefault(attempt_id, end)
+        results = self.journal.load_results()
+        for attempt_id, result in results.items():
+            self.kept_results.setdefault(attempt_id, result)
+        self._count_kept()
+        count = len(entries) + len(results)
+        if count:
+            log.warning("results journal replayed", extra={"entries": count})
+        return count
+
+    async def write_kept(self, attempt_id: uuid.UUID) -> Decision | None:
+        """Write one kept end now (raises if the database is still away)."""
+        end = self.unsettled.get(attempt_id)
+        if end is None:
+            return None
+        decided = await self.settle_end(attempt_id, end)
+        self._forget_kept(attempt_id)
+        return decided
+
+    async def settle_kept(self) -> int:
+        """Write every kept end, then every kept worker's result; returns how many are left
+        (0: all written). Stops at the first sign the database is still away."""
+        for attempt_id in list(self.unsettled):
+            try:
+                await self.write_kept(attempt_id)
+            except Exception as exc:
+                if store.database_unreachable(exc):
+                    self.set_database_up(False, exc)
+                    return self._left()
+                log.exception(
+                    "writing a kept call end failed; retrying later",
+                    extra={"attempt_id": str(attempt_id)},
+                )
+            else:
+                self.set_database_up(True)
+                log.info("kept call end written", extra={"attempt_id": str(attempt_id)})
+        for attempt_id, result in list(self.kept_results.items()):
+            try:
+                await self._record_result(attempt_id, result)
+            except (UnknownCall, AlreadyFinal) as exc:
+                log.warning(
+                    "kept worker result refused; dropped",
+                    extra={"attempt_id": str(attempt_id), "error": type(exc).__name__},
+                )
+            except Exception as exc:
+                if store.database_unreachable(exc):
+                    self.set_database_up(False, exc)
+                    return self._left()
+                log.exception(
+                    "writing a kept worker result failed; retrying later",
+                    extra={"attempt_id": str(attempt_id)},
+                )
+                continue
+            else:
+                self.set_database_up(True)
+                log.info("kept worker result written", extra={"attempt_id": str(attempt_id)})
+            self.kept_results.pop(attempt_id, None)
+            self._count_kept()
+            if self.journal is not None:
+                with contextlib.suppress(OSError):
+                    self.journal.remove_result(attempt_id)
+        return self._left()
+
+    def _left(self) -> int:
+        return len(self.unsettled) + len(self.kept_results)
+
+    async def run_settler(self, stop: asyncio.Event) -> None:
+        """Write kept call ends as soon as the database takes them: at once when one is kept,
+        then with backoff (0.5 s doubling to 5 s) while the database is away."""
+        backoff = SETTLE_BACKOFF_FIRST
+        while not stop.is_set():
+            if not self.unsettled and not self.kept_results:
+                backoff = SETTLE_BACKOFF_FIRST
+                self._kept.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._kept.wait(), timeout=SETTLE_BACKOFF_MAX)
+                continue
+            if await self.settle_kept() == 0:
+                backoff = SETTLE_BACKOFF_FIRST
+                continue
+            self._kept.clear()
+            with contextlib.suppress(TimeoutError):
+                # A new database success (the scheduler's tick) cuts the wait short.
+                await asyncio.wait_for(self.database_back.wait(), timeout=backoff)
+            backoff = min(backoff * 2, SETTLE_BACKOFF_MAX)
 
     async def settle_end(self, attempt_id: uuid.UUID, end: Unsettled) -> Decision | None:
         """Write a call's end: final now, or `wrapping` for an answered call whose worker's
         result is not in yet. The decision when it became final."""
         if end.disposition is None:
             return await self.end_answered(attempt_id, end.result)
-        return await self.finalise(attempt_id, end.result, end.disposition)
+        return await self.finalise(attempt_id, end.result, end.disposition, requeue_it=end.requeue)
 
     def _on_stage(self, call: TrackedCall, stage: str) -> None:
         if stage == "answered" and call.answered_at is not None:
@@ -313,8 +516,14 @@ class Engine:
         async def logged() -> None:
             try:
                 await work
-            except Exception:
-                log.exception("background write failed", extra={"task": name})
+            except Exception as exc:
+                # An outage is said once (`database unreachable`): no traceback per call.
+                unreachable = store.database_unreachable(exc)
+                if unreachable:
+                    self.set_database_up(False, exc)
+                (log.warning if unreachable else log.error)(
+                    "background write failed", exc_info=not unreachable, extra={"task": name}
+                )
 
         task = asyncio.create_task(logged(), name=name)
         self._background.add(task)
@@ -336,11 +545,13 @@ class Engine:
         disposition: str,
         *,
         requeue_it: bool = False,
+        expect_state: str | None = None,
     ) -> Decision | None:
-        """Write the attempt's result and the decision on it; None if already final."""
+        """Write the attempt's result and the decision on it; None if already final (or, with
+        `expect_state`, if it has moved on from that state meanwhile)."""
         async with self.pool.acquire() as conn, conn.transaction():
             row = await store.lock_open_attempt(conn, attempt_id)
-            if row is None:
+            if row is None or (expect_state is not None and row.state != expect_state):
                 return None
             ended = utc(result.ended_at) or datetime.now(UTC)
             return await self._settle(
@@ -358,13 +569,16 @@ class Engine:
 
     async def end_answered(self, attempt_id: uuid.UUID, result: DialResult) -> Decision | None:
         """An answered call hung up: final now if its worker's result (or `abandoned`) is in,
-        else `wrapping` until the result arrives or `result_timeout` passes (None then)."""
+        or if no worker ever took the call (`abandoned`: none will report); else `wrapping`
+        until the result arrives or `result_timeout` passes (None then)."""
         async with self.pool.acquire() as conn, conn.transaction():
             row = await store.lock_open_attempt(conn, attempt_id)
             if row is None:
                 return None
             answered, ended = utc(result.answered_at), utc(result.ended_at) or datetime.now(UTC)
-            if row.disposition is not None:
+            if row.disposition is not None or row.attached_at is None:
+                # Never attached (the attach failed: e.g. the database was down at the answer,
+                # and the dialplan played its message and hung up): no result will ever come.
                 return await self._settle(
                     conn,
                     row,
@@ -373,7 +587,7 @@ class Engine:
                     answered,
                     ended,
                     result.talk_seconds,
-                    row.disposition,
+                    row.disposition or Disposition.ABANDONED,
                     row.callback_at,
                 )
             await store.mark_wrapping(
@@ -388,8 +602,40 @@ class Engine:
 
     async def record_result(self, attempt_id: uuid.UUID, result: WorkerResult) -> ResultRecorded:
         """A worker's result: `FINAL` (the call had ended: decided now) or `STORED` (the call
-        is still up: decided at hang-up). Raises `UnknownCall` (no such attempt) or
-        `AlreadyFinal` (decided already: by its hang-up's timeout, or a result before)."""
+        is still up: decided at hang-up — or the database is away: kept, memory and journal,
+        and written by the settler). Raises `UnknownCall` (no such attempt) or `AlreadyFinal`
+        (decided already: by its hang-up's timeout, or a result before)."""
+        try:
+            return await self._record_result(attempt_id, result)
+        except Exception as exc:
+            if not store.database_unreachable(exc):
+                raise
+            self.set_database_up(False, exc)
+            self.keep_result(attempt_id, result)
+            log.warning(
+                "database unreachable: worker result kept until it can be written",
+                extra={"attempt_id": str(attempt_id)},
+            )
+            return ResultRecorded.STORED
+
+    def keep_result(self, attempt_id: uuid.UUID, result: WorkerResult) -> None:
+        """Keep a worker's result the database could not take (memory and journal)."""
+        self.kept_results[attempt_id] = result
+        self._count_kept()
+        if self.journal is not None:
+            try:
+                self.journal.write_result(attempt_id, result)
+            except OSError:
+                log.exception(
+                    "results journal write failed; the result is kept in memory only",
+                    extra={"attempt_id": str(attempt_id)},
+                )
+        self._kept.set()
+
+    def _count_kept(self) -> None:
+        metrics.RESULTS_UNWRITTEN.set(len(self.unsettled) + len(self.kept_results))
+
+    async def _record_result(self, attempt_id: uuid.UUID, result: WorkerResult) -> ResultRecorded:
         audio = result.audio
         async with self.pool.acquire() as conn, conn.transaction():
             row = await store.lock_open_attempt(conn, attempt_id)
@@ -441,6 +687,11 @@ class Engine:
         attempt_id = row.id
         rules = await store.campaign_rules(conn, row.campaign_id)
         assert rules is not None  # an attempt's campaign outlives it (ON DELETE CASCADE)
+        if disposition == Disposition.TIMEOUT and row.disposition is not None and answered_at:
+            # The call's end was lost, but its worker's result came: that is the real one.
+            disposition, callback_at = row.disposition, row.callback_at
+        if requeue_it and await store.trailing_requeues(conn, row.contact_id) >= MAX_REQUEUES:
+            requeue_it = False  # refused again and again: an ordinary `error` attempt
         if requeue_it:
             decision = requeue(ended + timedelta(seconds=REQUEUE_DELAY))
         else:
@@ -510,6 +761,8 @@ class Engine:
             bot_id = await testcall.bot_id(conn, bot)
             if bot_id is None:
                 raise UnknownBot(bot)
+            if await suppressions.is_suppressed(conn, to):
+                raise NumberSuppressed()
             campaign_id = await testcall.test_campaign(
                 conn, f"test-call: {bot}", bot_id, ring_timeout
             )
@@ -533,6 +786,7 @@ class Engine:
                 deadline,
             )
             await fleet.reserve_slots(conn, [attempt_id], deal_workers(_slots(workers), 1))
+            self.dialling.add(attempt_id)
         endpoint = self.config.carrier(carrier).endpoint
         try:
             call = await tracker.dial(
@@ -545,9 +799,10 @@ class Engine:
                 )
             )
         except AmiUnavailable:
-            async with self.pool.acquire() as conn:
-                await store.unclaim(conn, attempt_id)
+            await self._unsent(attempt_id)
             raise DiallingUnavailable() from None
+        finally:
+            self.dialling.discard(attempt_id)
         self.follow(attempt_id, call)
         return attempt_id, call
 

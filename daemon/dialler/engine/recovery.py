@@ -3,9 +3,14 @@ reconciled with Asterisk before anything is re-dialled.
 
 - channel still alive → keep it (extend the deadline; adopt it if its daemon is dead);
 - channel gone → the result was missed: finalise with disposition `timeout` (outcome
-  `answered` if it had been answered, else `no_answer` with no SIP code) and apply the rules —
-  unless this daemon saw the call end but could not write it (the database was away): then the
-  end it kept (`Engine.unsettled`) is written instead.
+  `answered` if it had been answered, else `no_answer` with no SIP code; a worker's result
+  already stored wins over `timeout`) and apply the rules — unless this daemon saw the call end
+  but could not write it (the database was away): then the end it kept (`Engine.unsettled`,
+  the results journal) is written instead.
+
+Calls of this daemon that it no longer follows (their end was lost with a database outage)
+are reconciled on every pass, not only once past their deadline: within seconds of the
+database being back.
 
 Nothing is decided while an Asterisk's AMI is down: an attempt is never guessed about.
 """
@@ -33,12 +38,17 @@ ANSWERED_STATE = "6"  # AMI ChannelState "Up"
 class Recovery:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._adopted: dict[str, list[str]] = {}  # this pass's adoptions, per Asterisk
 
     async def run_once(self) -> int:
         """Reconcile every stale open attempt; returns how many were finalised."""
         sched = self.engine.config.scheduler
         async with self.engine.pool.acquire() as conn:
-            rows = await store.stale_attempts(conn, 3 * sched.heartbeat_interval)
+            rows = await store.stale_attempts(
+                conn, 3 * sched.heartbeat_interval, self.engine.daemon_id
+            )
+        now = datetime.now(UTC)
+        rows = [row for row in rows if not self._followed(row, now)]
         if not rows:
             return 0
         alive_by_pbx: dict[str, dict[str, str]] = {}
@@ -49,9 +59,34 @@ class Recovery:
                 except Exception:
                     log.warning("cannot list channels; reconciling later", extra={"asterisk": name})
         finalised = 0
+        self._adopted = {}
         for row in rows:
             finalised += await self._reconcile(row, alive_by_pbx)
+        await self._recheck_adopted()
         return finalised
+
+    async def _recheck_adopted(self) -> None:
+        """A channel that hung up between the listing and its adoption sent its Hangup to
+        nobody: list again, now that the adopted calls are followed, and close those gone."""
+        for name, adopted in self._adopted.items():
+            tracker = self.engine.trackers[name]
+            try:
+                alive = await tracker.ami.live_channels()
+            except Exception:
+                log.warning("cannot list channels; adopted calls checked later")
+                continue
+            for attempt_id in adopted:
+                if tracker.lost_unless_alive(attempt_id, alive):
+                    log.warning(
+                        "adopted call had already ended; closed as lost",
+                        extra={"attempt_id": attempt_id},
+                    )
+
+    def _followed(self, row: StaleAttempt, now: datetime) -> bool:
+        """One of this daemon's own calls that it follows and that is not overdue: nothing to
+        reconcile."""
+        own = row.daemon_id == self.engine.daemon_id
+        return own and row.deadline_at > now and self.engine.following(row.id)
 
     async def _reconcile(
         self, row: StaleAttempt, alive_by_pbx: Mapping[str, Mapping[str, str]]
@@ -83,12 +118,13 @@ class Recovery:
         if call is not None and call.ended_at is not None:
             return 0  # its result is being decided right now
         tracker.forget(key)
-        kept = self.engine.unsettled.pop(attempt_id, None)
-        if kept is not None:
+        if attempt_id in self.engine.unsettled:
             # This daemon saw the end but could not write it: write what it saw.
-            decided = await self.engine.settle_end(attempt_id, kept)
+            decided = await self.engine.write_kept(attempt_id)
             log.warning("call end written late by recovery", extra={"attempt_id": key})
             return int(decided is not None)
+        if row.daemon_id == self.engine.daemon_id and self.engine.following(attempt_id):
+            return 0  # followed again since the query (or its end is being written now)
         answered_at, ended_at = row.answered_at, row.ended_at
         result = DialResult(
             Outcome.ANSWERED if answered_at else Outcome.NO_ANSWER,
@@ -98,7 +134,9 @@ class Recovery:
             ended_at=ended_at.timestamp() if ended_at else time.time(),
             reason="stale: channel gone",
         )
-        decision = await self.engine.finalise(attempt_id, result, disposition=Disposition.TIMEOUT)
+        decision = await self.engine.finalise(
+            attempt_id, result, disposition=Disposition.TIMEOUT, expect_state=row.state
+        )
         if decision is None:
             return 0
         log.warning(
@@ -116,4 +154,5 @@ class Recovery:
             channel_state=state,
         )
         self.engine.follow(row.id, call)
+        self._adopted.setdefault(tracker.ami.name, []).append(str(row.id))
         log.info("adopted a live call of a stopped daemon", extra={"attempt_id": str(row.id)})

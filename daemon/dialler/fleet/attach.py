@@ -1,136 +1,419 @@
 """FastAGI `attach`: the answered call asks which worker takes it.
 
-The dialplan (agi/dialler.conf) runs `AGI(agi://<daemon>/attach)` when the callee answers.
-This route confirms the slot reserved at dial time — the worker is in rotation and its
-AudioSocket port accepts connections — or moves the call to another worker with a free slot;
-it answers with channel variables: `DIALLER_ATTACH` = `ok` and `DIALLER_WORKER` = host:port, or
-`DIALLER_ATTACH` = `abandoned` (the dialplan then plays a short message and hangs up; the
-attempt ends `abandoned`). A callee is never left in silence.
+The dialplan (agi/dialler.conf) runs `AGI(agi://<daemon>/attach?secret=<secret>)` when the
+callee answers. One database statement (`store.fleet.attach`) confirms the slot reserved at
+claim when its worker is in rotation, or moves the call to the emptiest other worker in
+rotation with a free slot, or marks the call abandoned; the route answers with channel
+variables: `DIALLER_ATTACH` = `ok` and `DIALLER_WORKER` = host:port, or `DIALLER_ATTACH` =
+`abandoned` (the dialplan then plays a short message and hangs up; the attempt ends
+`abandoned`). A daemon that is unreachable or silent leaves `DIALLER_ATTACH` unset: the same
+message. (If the AudioSocket connection itself then fails, `AudioSocket()` fails and Asterisk
+hangs up without the message: docs/fleet.md, "Known limits".)
 
-The server reads the AGI request headers itself (bounded in size and time; panoramisk's
-handler spins on a connection closed early) and uses panoramisk's `Request` for the commands.
+No worker is probed and no lock is taken on this path: a worker is in rotation by its
+heartbeats (registered workers) or by the health check (`HealthCheck`, static workers of the
+config), which every daemon runs in the background: it probes each static worker's AudioSocket
+port every `HEALTH_INTERVAL` seconds and records the verdict in the database.
+
+Hardening (docs/security.md): a request must carry the shared secret of
+`listeners.agi.secret_file`/`secret_env` when one is configured (compared in constant time) and
+come from `listeners.agi.allow` when that is set; at most `MAX_CONNECTIONS` at once; every
+phase has a timeout (headers, each command's answer); every value written into an AGI command
+is checked first (`agi_value`: no quote, comma, backslash, control character).
+
+The daemon runs the server on a thread of its own, with its own event loop and a small pool of
+its own (`POOL_SIZE`): an attach never waits behind the engine's work on the main loop or for a
+connection of the main pool. The server reads the AGI request headers itself (`parse_headers`:
+bounded in size and time) and speaks the command protocol itself (`_commands`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
+import ipaddress
 import logging
+import re
+import threading
+import urllib.parse
 import uuid
-
-from panoramisk.fast_agi import Request
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any
 
 from .. import metrics
-from ..config import Config
+from ..config import Config, is_host
 from ..store import fleet
-from ..store.conn import Connection, Pool
+from ..store.conn import Pool
 
-__all__ = ["AttachServer", "port_open"]
+__all__ = [
+    "AgiHeaderError",
+    "AttachServer",
+    "HealthCheck",
+    "agi_value",
+    "parse_headers",
+    "port_open",
+]
 
 log = logging.getLogger(__name__)
+#: Largest AGI request header block (Asterisk sends about 1 KiB).
 HEADER_LIMIT = 16 * 1024
-PROBE_TIMEOUT = 0.3
+#: How long Asterisk may take to send the headers, and to answer each command.
+HEADER_TIMEOUT = 5.0
+COMMAND_TIMEOUT = 5.0
+#: Open FastAGI connections at once; more are closed on arrival.
+MAX_CONNECTIONS = 256
+#: Connections of the attach server's own pool (its thread's), all opened at start: a burst
+#: of answers (a campaign's first wave) never waits for a connection to be opened.
+POOL_SIZE = 8
+#: An AGI answer line: the code, then a space (a line with a dash after the code continues).
+_AGI_ANSWER_END = re.compile(rb"\d{3} ")
+#: The health check: a static worker's AudioSocket port must accept a connection within this.
+PROBE_TIMEOUT = 0.5
+#: Seconds between health checks of the static workers (at most: a third of the heartbeat
+#: timeout, so that a healthy static worker never looks silent).
+HEALTH_INTERVAL = 0.5
+#: Unanswered checks in a row that take a static worker out of rotation (a refusal: one).
+FAILURES_TO_DOWN = 2
+
+_HEADER_KEY = re.compile(r"agi_[a-z0-9_]{1,64}")
+#: What may go between the double quotes of an AGI command's argument.
+_SAFE_VALUE = re.compile(r"[A-Za-z0-9_.:\[\]-]{1,300}")
 
 
-async def port_open(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> bool:
-    """Does the worker's AudioSocket port accept a connection right now?"""
+class AgiHeaderError(ValueError):
+    """An AGI request header block that is not one: says which line and why."""
+
+
+def parse_headers(raw: bytes) -> dict[str, str]:
+    """The `agi_*` headers of a FastAGI request (the bytes up to the blank line).
+
+    Each line is ``agi_<name>: <value>``; a line of another shape, a key outside
+    ``agi_[a-z0-9_]``, a key twice, a value with control characters, or a block over
+    `HEADER_LIMIT` raise `AgiHeaderError` naming the line."""
+    if len(raw) > HEADER_LIMIT:
+        raise AgiHeaderError(f"the headers are over {HEADER_LIMIT} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise AgiHeaderError(f"the headers are not UTF-8 (byte {exc.start})") from None
+    headers: dict[str, str] = {}
+    for number, line in enumerate(text.split("\n"), 1):
+        if not line:
+            continue
+        key, colon, value = line.partition(": ")
+        if not colon or not _HEADER_KEY.fullmatch(key):
+            raise AgiHeaderError(f"line {number}: not an 'agi_<name>: <value>' header")
+        if key in headers:
+            raise AgiHeaderError(f"line {number}: {key} appears twice")
+        if not value.isprintable():
+            raise AgiHeaderError(f"line {number}: {key} holds a control character")
+        headers[key] = value
+    return headers
+
+
+def agi_value(value: str) -> str:
+    """`value` checked for a double-quoted AGI argument (a worker's host:port): no quote,
+    comma (it would split the `AudioSocket()` arguments), backslash, space or control
+    character; `ValueError` otherwise. Written, never escaped: nothing legitimate needs them."""
+    if not _SAFE_VALUE.fullmatch(value):
+        raise ValueError("not a safe AGI value")
+    return value
+
+
+def _script(headers: Mapping[str, str]) -> tuple[str, dict[str, str]]:
+    """The script of `agi_network_script` and its query (``attach?secret=…``)."""
+    script, _, query = headers.get("agi_network_script", "").partition("?")
+    return script, dict(urllib.parse.parse_qsl(query, max_num_fields=8))
+
+
+async def port_open(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> bool | None:
+    """Does the worker's AudioSocket port accept a connection right now? True; False when it
+    refuses (nothing listens: the worker is gone); None when it does not answer in time or
+    cannot be reached (maybe a slow moment)."""
     try:
         _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-    except (OSError, TimeoutError):
+    except ConnectionRefusedError:
         return False
+    except (OSError, TimeoutError, UnicodeError):
+        return None
     writer.close()
     with contextlib.suppress(OSError):
         await writer.wait_closed()
     return True
 
 
-class AttachServer:
-    def __init__(self, config: Config, pool: Pool) -> None:
-        self.config = config
-        self.pool = pool
-        self.server: asyncio.Server | None = None
+def _address(host: str, port: int) -> str | None:
+    """host:port for `DIALLER_WORKER`, or None for a host that must not reach the dialplan
+    (one stored before hosts were validated)."""
+    if not is_host(host):
+        return None
+    shown = f"[{host}]" if ":" in host else host
+    try:
+        return agi_value(f"{shown}:{port}")
+    except ValueError:
+        return None
 
-    async def start(self, host: str, port: int) -> None:
-        self.server = await asyncio.start_server(self.handle, host, port)
+
+class HealthCheck:
+    """The static workers' health, off the attach path: every `interval` seconds, each static
+    worker in rotation is probed (all at once) and the verdict recorded in the database
+    (`store.fleet.record_health`); one that refuses leaves rotation until it accepts again."""
+
+    def __init__(self, config: Callable[[], Config], pool: Pool) -> None:
+        self.config = config  # the current one: a reload replaces it
+        self.pool = pool
+        self.down: set[str] = set()  # logged once per change
+        self.failures: dict[str, int] = {}  # failed rounds in a row, per worker
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def interval(self) -> float:
+        """Seconds between checks."""
+        return min(HEALTH_INTERVAL, self.config().fleet.heartbeat_timeout / 3)
+
+    def start(self) -> None:
+        """Run the checks in the background until `close`."""
+        self._task = asyncio.create_task(self._loop(), name="worker-health-check")
 
     async def close(self) -> None:
-        if self.server is not None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.check()
+            except Exception:  # a database outage: the next round tries again
+                log.warning("worker health check failed", exc_info=True)
+            await asyncio.sleep(self.interval)
+
+    async def check(self) -> None:
+        """One round: probe every static worker in rotation, record who is up, and who failed
+        `FAILURES_TO_DOWN` rounds in a row without an answer (one slow handshake on a loaded
+        machine is not a dead worker) or whose port refused (nothing listens)."""
+        async with self.pool.acquire() as conn:
+            workers = await fleet.config_workers(conn)
+        probes = await asyncio.gather(*(port_open(w.host, w.port) for w in workers))
+        for worker, ok in zip(workers, probes, strict=True):
+            # A refused connection is certain (nothing listens): out at once.
+            failed = FAILURES_TO_DOWN if ok is False else self.failures.get(worker.name, 0) + 1
+            self.failures[worker.name] = 0 if ok else failed
+        up = [w.name for w, ok in zip(workers, probes, strict=True) if ok]
+        down = [w.name for w in workers if self.failures[w.name] >= FAILURES_TO_DOWN]
+        async with self.pool.acquire() as conn:
+            await fleet.record_health(conn, up, down)
+        for name in sorted(set(down) - self.down):
+            log.warning("static worker down: its AudioSocket port refuses", extra={"worker": name})
+        for name in sorted(self.down - set(down)):
+            log.info("static worker up again", extra={"worker": name})
+        self.down = set(down)
+
+
+class AttachServer:
+    """The FastAGI listener. `start` runs it on its own thread (the daemon's way) or on the
+    caller's loop with the caller's pool (`thread=False`, for tests that count statements)."""
+
+    def __init__(self, config: Config, pool: Pool) -> None:
+        self.config = config
+        self.pool = pool  # the caller's: the health check, and `decide` called directly
+        self.server: asyncio.Server | None = None
+        self.open_connections = 0
+        self.health = HealthCheck(lambda: self.config, pool)
+        self._serving_pool: Pool = pool  # the pool of the loop the server runs on
+        self._loop: asyncio.AbstractEventLoop | None = None  # the server thread's
+        self._thread: threading.Thread | None = None
+        self._main: asyncio.Task[Any] | None = None  # the server thread's one task
+
+    async def start(
+        self, host: str, port: int, health_check: bool = True, thread: bool = True
+    ) -> None:
+        """Listen for FastAGI requests, on a thread of its own with `thread`; with
+        `health_check`, run the static workers' health check in the background on the
+        caller's loop (the daemon does; tests may drive `health.check`). Raises what binding
+        or connecting the pool raises."""
+        if thread:
+            started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._thread = threading.Thread(
+                target=self._run_thread, args=(host, port, started), name="fastagi", daemon=True
+            )
+            self._thread.start()
+            await started
+        else:
+            self.server = await asyncio.start_server(self.handle, host, port, limit=HEADER_LIMIT)
+        if health_check:
+            self.health.start()
+
+    def _run_thread(self, host: str, port: int, started: asyncio.Future[None]) -> None:
+        caller = started.get_loop()
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+
+        def report(error: BaseException | None) -> None:
+            if not started.done():
+                if error is None:
+                    started.set_result(None)
+                else:
+                    started.set_exception(error)
+
+        async def serve() -> None:
+            pool = await fleet.attach_pool(self.config.database.dsn, POOL_SIZE)
+            try:
+                self._serving_pool = pool
+                self.server = await asyncio.start_server(
+                    self.handle, host, port, limit=HEADER_LIMIT
+                )
+            except BaseException:
+                await pool.close()
+                raise
+            caller.call_soon_threadsafe(report, None)
+            try:
+                await self.server.serve_forever()
+            except asyncio.CancelledError:
+                pass
+            finally:
+                self.server.close()
+                await self.server.wait_closed()
+                await pool.close()
+
+        try:
+            loop.run_until_complete(self._track(serve()))
+        except BaseException as exc:  # binding or the pool failed: the caller raises it
+            caller.call_soon_threadsafe(report, exc)
+        finally:
+            loop.close()
+
+    async def _track(self, work: Coroutine[Any, Any, None]) -> None:
+        self._main = asyncio.current_task()
+        await work
+
+    async def close(self) -> None:
+        await self.health.close()
+        if self._thread is not None:
+            loop, main = self._loop, self._main
+            if loop is not None and main is not None and not loop.is_closed():
+                with contextlib.suppress(RuntimeError):  # the loop ended meanwhile
+                    loop.call_soon_threadsafe(main.cancel)
+            await asyncio.to_thread(self._thread.join, 10)
+            self._thread = None
+        elif self.server is not None:
             self.server.close()
             await self.server.wait_closed()
 
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _allowed(self, writer: asyncio.StreamWriter) -> bool:
+        networks = self.config.listeners.agi.allow
+        if not networks:
+            return True
+        peer = writer.get_extra_info("peername")
         try:
-            raw = await asyncio.wait_for(reader.readuntil(b"\n\n"), 5)
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, OSError):
+            address = ipaddress.ip_address(peer[0])
+        except (TypeError, ValueError, IndexError):
+            return False
+        return any(address in network for network in networks)
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One FastAGI connection: refused over the cap or from outside the allow-list."""
+        if self.open_connections >= MAX_CONNECTIONS or not self._allowed(writer):
+            log.warning("FastAGI connection refused (over the cap or not allowed)")
             writer.close()
             return
+        self.open_connections += 1
         try:
-            headers = dict(
-                line.split(": ", 1)
-                for line in raw[:HEADER_LIMIT].decode(errors="replace").splitlines()
-                if ": " in line
-            )
-            request = Request(app=None, headers=headers, reader=reader, writer=writer)
-            if headers.get("agi_network_script") == "attach":
-                await self._attach(request, headers.get("agi_uniqueid", ""))
-        except Exception:
-            log.exception("attach failed")
+            await self._serve(reader, writer)
         finally:
+            self.open_connections -= 1
             writer.close()
 
-    async def _attach(self, request: Request, uniqueid: str) -> None:
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            raw = await asyncio.wait_for(reader.readuntil(b"\n\n"), HEADER_TIMEOUT)
+            headers = parse_headers(raw)
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, OSError):
+            return
+        except AgiHeaderError as exc:
+            log.warning("FastAGI request refused: %s", exc)
+            return
+        script, query = _script(headers)
+        if script != "attach":
+            log.warning("FastAGI request for an unknown script refused")
+            return
+        if not self._secret_ok(query.get("secret", "")):
+            log.warning("FastAGI request refused: missing or wrong secret")
+            return
+        try:
+            await self._attach(reader, writer, headers.get("agi_uniqueid", ""))
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            log.warning("FastAGI connection lost or silent during the answer")
+        except Exception:
+            log.exception("attach failed")
+
+    def _secret_ok(self, given: str) -> bool:
+        expected = self.config.listeners.agi.secret
+        if not expected:  # none configured: `config check` warns (docs/security.md)
+            return True
+        return hmac.compare_digest(given.encode(), expected.encode())
+
+    async def _commands(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, commands: list[str]
+    ) -> None:
+        """Send the AGI commands one at a time, each after the answer to the one before
+        (Asterisk reads a command only once it answered the last: sent together, the second
+        would wait unread), reading each answer in full (`520-…` up to `520 …`); each within
+        `COMMAND_TIMEOUT`."""
+        for command in commands:
+            writer.write(f"{command}\n".encode())
+            async with asyncio.timeout(COMMAND_TIMEOUT):
+                await writer.drain()
+                while True:
+                    line = await reader.readline()
+                    if not line:
+                        raise asyncio.IncompleteReadError(b"", None)
+                    if _AGI_ANSWER_END.match(line):
+                        break
+
+    async def _attach(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, uniqueid: str
+    ) -> None:
         try:
             attempt_id = uuid.UUID(uniqueid)
         except ValueError:
             attempt_id = None
-        address = await self.decide(attempt_id) if attempt_id else None
+        address = await self.decide(attempt_id, self._serving_pool) if attempt_id else None
         if address is None:
-            await request.send_command('SET VARIABLE DIALLER_ATTACH "abandoned"')
+            await self._commands(reader, writer, ['SET VARIABLE DIALLER_ATTACH "abandoned"'])
         else:
-            await request.send_command(f'SET VARIABLE DIALLER_WORKER "{address}"')
-            await request.send_command('SET VARIABLE DIALLER_ATTACH "ok"')
+            # Both variables in one command (one exchange with a busy Asterisk): MSet is in
+            # Asterisk's core; `agi_value` keeps commas out of the address.
+            await self._commands(
+                reader,
+                writer,
+                [f'EXEC MSet "DIALLER_WORKER={agi_value(address)},DIALLER_ATTACH=ok"'],
+            )
 
-    async def _attached(self, conn: Connection, attempt_id: uuid.UUID) -> None:
-        waited = await fleet.mark_attached(conn, attempt_id)
-        if waited is not None:
-            metrics.ANSWER_TO_ATTACH.observe(max(0.0, waited))
-
-    async def decide(self, attempt_id: uuid.UUID) -> str | None:
-        """The worker address for this answered call, or None (abandoned)."""
-        timeout = self.config.fleet.heartbeat_timeout
-        async with self.pool.acquire() as conn:
-            slot = await fleet.slot_of_attempt(conn, attempt_id, timeout)
-            if (
-                slot is not None
-                and slot.enabled
-                and slot.alive
-                and await port_open(slot.host, slot.port)
-            ):
-                await self._attached(conn, attempt_id)
-                return f"{slot.host}:{slot.port}"
-            reserved = slot.worker if slot is not None else ""
-            async with conn.transaction():
-                # The same "lock the fleet, then count" as a claim: the slot taken here is
-                # free for the rest of this transaction.
-                others = [
-                    w for w in await fleet.locked_fleet_free(conn, timeout) if w.name != reserved
-                ]
-                for other in others:
-                    if await port_open(other.host, other.port):
-                        if slot is None:
-                            await fleet.reserve_slots(conn, [attempt_id], [other.name])
-                        else:
-                            await fleet.move_slot(conn, attempt_id, other.name)
-                        await self._attached(conn, attempt_id)
+    async def decide(self, attempt_id: uuid.UUID, pool: Pool | None = None) -> str | None:
+        """The worker address for this answered call, or None (abandoned): one statement.
+        `pool`: the one of the running loop (default: the caller's, given at construction)."""
+        async with (pool or self.pool).acquire() as conn:
+            chosen = await fleet.attach(conn, attempt_id, self.config.fleet.heartbeat_timeout)
+            campaign = chosen.abandoned_campaign
+            if chosen.worker is not None and chosen.host is not None and chosen.port is not None:
+                address = _address(chosen.host, chosen.port)
+                if address is not None:
+                    if chosen.waited is not None:
+                        metrics.ANSWER_TO_ATTACH.observe(max(0.0, chosen.waited))
+                    if chosen.moved:
                         log.warning(
                             "reserved worker unavailable; call moved",
-                            extra={"attempt_id": str(attempt_id), "worker": other.name},
+                            extra={"attempt_id": str(attempt_id), "worker": chosen.worker},
                         )
-                        return f"{other.host}:{other.port}"
+                    return address
+                # A host stored before hosts were validated never reaches the dialplan.
                 campaign = await fleet.mark_abandoned(
-                    conn, attempt_id, f"no worker could take the call (reserved: {reserved or '-'})"
+                    conn, attempt_id, f"worker {chosen.worker} has an unusable address"
                 )
-                if campaign is not None:
-                    metrics.CALLS_ABANDONED.labels(str(campaign)).inc()
+        if campaign is not None:
+            metrics.CALLS_ABANDONED.labels(str(campaign)).inc()
         log.warning("answered call abandoned: no worker", extra={"attempt_id": str(attempt_id)})
         return None

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import wave
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -87,6 +88,8 @@ class CallStats:
 
     attempt_id: str
     started_at: datetime
+    #: When the AudioSocket connection was accepted (Unix seconds, the worker's own clock).
+    accepted_at: float = 0.0
     context: dict[str, Any] | None = None
     frames_sent: int = 0
     frames_received: int = 0
@@ -376,11 +379,14 @@ class ReferenceWorker:
     async def _on_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
+        # The accept time on the worker's own clock: bench/attach_latency.py measures from
+        # Asterisk's answer to this moment, independently of the daemon's bookkeeping.
+        accepted_at = time.time()
         task = asyncio.current_task()
         if task is not None:
             self._connections.add(task)
         try:
-            await self._serve_connection(reader, writer)
+            await self._serve_connection(reader, writer, accepted_at)
         except Exception:
             log.exception("call handling failed", extra={"worker": self.settings.name})
         finally:
@@ -389,7 +395,7 @@ class ReferenceWorker:
                 self._connections.discard(task)
 
     async def _serve_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, accepted_at: float
     ) -> None:
         try:
             first = await asyncio.wait_for(read_frame(reader), self.settings.uuid_timeout)
@@ -422,7 +428,11 @@ class ReferenceWorker:
             with contextlib.suppress(OSError):
                 writer.write(hangup())
             return
-        stats = CallStats(attempt_id, datetime.now(UTC))
+        stats = CallStats(attempt_id, datetime.now(UTC), accepted_at=accepted_at)
+        log.info(
+            "call accepted",
+            extra={"attempt_id": attempt_id, "accepted_at": f"{accepted_at:.6f}"},
+        )
         recording = bytearray()
         self.active_calls += 1
         try:

@@ -1,6 +1,10 @@
 """The lab's Asterisk 22: a Debian sid root file system (debootstrap), cached as a tarball,
 run under chroot with the project's own dialplan (agi/) and PJSIP templates (config/asterisk/).
 
+Several instances share the one root file system (`dialler lab up --asterisk-servers N`): each
+has its own configuration directory, control socket directory, logs, astdb and spool
+(`Instance`), and its own SIP, AMI and RTP ports; the binaries, modules and sounds are shared.
+
 No mounts: the root file system already carries the device nodes Asterisk needs (debootstrap
 creates /dev/null, /dev/urandom, ...), and Asterisk runs without /proc, so `lab down` never has
 anything to unmount.
@@ -8,6 +12,7 @@ anything to unmount.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -22,6 +27,7 @@ PACKAGES = ("asterisk", "asterisk-modules", "asterisk-core-sounds-en-gsm")
 DEFAULT_CACHE = Path("/var/cache/dialler-lab")
 MIRROR = "http://deb.debian.org/debian"
 ETC = "/etc/asterisk-lab"  # inside the root file system: only our configs, not the package's
+FIRST = "lab"  # the first instance keeps the package's own run, log, lib and spool directories
 
 # Modules the lab needs, loaded explicitly: faster and more predictable than autoload.
 MODULES = (
@@ -68,6 +74,49 @@ MODULES = (
     "bridge_native_rtp.so",
     "res_musiconhold.so",
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """Where one lab Asterisk keeps its files inside the shared root file system."""
+
+    name: str
+    etc: str  # configuration directory (asterisk.conf and the rest)
+    run: str  # control socket and pid file: `asterisk -rx` finds the instance through it
+    log: str
+    db: str  # astdb (SQLite): never shared, two writers would lock each other out
+    spool: str
+
+    @property
+    def conf(self) -> str:
+        return f"{self.etc}/asterisk.conf"
+
+    def private_dirs(self) -> tuple[str, ...]:
+        """Directories this instance writes to (owned by the chroot's asterisk user)."""
+        return (self.run, self.log, self.db, self.spool)
+
+
+def instance(name: str) -> Instance:
+    """The file layout of the lab Asterisk called `name` (`lab`, `lab-2`, ...)."""
+    if name == FIRST:
+        # As before several servers existed: a running first server is never disturbed.
+        return Instance(
+            name,
+            ETC,
+            "/var/run/asterisk",
+            "/var/log/asterisk",
+            "/var/lib/asterisk",
+            "/var/spool/asterisk",
+        )
+    # /var/run is a symlink to /run inside the root: use /run so the host never resolves it.
+    return Instance(
+        name,
+        f"/etc/asterisk-{name}",
+        f"/run/asterisk-{name}",
+        f"/var/log/asterisk-{name}",
+        f"/var/lib/asterisk-{name}",
+        f"/var/spool/asterisk-{name}",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,12 +177,16 @@ def render_configs(
     ports: AsteriskPorts,
     ami_user: str,
     ami_secret: str,
+    agi_secret: str,
     carrier_host: str,
     carrier_port: int,
+    where: Instance | None = None,
 ) -> None:
-    """Write the lab's Asterisk configuration into the root file system's ETC directory."""
-    etc = root / ETC.lstrip("/")
+    """Write one lab Asterisk's configuration into its directory in the root file system."""
+    where = where or instance(FIRST)
+    etc = root / where.etc.lstrip("/")
     etc.mkdir(parents=True, exist_ok=True)
+    _own_dirs(root, where)
     shutil.copy(project / "agi/dialler.conf", etc / "dialler.conf")
     shutil.copy(
         project / "config/asterisk/pjsip_dialler_templates.conf",
@@ -141,16 +194,16 @@ def render_configs(
     )
     files = {
         "asterisk.conf": f"""[directories]
-astetcdir => {ETC}
+astetcdir => {where.etc}
 astmoddir => /usr/lib/x86_64-linux-gnu/asterisk/modules
 astvarlibdir => /var/lib/asterisk
-astdbdir => /var/lib/asterisk
+astdbdir => {where.db}
 astkeydir => /var/lib/asterisk
 astdatadir => /usr/share/asterisk
 astagidir => /usr/share/asterisk/agi-bin
-astspooldir => /var/spool/asterisk
-astrundir => /var/run/asterisk
-astlogdir => /var/log/asterisk
+astspooldir => {where.spool}
+astrundir => {where.run}
+astlogdir => {where.log}
 astsbindir => /usr/sbin
 
 [options]
@@ -183,7 +236,7 @@ writetimeout = 1000
         "icesupport = no\n",
         "pjsip.conf": f"""[global]
 type = global
-user_agent = dialler-lab-asterisk
+user_agent = {_user_agent(where)}
 
 [transport-udp]
 type = transport
@@ -214,11 +267,12 @@ writeprotect = yes
 
 [globals]
 DIALLER_AGI=agi://127.0.0.1:{agi_port}
+DIALLER_AGI_SECRET={agi_secret}
 
 [dialler-inbound-reject]
 exten => _X.,1,Hangup(21)
 exten => _+X.,1,Hangup(21)
-""".replace("{agi_port}", str(ports.agi)),
+""".replace("{agi_port}", str(ports.agi)).replace("{agi_secret}", agi_secret),
         "musiconhold.conf": "[general]\n",
         "cdr.conf": "[general]\nenable = no\n",
         # Present but empty, so Asterisk does not log an error for each at start.
@@ -244,15 +298,44 @@ exten => _+X.,1,Hangup(21)
     (root / "etc/resolv.conf").write_text("# dialler lab: no DNS inside the chroot\n")
 
 
-def start(root: Path, log_file: Path) -> int:
+def _user_agent(where: Instance) -> str:
+    # The first server's as it always was; the others name themselves in every request.
+    return "dialler-lab-asterisk" if where.name == FIRST else f"dialler-lab-asterisk-{where.name}"
+
+
+def _own_dirs(root: Path, where: Instance) -> None:
+    """Create the instance's private directories, owned by the chroot's asterisk user (the
+    package created the first instance's, some behind the root's absolute /var/run symlink,
+    which the host must never follow)."""
+    if where.name == FIRST:
+        return
+    uid, gid = _asterisk_ids(root)
+    for sub in where.private_dirs():
+        path = root / sub.lstrip("/")
+        if not path.is_symlink() and not path.exists():
+            path.mkdir(parents=True)
+            os.chown(path, uid, gid)
+
+
+def _asterisk_ids(root: Path) -> tuple[int, int]:
+    """The asterisk user's uid and gid inside the root file system (its /etc/passwd)."""
+    for line in (root / "etc/passwd").read_text().splitlines():
+        fields = line.split(":")
+        if len(fields) > 3 and fields[0] == "asterisk":
+            return int(fields[2]), int(fields[3])
+    raise LabError(f"no asterisk user in {root / 'etc/passwd'}")
+
+
+def start(root: Path, log_file: Path, where: Instance | None = None) -> int:
     """Start Asterisk in the foreground under chroot, detached from us; returns its pid."""
+    where = where or instance(FIRST)
     cmd = [
         "chroot",
         str(root),
         "/usr/sbin/asterisk",
         "-f",
         "-C",
-        f"{ETC}/asterisk.conf",
+        where.conf,
         "-U",
         "asterisk",
         "-G",
@@ -265,9 +348,10 @@ def start(root: Path, log_file: Path) -> int:
     return proc.pid
 
 
-def cli(root: Path, command: str, timeout: float = 10.0) -> str:
-    """Run an Asterisk CLI command against the running lab Asterisk (asterisk -rx)."""
-    cmd = ["chroot", str(root), "/usr/sbin/asterisk", "-C", f"{ETC}/asterisk.conf", "-rx", command]
+def cli(root: Path, command: str, timeout: float = 10.0, name: str = FIRST) -> str:
+    """Run an Asterisk CLI command against a running lab Asterisk (asterisk -rx)."""
+    conf = instance(name).conf
+    cmd = ["chroot", str(root), "/usr/sbin/asterisk", "-C", conf, "-rx", command]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     if proc.returncode != 0:
         raise LabError(f"asterisk -rx {command!r} failed: {proc.stderr.strip()[-300:]}")

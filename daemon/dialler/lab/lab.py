@@ -1,7 +1,10 @@
 """`dialler lab`: PostgreSQL 15, Asterisk 22 and a SIPp carrier on 127.0.0.1, in one directory.
 
 Everything the lab starts is recorded in `state.json` under the state directory, so `up` is
-idempotent (what runs is left alone) and `down` stops exactly what `up` started.
+idempotent (what runs is left alone) and `down` stops exactly what `up` started. `up` runs N
+Asterisk servers (`lab`, `lab-2`, ...: `--asterisk-servers N`, default 1), each trunked to the
+one carrier; another N starts or stops servers to match. A carrier whose scenario changed (a
+new number plan) is restarted by `up`; anything else that runs is left alone.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import LabError
+from ..errors import InvalidInput, LabError
 from . import asterisk, sipp
 from .numberplan import CALLER_IDS, CARRIER, DEFAULT_HOLD_SECONDS
 from .postgres import PgCluster
@@ -32,6 +35,10 @@ DB_NAME = "dialler"
 DB_USER = "dialler"
 WORKER = "lab-worker"
 WORKER_CAPACITY = 50
+MAX_ASTERISK_SERVERS = 8  # the port plan below leaves room for eight
+# Server k (0-based) listens on the base SIP/AMI ports + k x 100 and RTP range + k x 1000.
+SERVER_PORT_STEP = 100
+SERVER_RTP_STEP = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +54,32 @@ class LabPorts:
     http: int = 58080
     metrics: int = 59464
     worker: int = 57000
+
+
+def server_name(index: int) -> str:
+    """`lab` for the first server (index 0), then `lab-2`, `lab-3`, ..."""
+    return asterisk.FIRST if index == 0 else f"{asterisk.FIRST}-{index + 1}"
+
+
+@dataclass(frozen=True, slots=True)
+class LabServer:
+    """One of the lab's Asterisk servers: its name, ports and files."""
+
+    name: str
+    index: int
+    sip: int
+    ami: int
+    rtp_start: int
+    rtp_end: int
+
+    @property
+    def state_key(self) -> str:
+        # The first server keeps the key it always had, so a running lab is recognised.
+        return "asterisk" if self.index == 0 else f"asterisk-{self.name}"
+
+    @property
+    def files(self) -> asterisk.Instance:
+        return asterisk.instance(self.name)
 
 
 def project_root() -> Path:
@@ -73,7 +106,9 @@ class Lab:
         self.sipp_dir = self.dir / "carrier"
         self.config_path = self.dir / "dialler-lab.yaml"
         self.secret_path = self.dir / "ami-secret"
-        self.tokens_path = self.dir / "api-tokens"
+        self.tokens_path = self.dir / "api-tokens"  # operator tokens (the console's sign-in)
+        self.worker_tokens_path = self.dir / "worker-tokens"  # `<token> lab-worker`
+        self.agi_secret_path = self.dir / "agi-secret"  # in the dialplan's AGI URL
         self.recordings = self.dir / "recordings"  # what the lab worker heard, per attempt
 
     # -- state -----------------------------------------------------------------------------
@@ -92,13 +127,52 @@ class Lab:
         state = self._state() | pids
         self._state_file.write_text(json.dumps(state, indent=2))
 
+    def _forget(self, key: str) -> None:
+        state = self._state()
+        if state.pop(key, None) is not None:
+            self._state_file.write_text(json.dumps(state, indent=2))
+
     def _alive(self, key: str, binary: str) -> int | None:
         pid = self._state().get(key)
         return pid if pid and _pid_runs(pid, binary) else None
 
+    # -- Asterisk servers ------------------------------------------------------------------
+    def server(self, index: int) -> LabServer:
+        """Server `index` (0-based) of the port plan."""
+        p = self.ports
+        return LabServer(
+            name=server_name(index),
+            index=index,
+            sip=p.sip + index * SERVER_PORT_STEP,
+            ami=p.ami + index * SERVER_PORT_STEP,
+            rtp_start=p.rtp_start + index * SERVER_RTP_STEP,
+            rtp_end=p.rtp_end + index * SERVER_RTP_STEP,
+        )
+
+    def servers(self) -> list[LabServer]:
+        """The servers the lab runs now: the first always, the others while `up` keeps them
+        (recorded in the state file, so a crashed one still shows, as down)."""
+        state = self._state()
+        return [
+            self.server(i)
+            for i in range(MAX_ASTERISK_SERVERS)
+            if i == 0 or self.server(i).state_key in state
+        ]
+
+    def servers_by_sip_port(self) -> dict[int, str]:
+        """Every possible server's name by its SIP port: the carrier tells servers apart by
+        the port its INVITEs come from (their Contact), also for servers since stopped."""
+        return {self.server(i).sip: self.server(i).name for i in range(MAX_ASTERISK_SERVERS)}
+
     # -- up --------------------------------------------------------------------------------
-    def up(self, progress: bool = True) -> Path:
-        """Start whatever is not running; return the lab config's path."""
+    def up(self, progress: bool = True, asterisk_servers: int = 1) -> Path:
+        """Start whatever is not running, with `asterisk_servers` Asterisk servers (starting or
+        stopping servers to match); return the lab config's path."""
+        if not 1 <= asterisk_servers <= MAX_ASTERISK_SERVERS:
+            raise InvalidInput(
+                f"--asterisk-servers must be between 1 and {MAX_ASTERISK_SERVERS}, "
+                f"not {asterisk_servers}"
+            )
         if os.geteuid() != 0:
             raise LabError(
                 "the lab needs root (debootstrap, chroot, an unprivileged PostgreSQL user)"
@@ -110,11 +184,16 @@ class Lab:
         self.pg.init()
         self.pg.start()
         self.pg.ensure_database(DB_NAME, DB_USER)
-        self._say(progress, "asterisk")
-        self._asterisk_up(progress)
+        wanted = [self.server(i) for i in range(asterisk_servers)]
+        for server in wanted:
+            self._say(progress, f"asterisk {server.name}")
+            self._asterisk_up(progress, server)
+        for server in [s for s in self.servers() if s.index >= asterisk_servers]:
+            self._say(progress, f"stopping asterisk {server.name}")
+            self._asterisk_down(server)
         self._say(progress, "carrier")
         self._carrier_up()
-        self._write_config()
+        self._write_config(wanted)
         from ..store.migrate import migrate
 
         asyncio.run(migrate(self.pg.dsn(DB_NAME, DB_USER)))
@@ -141,7 +220,7 @@ class Lab:
             "--capacity",
             str(WORKER_CAPACITY),
             "--token-file",
-            str(self.tokens_path),
+            str(self.worker_tokens_path),
             "--talk",
             "60s",
             "--record-dir",
@@ -160,13 +239,23 @@ class Lab:
             print(f"lab: {what}…", file=sys.stderr, flush=True)
 
     def _ensure_secret(self) -> None:
-        for path in (self.secret_path, self.tokens_path):
+        lines = {
+            self.secret_path: "",
+            self.tokens_path: "",
+            self.agi_secret_path: "",
+            self.worker_tokens_path: f" {WORKER}",  # the reference worker's own token
+        }
+        for path, after in lines.items():
             if not path.exists():
-                path.write_text(secrets.token_urlsafe(24) + "\n")
-                os.chmod(path, 0o600)
+                # Created private: a token never sits in a file others may read.
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(secrets.token_urlsafe(24) + after + "\n")
+            os.chmod(path, 0o600)
 
-    def _asterisk_up(self, progress: bool) -> None:
-        if self._alive("asterisk", "asterisk") and _port_open(HOST, self.ports.ami):
+    def _asterisk_up(self, progress: bool, server: LabServer) -> None:
+        log = self.dir / ("asterisk.log" if server.index == 0 else f"asterisk-{server.name}.log")
+        if self._alive(server.state_key, "asterisk") and _port_open(HOST, server.ami):
             return
         tarball = asterisk.cache_tarball(self.cache_dir)
         if not tarball.exists():
@@ -178,35 +267,49 @@ class Lab:
             self.root,
             project_root(),
             asterisk.AsteriskPorts(
-                self.ports.sip,
-                self.ports.ami,
-                self.ports.rtp_start,
-                self.ports.rtp_end,
-                self.ports.agi,
+                server.sip,
+                server.ami,
+                server.rtp_start,
+                server.rtp_end,
+                self.ports.agi,  # every server's calls attach through the one daemon
             ),
             AMI_USER,
             secret,
+            self.agi_secret_path.read_text().strip(),
             HOST,
             self.ports.carrier,
+            server.files,
         )
-        pid = asterisk.start(self.root, self.dir / "asterisk.log")
-        self._save(asterisk=pid)
-        if not _wait(lambda: _ami_banner(HOST, self.ports.ami), 30):
+        pid = asterisk.start(self.root, log, server.files)
+        self._save(**{server.state_key: pid})
+        messages = self.root / server.files.log.lstrip("/") / "messages.log"
+        if not _wait(lambda: _ami_banner(HOST, server.ami), 30):
             raise LabError(
-                f"Asterisk did not open AMI on {HOST}:{self.ports.ami}; "
-                f"see {self.dir / 'asterisk.log'} and "
-                f"{self.root / 'var/log/asterisk/messages.log'}"
+                f"Asterisk {server.name} did not open AMI on {HOST}:{server.ami}; "
+                f"see {log} and {messages}"
             )
         # AMI answers before PJSIP is fully loaded: wait for the SIP transport too.
-        if not _wait(lambda: _udp_bound(self.ports.sip), 30):
-            raise LabError(f"Asterisk did not bind SIP on {HOST}:{self.ports.sip}")
+        if not _wait(lambda: _udp_bound(server.sip), 30):
+            raise LabError(f"Asterisk {server.name} did not bind SIP on {HOST}:{server.sip}")
+
+    def _asterisk_down(self, server: LabServer) -> None:
+        pid = self._alive(server.state_key, "asterisk")
+        if pid:
+            _terminate(pid)
+        self._forget(server.state_key)
 
     def _carrier_up(self) -> None:
-        if self._alive("carrier", "sipp") and _udp_bound(self.ports.carrier):
-            return
-        self.sipp_dir.mkdir(parents=True, exist_ok=True)
         scenario = self.sipp_dir / "carrier.xml"
-        scenario.write_text(sipp.render_scenario(DEFAULT_HOLD_SECONDS))
+        text = sipp.render_scenario(DEFAULT_HOLD_SECONDS)
+        running = self._alive("carrier", "sipp")
+        if running and _udp_bound(self.ports.carrier):
+            if scenario.exists() and scenario.read_text() == text:
+                return
+            # The number plan changed (a new version of the lab): the old scenario would
+            # answer the new ranges wrongly, so the carrier starts again with the new one.
+            _terminate(running)
+        self.sipp_dir.mkdir(parents=True, exist_ok=True)
+        scenario.write_text(text)
         self.calls_log.write_text("")  # `lab calls` counts from this start
         cmd = [
             "sipp",
@@ -250,16 +353,16 @@ class Lab:
     def calls_log(self) -> Path:
         return self.sipp_dir / "calls.log"
 
-    def _write_config(self) -> None:
+    def _write_config(self, servers: list[LabServer]) -> None:
         p = self.ports
         config = {
             "database": {"dsn": self.pg.dsn(DB_NAME, DB_USER)},
             "asterisk": [
                 {
-                    "name": "lab",
+                    "name": server.name,
                     "ami": {
                         "host": HOST,
-                        "port": p.ami,
+                        "port": server.ami,
                         "username": AMI_USER,
                         "secret_file": str(self.secret_path),
                         "ping_interval": "2s",
@@ -269,18 +372,27 @@ class Lab:
                     },
                     "originate_context": "dialler-outbound",
                 }
+                for server in servers
             ],
             "carriers": [
                 {"name": CARRIER, "endpoint": CARRIER, "max_channels": 500, "calls_per_second": 100}
             ],
             "numbers": [{"number": n, "carrier": CARRIER, "enabled": True} for n in CALLER_IDS],
             "listeners": {
-                "agi": {"host": HOST, "port": p.agi},
+                "agi": {
+                    "host": HOST,
+                    "port": p.agi,
+                    "secret_file": str(self.agi_secret_path),
+                    "allow": [HOST],
+                },
                 "http": {"host": HOST, "port": p.http},
                 "metrics": {"host": HOST, "port": p.metrics},
             },
             "contacts": {"default_region": "GB"},
-            "api": {"tokens_file": str(self.tokens_path)},
+            "api": {
+                "tokens_file": str(self.tokens_path),
+                "worker_tokens_file": str(self.worker_tokens_path),
+            },
             "fleet": {
                 "workers": [
                     {"name": WORKER, "host": HOST, "port": p.worker, "capacity": WORKER_CAPACITY}
@@ -295,18 +407,26 @@ class Lab:
     # -- status / calls / down -------------------------------------------------------------
     def status(self) -> dict[str, object]:
         p = self.ports
-        ast_up = bool(self._alive("asterisk", "asterisk")) and _port_open(HOST, p.ami)
+        version = asterisk.version(self.root) if self.root.exists() else None
+        servers = [
+            {
+                "name": server.name,
+                "up": bool(self._alive(server.state_key, "asterisk"))
+                and _port_open(HOST, server.ami),
+                "host": HOST,
+                "sip_port": server.sip,
+                "ami_port": server.ami,
+                "version": version,
+            }
+            for server in self.servers()
+        ]
+        first = {k: v for k, v in servers[0].items() if k != "name"}
         return {
             "state_dir": str(self.dir),
             "config": str(self.config_path) if self.config_path.exists() else None,
             "postgres": {"up": self.pg.is_running(), "host": HOST, "port": p.postgres},
-            "asterisk": {
-                "up": ast_up,
-                "host": HOST,
-                "sip_port": p.sip,
-                "ami_port": p.ami,
-                "version": asterisk.version(self.root) if self.root.exists() else None,
-            },
+            "asterisk": first,
+            "asterisk_servers": servers,
             "carrier": {
                 "up": bool(self._alive("carrier", "sipp")),
                 "host": HOST,
@@ -322,15 +442,22 @@ class Lab:
         }
 
     def calls(self) -> sipp.CallCount:
-        return sipp.count_calls(self.calls_log)
+        """What the carrier received since it started, counted from its own log."""
+        return sipp.count_calls(self.calls_log, self.servers_by_sip_port())
+
+    def invites(self) -> list[sipp.Invite]:
+        """Every call the carrier received since it started, with the carrier's receive time,
+        the sending server's SIP port and, in the throttling range, its verdict: what a test
+        measures rates and throttling from."""
+        return sipp.read_invites(self.calls_log)
 
     def down(self) -> None:
-        for key, binary in (
-            ("worker", "dialler.cli"),
-            ("carrier", "sipp"),
-            ("asterisk", "asterisk"),
-        ):
+        for key, binary in (("worker", "dialler.cli"), ("carrier", "sipp")):
             pid = self._alive(key, binary)
+            if pid:
+                _terminate(pid)
+        for server in reversed(self.servers()):
+            pid = self._alive(server.state_key, "asterisk")
             if pid:
                 _terminate(pid)
         self.pg.stop()
@@ -393,4 +520,4 @@ def _udp_bound(port: int) -> bool:
     return any(line.split()[1].endswith(needle.strip()) for line in lines if len(line.split()) > 1)
 
 
-__all__ = ["DEFAULT_STATE_DIR", "Lab", "LabPorts", "asdict"]
+__all__ = ["DEFAULT_STATE_DIR", "MAX_ASTERISK_SERVERS", "Lab", "LabPorts", "LabServer", "asdict"]

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
@@ -21,6 +22,7 @@ from .conn import Connection, Record
 from .queries import load
 
 __all__ = [
+    "BotDetailRow",
     "BotRow",
     "CampaignRow",
     "CampaignSettings",
@@ -28,6 +30,7 @@ __all__ = [
     "CampaignSummaryRow",
     "CancelledRow",
     "SettingsRefused",
+    "SwappedRow",
     "bot_names",
     "campaign_id",
     "campaign_id_by_name",
@@ -38,6 +41,7 @@ __all__ = [
     "complete_if_idle",
     "count_in_flight",
     "disable_unconfigured_numbers",
+    "get_bot",
     "get_campaign",
     "has_contacts",
     "insert_bot",
@@ -51,8 +55,11 @@ __all__ = [
     "replace_campaign_numbers",
     "resume_campaign",
     "retry_policy",
+    "running_concurrency",
     "set_number_enabled",
     "start_campaign",
+    "swap_campaign_number",
+    "update_bot",
     "update_campaign",
     "upsert_numbers",
     "wake_daemons",
@@ -127,6 +134,8 @@ class CampaignRow:
     window_end: str
     window_days: tuple[str, ...]
     timezone: str
+    #: `window.per_contact`: the window is read on each contact's own clocks.
+    window_per_contact: bool
     always_on: bool
     ring_timeout_ms: int
     retry_max_attempts: int
@@ -172,9 +181,10 @@ class CampaignSettings:
     retry_on_custom: tuple[str, ...]
     redial_stop_after_ms: int | None
     redial_short_connect_ms: int | None
+    window_per_contact: bool = False
 
     def columns(self) -> tuple[object, ...]:
-        """In the order of insert_campaign's parameters ($1..$15)."""
+        """In the order of insert_campaign's parameters ($1..$16)."""
         return (
             self.name,
             self.bot_name,
@@ -191,6 +201,7 @@ class CampaignSettings:
             list(self.retry_on_custom),
             self.redial_stop_after_ms,
             self.redial_short_connect_ms,
+            self.window_per_contact,
         )
 
 
@@ -346,6 +357,7 @@ def _campaign(row: Record) -> CampaignRow:
         window_end=row["window_end"],
         window_days=tuple(row["window_days"]),
         timezone=row["timezone"],
+        window_per_contact=row["window_per_contact"],
         always_on=row["always_on"],
         ring_timeout_ms=row["ring_timeout_ms"],
         retry_max_attempts=row["retry_max_attempts"],
@@ -467,3 +479,68 @@ async def wake_daemons(conn: Connection, campaign_id: uuid.UUID) -> None:
     """`NOTIFY dialler_wakeup` (payload: the campaign id), delivered at commit: running
     daemons re-read their campaigns at once."""
     await conn.execute(_Q["wake_daemons"], str(campaign_id))
+
+
+# --- bots: one at a time (`bot show`, `bot edit`) --------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BotDetailRow:
+    """One bot with its prompt and pipeline (the jsonb object, decoded)."""
+
+    id: uuid.UUID
+    name: str
+    prompt: str
+    pipeline: dict[str, Any]
+    created_at: datetime
+    campaigns: int  # campaigns using it
+
+
+async def get_bot(conn: Connection, name: str) -> BotDetailRow | None:
+    """The bot named `name`, or None."""
+    row = await conn.fetchrow(_Q["get_bot"], name)
+    if row is None:
+        return None
+    return BotDetailRow(
+        id=row["id"],
+        name=row["name"],
+        prompt=row["prompt"],
+        pipeline=dict(row["pipeline"]),
+        created_at=row["created_at"],
+        campaigns=row["campaigns"],
+    )
+
+
+async def update_bot(
+    conn: Connection, name: str, new_name: str, prompt: str, pipeline: object
+) -> bool:
+    """Rewrite the bot named `name`; False when there is none. `NameTaken` when `new_name`
+    belongs to another bot."""
+    try:
+        updated = await conn.fetchval(_Q["update_bot"], name, new_name, prompt, pipeline)
+    except asyncpg.UniqueViolationError:
+        raise NameTaken("bot", new_name) from None
+    return updated is not None
+
+
+# --- the caller-ID pool: swapping a number ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SwappedRow:
+    """A campaign whose pool had a caller ID replaced."""
+
+    id: uuid.UUID
+    name: str
+
+
+async def swap_campaign_number(conn: Connection, old: str, new: str) -> list[SwappedRow]:
+    """Replace `old` by `new` in every draft, running or paused pool that has `old` and not
+    `new`; the campaigns changed, by name."""
+    rows = await conn.fetch(_Q["swap_campaign_number"], old, new)
+    return sorted((SwappedRow(row["id"], row["name"]) for row in rows), key=lambda r: r.name)
+
+
+async def running_concurrency(conn: Connection) -> int:
+    """The sum of the running (not cancelled) campaigns' concurrency."""
+    return int(await conn.fetchval(_Q["running_concurrency"]))

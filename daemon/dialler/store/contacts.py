@@ -38,11 +38,11 @@ __all__ = [
 
 _Q = load("contacts.sql")
 _STAGING_TABLE = "contacts_import"
-_STAGING_COLUMNS = ("line", "phone", "raw_phone", "variables")
+_STAGING_COLUMNS = ("line", "phone", "raw_phone", "variables", "zone_key")
 
 #: One valid row to stage: line, E.164 number, the number as written (None: the same),
-#: the variables as a JSON object.
-StagingRecord = tuple[int, str, str | None, str]
+#: the variables as a JSON object, the contact's zone key ('' : the campaign's zone).
+StagingRecord = tuple[int, str, str | None, str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,12 +143,20 @@ async def truncate_import_staging(conn: Connection) -> None:
 
 
 async def add_contact(
-    conn: Connection, campaign_id: uuid.UUID, phone: str, variables: Mapping[str, str]
+    conn: Connection,
+    campaign_id: uuid.UUID,
+    phone: str,
+    variables: Mapping[str, str],
+    zone_key: str = "",
 ) -> AddedRow | None:
-    """Add one contact, due now (cancelled when suppressed); None when the campaign has the
-    number already."""
+    """Add one contact with its zone key ('' : the campaign's zone), due now (cancelled when
+    suppressed); None when the campaign has the number already."""
     row = await conn.fetchrow(
-        _Q["add_contact"], campaign_id, phone, json.dumps(dict(variables), ensure_ascii=False)
+        _Q["add_contact"],
+        campaign_id,
+        phone,
+        json.dumps(dict(variables), ensure_ascii=False),
+        zone_key,
     )
     return None if row is None else AddedRow(id=row["id"], state=row["state"])
 

@@ -33,6 +33,7 @@ __all__ = [
     "claim_contacts",
     "complete_finished_campaigns",
     "daemons_of_host",
+    "database_unreachable",
     "extend_deadline",
     "finalise_attempt",
     "heartbeat",
@@ -43,6 +44,7 @@ __all__ = [
     "mark_campaign_dialled",
     "mark_daemon_dead",
     "mark_wrapping",
+    "ping",
     "register_daemon",
     "running_campaigns",
     "schema_versions",
@@ -50,6 +52,7 @@ __all__ = [
     "stale_attempts",
     "store_result",
     "touch_numbers",
+    "trailing_requeues",
     "unclaim",
     "unlisten_wakeups",
     "unregister_daemon",
@@ -122,6 +125,7 @@ class OpenAttempt:
     disposition: str | None
     callback_at: datetime | None
     attempts_used: int
+    attached_at: datetime | None = None  # when a worker took the call (None: none did)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +156,24 @@ def _rules(row: Record) -> CampaignRules:
         redial=redial_policy(row),
         ring_timeout=row["ring_timeout_ms"] / 1000.0,
         cancelled=row.get("cancelled_at") is not None,
+    )
+
+
+# --- the database's health ------------------------------------------------------------------
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """Does `exc` say the database could not be reached or dropped the session (refused,
+    reset, shutting down or starting, the connection closed under us, a query cancelled or
+    timed out) — an outage to wait out, not a fault of the statement itself?"""
+    return isinstance(
+        exc,
+        OSError
+        | TimeoutError
+        | asyncpg.PostgresConnectionError
+        | asyncpg.InterfaceError
+        | asyncpg.exceptions.OperatorInterventionError
+        | asyncpg.exceptions.TooManyConnectionsError,
     )
 
 
@@ -199,6 +221,11 @@ WAKEUP_CHANNEL = "dialler_wakeup"  # NOTIFY-ed when a campaign starts or gets co
 async def listen_wakeups(conn: Connection, callback: Callable[..., object]) -> None:
     """LISTEN on the wake-up channel: `callback` runs on each notification."""
     await conn.add_listener(WAKEUP_CHANNEL, callback)
+
+
+async def ping(conn: Connection) -> None:
+    """One round trip: raises when the connection is gone."""
+    await conn.execute(_Q["ping"])
 
 
 async def unlisten_wakeups(conn: Connection, callback: Callable[..., object]) -> None:
@@ -333,6 +360,7 @@ async def lock_open_attempt(conn: Connection, attempt_id: uuid.UUID) -> OpenAtte
         r["disposition"],
         r["callback_at"],
         r["attempts_used"],
+        r["attached_at"],
     )
 
 
@@ -413,8 +441,12 @@ async def store_result(
 # --- recovery --------------------------------------------------------------------------------
 
 
-async def stale_attempts(conn: Connection, heartbeat_age: float) -> list[StaleAttempt]:
-    """Open attempts past their deadline or owned by a daemon silent for `heartbeat_age` s."""
+async def stale_attempts(
+    conn: Connection, heartbeat_age: float, daemon_id: str
+) -> list[StaleAttempt]:
+    """Open attempts past their deadline or owned by a daemon silent for `heartbeat_age` s,
+    and every call of `daemon_id` not yet ended (the caller skips those it follows: the rest
+    were lost by it — during a database outage — and are reconciled at once)."""
     return [
         StaleAttempt(
             r["id"],
@@ -429,8 +461,13 @@ async def stale_attempts(conn: Connection, heartbeat_age: float) -> list[StaleAt
             r["deadline_at"],
             r["ring_timeout_ms"],
         )
-        for r in await conn.fetch(_Q["stale_attempts"], heartbeat_age)
+        for r in await conn.fetch(_Q["stale_attempts"], heartbeat_age, daemon_id)
     ]
+
+
+async def trailing_requeues(conn: Connection, contact_id: uuid.UUID) -> int:
+    """How many of the contact's latest final attempts in a row were requeued."""
+    return int(await conn.fetchval(_Q["trailing_requeues"], contact_id))
 
 
 async def adopt_attempt(

@@ -6,16 +6,26 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from .conn import Connection
+import asyncpg
+
+from ..domain.states import Disposition
+from ..errors import OperationalError
+from .conn import Connection, Pool
+from .pool import _init_connection
 from .queries import load
 
 __all__ = [
+    "Attach",
     "CallContext",
+    "ConfigWorker",
     "Slot",
     "WorkerFree",
+    "attach",
+    "attach_pool",
     "call_context",
+    "config_workers",
     "disable_unlisted_config_workers",
     "fleet_capacity",
     "fleet_free",
@@ -25,6 +35,7 @@ __all__ = [
     "mark_abandoned",
     "mark_attached",
     "move_slot",
+    "record_health",
     "register_worker",
     "release_slot",
     "reserve_slots",
@@ -54,6 +65,32 @@ class Slot:
     port: int
     enabled: bool
     alive: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Attach:
+    """What `attach` decided for an answered call."""
+
+    worker: str | None  # None: abandoned
+    host: str | None
+    port: int | None
+    reserved: str | None  # the worker the slot was on before (None: no slot)
+    waited: float | None  # seconds since the answer, when the answer was recorded first
+    abandoned_campaign: uuid.UUID | None  # the campaign of a call abandoned now
+
+    @property
+    def moved(self) -> bool:
+        """The call went to another worker than the one reserved at claim."""
+        return self.worker is not None and self.worker != self.reserved
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigWorker:
+    """A static worker in rotation: what the health check probes."""
+
+    name: str
+    host: str
+    port: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +128,55 @@ async def register_worker(conn: Connection, name: str, host: str, port: int, cap
 async def heartbeat_worker(conn: Connection, name: str) -> bool:
     """A registered worker's heartbeat; False when no worker has that name."""
     return await conn.fetchval(_Q["heartbeat_worker"], name) is not None
+
+
+async def config_workers(conn: Connection) -> list[ConfigWorker]:
+    """The static workers in rotation, for the daemons' health check."""
+    return [
+        ConfigWorker(r["name"], r["host"], r["port"])
+        for r in await conn.fetch(_Q["config_workers"])
+    ]
+
+
+async def record_health(conn: Connection, up: Sequence[str], down: Sequence[str]) -> None:
+    """The health check's verdict: static workers `up` are heard from now, `down` leave
+    rotation until a later check (or a heartbeat) finds them up."""
+    await conn.execute(_Q["record_health"], list(up), list(down))
+
+
+async def attach(conn: Connection, attempt_id: uuid.UUID, heartbeat_timeout: float) -> Attach:
+    """The FastAGI attach in one statement: confirm the slot reserved at claim, or move it to
+    the emptiest other worker in rotation, or mark the call abandoned (sql/fleet.sql)."""
+    row = await conn.fetchrow(_Q["attach"], attempt_id, heartbeat_timeout, Disposition.ABANDONED)
+    assert row is not None  # the statement always returns one row
+    return Attach(
+        row["worker"],
+        row["host"],
+        row["port"],
+        row["reserved"],
+        row["waited"],
+        row["abandoned_campaign"],
+    )
+
+
+async def attach_pool(dsn: str, size: int) -> Pool:
+    """The FastAGI attach's own pool, `size` connections opened now. Its commits do not wait
+    for the WAL flush (`synchronous_commit = off`): an attach answers a callee who is waiting,
+    and what it writes (the slot confirmed or moved, `attached_at`, an `abandoned` disposition)
+    may be lost only in a database crash within a fraction of a second of it — the call is
+    then reconciled like any call in flight at a crash. `OperationalError` when unreachable."""
+    try:
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=size,
+            max_size=size,
+            init=_init_connection,
+            timeout=10,
+            server_settings={"synchronous_commit": "off"},
+        )
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        raise OperationalError(f"cannot reach the database: {exc}") from None
+    return cast(Pool, pool)
 
 
 async def lock_fleet(conn: Connection) -> None:

@@ -37,6 +37,7 @@ class FinalAttempt:
     worker: str | None
     next_action: str | None
     next_at: datetime | None
+    asterisk: str | None  # the server that placed the call, by its config name
     variables: dict[str, str] | None
 
 
@@ -71,5 +72,6 @@ async def final_attempts(
             worker=row["worker"],
             next_action=row["next_action"],
             next_at=row["next_at"],
+            asterisk=row["asterisk"],
             variables=row["variables"],
         )

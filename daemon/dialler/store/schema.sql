@@ -79,6 +79,9 @@ CREATE TABLE campaigns (
     -- Denormalised from attempts so that live activity and stall detection read one row
     -- instead of scanning attempts; written when a dial is placed.
     last_dial_at timestamptz,
+    -- The window read on each contact's own clocks (0004): CONTRACT "Campaign window per
+    -- contact".
+    window_per_contact boolean NOT NULL DEFAULT false,
     -- What `campaign start` guarantees, kept true for every non-draft campaign. The other
     -- start checks (non-empty number pool, contacts present) span tables and stay in code.
     CONSTRAINT campaigns_startable_check CHECK (
@@ -145,6 +148,11 @@ CREATE TABLE contacts (
     line_number integer CHECK (line_number >= 1),
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
+    -- The zones the contact's number may be in, sorted, space-separated; '' = the campaign's
+    -- own zone (0004). Many contacts share one key: due-ness is computed per key.
+    zone_key text NOT NULL DEFAULT '',
+    -- Why the contact was cancelled without a call ('no_common_window'), for the call list.
+    state_reason text,
     -- A number is called once per campaign; duplicates are reported at import.
     UNIQUE (campaign_id, phone_number),
     CONSTRAINT contacts_due_check CHECK (
@@ -162,6 +170,11 @@ CREATE TRIGGER contacts_touch_updated_at BEFORE UPDATE ON contacts
 -- the scan stops at the first contact not yet due. The claim must repeat this predicate for
 -- the planner to use the index.
 CREATE INDEX contacts_due_idx ON contacts (campaign_id, next_due_at)
+    WHERE state IN ('pending', 'retry_scheduled', 'callback_scheduled');
+
+-- The claim of a per-contact-window campaign: due contacts of one open zone key, in due order
+-- (0004). contacts_due_idx stays for campaigns that read the window on one clock.
+CREATE INDEX contacts_zone_due_idx ON contacts (campaign_id, zone_key, next_due_at)
     WHERE state IN ('pending', 'retry_scheduled', 'callback_scheduled');
 
 -- Per-state counts of one campaign (stats grid, completion check) without reading its rows.

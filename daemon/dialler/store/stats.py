@@ -7,17 +7,21 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from .conn import Connection
+from .conn import Connection, Record
 from .queries import load
 
 __all__ = [
     "AttemptRates",
     "CallRow",
     "ContactCount",
+    "OutcomeCount",
+    "attempt_outcomes",
     "attempt_rates",
-    "call_list",
+    "call_cursor",
+    "call_page",
     "campaign_carriers",
     "contact_counts",
+    "contact_in_campaign",
     "open_attempts_by_carrier",
 ]
 
@@ -57,6 +61,11 @@ class CallRow:
     disposition: str | None
     next_action: str | None
     attempt_number: int | None
+    #: When the last attempt ended (else when it was dialled, else queued); None: never.
+    last_attempt_at: datetime | None = None
+    #: Why the contact was cancelled without a call (`no_common_window`); None: no reason
+    #: recorded.
+    state_reason: str | None = None
 
 
 async def contact_counts(
@@ -90,22 +99,71 @@ async def open_attempts_by_carrier(conn: Connection) -> dict[str, int]:
     return {row["carrier"]: row["n"] for row in await conn.fetch(_Q["open_attempts_by_carrier"])}
 
 
-async def call_list(
+@dataclass(frozen=True, slots=True)
+class OutcomeCount:
+    """Final attempts of a campaign with one outcome; of those, how many ended since the
+    cut-off asked for, and how many of these were abandoned (no worker took the call)."""
+
+    outcome: str
+    n: int
+    recent: int
+    abandoned: int
+
+
+async def attempt_outcomes(
+    conn: Connection, campaign_id: uuid.UUID, since: datetime
+) -> list[OutcomeCount]:
+    """The campaign's final attempts by outcome (outcomes without attempts are absent)."""
+    return [
+        OutcomeCount(row["outcome"], row["n"], row["recent"], row["abandoned"])
+        for row in await conn.fetch(_Q["attempt_outcomes"], campaign_id, since)
+    ]
+
+
+async def call_page(
+    conn: Connection,
+    campaign_id: uuid.UUID,
+    *,
+    state: str | None,
+    after: uuid.UUID | None,
+    limit: int | None,
+) -> list[CallRow]:
+    """A page of the call list in its order: after the contact `after` (None: from the
+    start), only contacts in `state` (None: all), at most `limit` (None: all)."""
+    rows = await conn.fetch(_Q["call_page"], campaign_id, after, state, limit)
+    return [_call_row(row) for row in rows]
+
+
+async def call_cursor(
     conn: Connection, campaign_id: uuid.UUID, prefetch: int = 1000
 ) -> AsyncIterator[CallRow]:
-    """The call list in file order, from a cursor: the caller holds `conn.transaction()`
-    around the whole iteration."""
-    async for row in conn.cursor(_Q["call_list"], campaign_id, prefetch=prefetch):
-        yield CallRow(
-            id=row["id"],
-            phone_number=row["phone_number"],
-            state=row["state"],
-            attempts_used=row["attempts_used"],
-            next_due_at=row["next_due_at"],
-            line_number=row["line_number"],
-            outcome=row["outcome"],
-            sip_code=row["sip_code"],
-            disposition=row["disposition"],
-            next_action=row["next_action"],
-            attempt_number=row["attempt_number"],
-        )
+    """The whole call list in its order (`call_page` without a page), from a cursor: the
+    caller holds `conn.transaction()` around the whole iteration."""
+    async for row in conn.cursor(_Q["call_page"], campaign_id, None, None, None, prefetch=prefetch):
+        yield _call_row(row)
+
+
+async def contact_in_campaign(
+    conn: Connection, campaign_id: uuid.UUID, contact_id: uuid.UUID
+) -> bool:
+    """Whether the contact belongs to the campaign."""
+    found: bool = await conn.fetchval(_Q["contact_in_campaign"], campaign_id, contact_id)
+    return found
+
+
+def _call_row(row: Record) -> CallRow:
+    return CallRow(
+        id=row["id"],
+        phone_number=row["phone_number"],
+        state=row["state"],
+        attempts_used=row["attempts_used"],
+        next_due_at=row["next_due_at"],
+        line_number=row["line_number"],
+        outcome=row["outcome"],
+        sip_code=row["sip_code"],
+        disposition=row["disposition"],
+        next_action=row["next_action"],
+        attempt_number=row["attempt_number"],
+        last_attempt_at=row["last_attempt_at"],
+        state_reason=row["state_reason"],
+    )

@@ -15,6 +15,7 @@ __all__ = [
     "SuppressionAdded",
     "add_suppression",
     "cancel_suppressed_contacts",
+    "is_suppressed",
     "list_suppressions",
     "remove_suppression",
 ]
@@ -80,3 +81,8 @@ async def list_suppressions(conn: Connection) -> list[Suppression]:
         )
         for row in await conn.fetch(_Q["list_suppressions"])
     ]
+
+
+async def is_suppressed(conn: Connection, phone: str) -> bool:
+    """Is `phone` (E.164) on the do-not-call list?"""
+    return bool(await conn.fetchval(_Q["is_suppressed"], phone))

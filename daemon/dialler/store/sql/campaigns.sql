@@ -18,21 +18,21 @@ SELECT name FROM bots ORDER BY name;
 INSERT INTO campaigns (
     name, bot_id, concurrency, window_start, window_end, window_days, timezone, always_on,
     ring_timeout_ms, retry_max_attempts, retry_delay_ms, retry_on_system, retry_on_custom,
-    redial_stop_after_ms, redial_short_connect_ms)
+    redial_stop_after_ms, redial_short_connect_ms, window_per_contact)
 VALUES ($1, (SELECT id FROM bots WHERE name = $2), $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
-        $13, $14, $15)
+        $13, $14, $15, $16)
 RETURNING id;
 
 -- name: update_campaign
--- `state = $17`: the caller read (and locked) the campaign in that state; never rewrites a
+-- `state = $18`: the caller read (and locked) the campaign in that state; never rewrites a
 -- campaign that moved on.
 UPDATE campaigns SET
     name = $2, bot_id = (SELECT id FROM bots WHERE name = $3), concurrency = $4,
     window_start = $5, window_end = $6, window_days = $7, timezone = $8, always_on = $9,
     ring_timeout_ms = $10, retry_max_attempts = $11, retry_delay_ms = $12,
     retry_on_system = $13, retry_on_custom = $14, redial_stop_after_ms = $15,
-    redial_short_connect_ms = $16
-WHERE id = $1 AND state = $17 AND cancelled_at IS NULL
+    redial_short_connect_ms = $16, window_per_contact = $17
+WHERE id = $1 AND state = $18 AND cancelled_at IS NULL
 RETURNING id;
 
 -- name: delete_campaign_numbers
@@ -43,7 +43,8 @@ INSERT INTO campaign_numbers (campaign_id, number) SELECT $1, unnest($2::text[])
 
 -- name: get_campaign
 SELECT c.id, c.name, c.state, c.cancelled_at, c.bot_id, b.name AS bot_name, c.concurrency,
-       c.window_start, c.window_end, c.window_days, c.timezone, c.always_on, c.ring_timeout_ms,
+       c.window_start, c.window_end, c.window_days, c.timezone, c.window_per_contact,
+       c.always_on, c.ring_timeout_ms,
        c.retry_max_attempts, c.retry_delay_ms, c.retry_on_system, c.retry_on_custom,
        c.redial_stop_after_ms, c.redial_short_connect_ms, c.created_at, c.updated_at,
        c.started_at, c.completed_at, c.last_dial_at,
@@ -56,7 +57,8 @@ WHERE c.id = $1;
 -- get_campaign, holding the campaign's row until the transaction ends: start, resume and edit
 -- check the settings and then change them, and nobody may change them in between.
 SELECT c.id, c.name, c.state, c.cancelled_at, c.bot_id, b.name AS bot_name, c.concurrency,
-       c.window_start, c.window_end, c.window_days, c.timezone, c.always_on, c.ring_timeout_ms,
+       c.window_start, c.window_end, c.window_days, c.timezone, c.window_per_contact,
+       c.always_on, c.ring_timeout_ms,
        c.retry_max_attempts, c.retry_delay_ms, c.retry_on_system, c.retry_on_custom,
        c.redial_stop_after_ms, c.redial_short_connect_ms, c.created_at, c.updated_at,
        c.started_at, c.completed_at, c.last_dial_at,
@@ -168,3 +170,31 @@ SELECT id FROM campaigns WHERE id = $1;
 
 -- name: campaign_id_by_name
 SELECT id FROM campaigns WHERE name = $1;
+
+-- name: get_bot
+-- One bot with its prompt and pipeline (`bot show`, `GET /v1/bots/{name}`).
+SELECT b.id, b.name, b.prompt, b.pipeline, b.created_at,
+       (SELECT count(*) FROM campaigns c WHERE c.bot_id = b.id) AS campaigns
+FROM bots b WHERE b.name = $1;
+
+-- name: update_bot
+-- Campaigns refer to a bot by id, so a rename carries them along.
+UPDATE bots SET name = $2, prompt = $3, pipeline = $4 WHERE name = $1 RETURNING id;
+
+-- name: swap_campaign_number
+-- Replace caller ID $1 by $2 in the pool of every campaign that can still dial (draft,
+-- running, paused; not cancelled) and has $1 but not $2 (a pool lists a number once). The
+-- campaigns changed, by name.
+UPDATE campaign_numbers cn SET number = $2
+FROM campaigns c
+WHERE cn.campaign_id = c.id AND cn.number = $1
+  AND c.state IN ('draft', 'running', 'paused') AND c.cancelled_at IS NULL
+  AND NOT EXISTS (SELECT 1 FROM campaign_numbers x
+                  WHERE x.campaign_id = cn.campaign_id AND x.number = $2)
+RETURNING c.id, c.name;
+
+-- name: running_concurrency
+-- What the running campaigns ask of the fleet at most (the guide's "concurrency set higher
+-- than available fleet capacity").
+SELECT coalesce(sum(concurrency), 0) AS n FROM campaigns
+WHERE state = 'running' AND cancelled_at IS NULL;

@@ -15,12 +15,14 @@ SELECT name, state, cancelled_at FROM campaigns WHERE id = $1 FOR SHARE
 -- name: create_import_staging
 -- One chunk of the file's valid rows at a time is COPYed here first: a temporary table is not
 -- WAL-logged and has no index or constraint to maintain, so COPY into it runs at full speed.
--- raw_phone is the number as written, kept (when it differs) for the errors file only.
+-- raw_phone is the number as written, kept (when it differs) for the errors file only;
+-- zone_key the zones the number may be in (contacts/zones.py; '' = the campaign's zone).
 CREATE TEMPORARY TABLE contacts_import (
     line integer NOT NULL,
     phone text NOT NULL,
     raw_phone text,
-    variables text NOT NULL
+    variables text NOT NULL,
+    zone_key text NOT NULL
 ) ON COMMIT DROP
 
 -- name: import_staged
@@ -38,11 +40,12 @@ CREATE TEMPORARY TABLE contacts_import (
 -- ORDER BY line: the contacts all get the same next_due_at, and inserting them in file order
 -- makes equal due times come out in file order, so the list is dialled top to bottom.
 WITH inserted AS (
-    INSERT INTO contacts (campaign_id, phone_number, variables, line_number, state, next_due_at)
-    SELECT $1, s.phone, s.variables::json, s.line,
+    INSERT INTO contacts (campaign_id, phone_number, variables, line_number, zone_key, state,
+                          next_due_at)
+    SELECT $1, s.phone, s.variables::json, s.line, s.zone_key,
            CASE WHEN s.suppressed THEN 'cancelled' ELSE 'pending' END,
            CASE WHEN s.suppressed THEN NULL ELSE now() END
-    FROM (SELECT st.line, st.phone, st.variables,
+    FROM (SELECT st.line, st.phone, st.variables, st.zone_key,
                  EXISTS (SELECT 1 FROM suppressions d WHERE d.phone_number = st.phone)
                      AS suppressed
           FROM contacts_import st) AS s
@@ -68,8 +71,8 @@ TRUNCATE contacts_import
 -- the campaign returns no row, which the caller turns into a clear refusal.
 -- A number on the do-not-call list is added as cancelled, as at import.
 WITH suppressed AS (SELECT EXISTS (SELECT 1 FROM suppressions WHERE phone_number = $2) AS yes)
-INSERT INTO contacts (campaign_id, phone_number, variables, state, next_due_at)
-SELECT $1, $2, $3::text::json,
+INSERT INTO contacts (campaign_id, phone_number, variables, zone_key, state, next_due_at)
+SELECT $1, $2, $3::text::json, $4,
        CASE WHEN yes THEN 'cancelled' ELSE 'pending' END,
        CASE WHEN yes THEN NULL ELSE now() END
 FROM suppressed

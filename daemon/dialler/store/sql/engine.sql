@@ -18,6 +18,10 @@ SELECT id, pid FROM daemons WHERE hostname = $1
 -- heartbeat ages: stale recovery reconciles its calls at once.
 UPDATE daemons SET heartbeat_at = '-infinity' WHERE id = $1
 
+-- name: ping
+-- Keeps the LISTEN connection honest: a connection the server dropped fails here.
+SELECT 1
+
 -- name: schema_versions
 -- The applied migrations (the table is missing on a database never migrated).
 SELECT version FROM schema_migrations
@@ -159,7 +163,7 @@ WHERE id = $1
 -- exactly one of them finalises it. The contact's attempt count comes along (one round trip
 -- less per final attempt); the contact row itself is only read, not locked.
 SELECT a.id, a.contact_id, a.campaign_id, a.state, a.counts_toward_max, a.answered_at,
-       a.ended_at, a.duration_ms, a.disposition, a.callback_at, ct.attempts_used
+       a.ended_at, a.duration_ms, a.disposition, a.callback_at, ct.attempts_used, a.attached_at
 FROM attempts a JOIN contacts ct ON ct.id = a.contact_id
 WHERE a.id = $1 AND a.state <> 'final'
 FOR UPDATE OF a
@@ -202,7 +206,9 @@ RETURNING c.id, c.name
 
 -- name: stale_attempts
 -- Open attempts to reconcile with Asterisk: past their deadline, or owned by a daemon that has
--- stopped heart-beating (crashed), or by no known daemon.
+-- stopped heart-beating (crashed), or by no known daemon; and the calls of daemon $2 (the
+-- caller) not yet ended — it skips those it follows and reconciles the rest at once (lost by it
+-- during a database outage), instead of at a deadline an hour away.
 SELECT a.id, a.campaign_id, a.contact_id, a.state, a.daemon_id, a.asterisk, a.dialled_at,
        a.answered_at, a.ended_at, a.deadline_at, c.ring_timeout_ms
 FROM attempts a
@@ -211,7 +217,8 @@ LEFT JOIN daemons d ON d.id = a.daemon_id
 WHERE a.state <> 'final'
   AND (a.deadline_at < now()
        OR d.id IS NULL
-       OR d.heartbeat_at < now() - make_interval(secs => $1))
+       OR d.heartbeat_at < now() - make_interval(secs => $1)
+       OR (a.daemon_id = $2 AND a.state IN ('dialing', 'connected')))
 
 -- name: adopt_attempt
 -- A live call of a dead daemon: this daemon follows it from now on.
@@ -219,3 +226,12 @@ UPDATE attempts SET daemon_id = $2, deadline_at = $3 WHERE id = $1 AND state <> 
 
 -- name: extend_deadline
 UPDATE attempts SET deadline_at = $2 WHERE id = $1 AND state <> 'final'
+
+-- name: trailing_requeues
+-- The contact's latest final attempts that were requeued, in a row (a refused Originate is
+-- requeued only so many times: MAX_REQUEUES in engine/engine.py).
+SELECT count(*) FROM attempts a
+WHERE a.contact_id = $1 AND a.state = 'final' AND a.next_action = 'requeue'
+  AND a.attempt_number > coalesce(
+      (SELECT max(b.attempt_number) FROM attempts b
+       WHERE b.contact_id = $1 AND b.state = 'final' AND b.next_action <> 'requeue'), 0)

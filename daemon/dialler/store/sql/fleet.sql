@@ -18,19 +18,35 @@ SET host = EXCLUDED.host, port = EXCLUDED.port, capacity = EXCLUDED.capacity,
 -- name: heartbeat_worker
 UPDATE workers SET last_heartbeat_at = now() WHERE name = $1 RETURNING name
 
+-- name: config_workers
+-- The static workers in rotation, for the daemons' health check.
+SELECT name, host, port FROM workers WHERE source = 'config' AND enabled ORDER BY name
+
+-- name: record_health
+-- The health check's verdict on static workers: those whose AudioSocket port accepted a
+-- connection are heard from now ($1); the others ($2) leave rotation at once ('-infinity': not
+-- NULL, which means "never checked"). A heartbeat over the API brings a worker back.
+UPDATE workers
+SET last_heartbeat_at = CASE WHEN name = ANY($1::text[]) THEN now() ELSE '-infinity' END
+WHERE source = 'config' AND (name = ANY($1::text[]) OR name = ANY($2::text[]))
+
 -- name: lock_fleet
 -- Claims of every campaign and daemon reserve slots on one shared fleet (and channels on
 -- shared carriers): one transaction-scoped lock makes "count free, then reserve" atomic.
 SELECT pg_advisory_xact_lock(7234298718234)
 
 -- name: fleet_free
--- Workers in rotation (enabled; a registered one must have heart-beaten recently) with their
+-- Workers in rotation with their free slots. In rotation: enabled, and heard from within the
+-- heartbeat timeout: a registered worker by its heartbeats, a static (config) worker by the
+-- daemons' health check (`record_health`); a static worker never checked yet (NULL) counts as
+-- up until the first check, which every daemon runs at start. With their
 -- free slots, the emptiest first; with their AudioSocket address, for an attach that moves a
 -- call off its reserved worker.
 SELECT w.name, w.capacity - count(s.attempt_id) AS free, w.host, w.port
 FROM workers w LEFT JOIN worker_slots s ON s.worker = w.name
 WHERE w.enabled
-  AND (w.source = 'config' OR w.last_heartbeat_at > now() - make_interval(secs => $1))
+  AND (w.last_heartbeat_at > now() - make_interval(secs => $1)
+       OR (w.source = 'config' AND w.last_heartbeat_at IS NULL))
 GROUP BY w.name, w.capacity, w.host, w.port
 HAVING w.capacity - count(s.attempt_id) > 0
 ORDER BY free DESC, w.name
@@ -39,7 +55,8 @@ ORDER BY free DESC, w.name
 SELECT coalesce(sum(w.capacity), 0) AS capacity
 FROM workers w
 WHERE w.enabled
-  AND (w.source = 'config' OR w.last_heartbeat_at > now() - make_interval(secs => $1))
+  AND (w.last_heartbeat_at > now() - make_interval(secs => $1)
+       OR (w.source = 'config' AND w.last_heartbeat_at IS NULL))
 
 -- name: reserve_slots
 INSERT INTO worker_slots (attempt_id, worker)
@@ -47,7 +64,8 @@ SELECT * FROM unnest($1::uuid[], $2::text[])
 
 -- name: slot_of_attempt
 SELECT s.worker, w.host, w.port, w.enabled,
-       (w.source = 'config' OR w.last_heartbeat_at > now() - make_interval(secs => $2)) AS alive
+       (w.last_heartbeat_at > now() - make_interval(secs => $2)
+        OR (w.source = 'config' AND w.last_heartbeat_at IS NULL)) AS alive
 FROM worker_slots s JOIN workers w ON w.name = s.worker
 WHERE s.attempt_id = $1
 
@@ -60,6 +78,75 @@ WITH s AS (
 )
 UPDATE attempts a SET worker = s.worker, attached_at = now() FROM s WHERE a.id = $1
 RETURNING extract(epoch FROM a.attached_at - a.answered_at)::float8 AS waited
+
+-- name: attach
+-- The FastAGI attach of an answered call, in one statement (no lock, no worker probe): the
+-- slot reserved at claim when its worker is in rotation; else the emptiest other worker in
+-- rotation with a free slot (the slot moves, or is taken if the attempt had none); else the
+-- call is abandoned ($3: the disposition). In rotation: as `fleet_free`.
+-- Returns one row: the chosen worker and its address (NULL: abandoned), the reserved worker,
+-- seconds since the answer when the answer was recorded first, and the abandoned call's
+-- campaign. Without the fleet lock, a move racing a claim may give a worker one call over its
+-- capacity: the worker refuses it and the dialplan plays the abandon message (docs/fleet.md).
+WITH a AS (
+    SELECT id FROM attempts WHERE id = $1
+),
+slot AS (
+    SELECT worker FROM worker_slots WHERE attempt_id = $1
+),
+live AS (
+    SELECT w.name, w.host, w.port, w.capacity
+    FROM workers w
+    WHERE w.enabled
+      AND (w.last_heartbeat_at > now() - make_interval(secs => $2)
+           OR (w.source = 'config' AND w.last_heartbeat_at IS NULL))
+),
+reserved AS (
+    SELECT l.name AS worker, l.host, l.port
+    FROM slot s JOIN live l ON l.name = s.worker
+),
+other AS (
+    SELECT l.name AS worker, l.host, l.port
+    FROM live l LEFT JOIN worker_slots s ON s.worker = l.name
+    WHERE EXISTS (SELECT 1 FROM a) AND NOT EXISTS (SELECT 1 FROM reserved)
+    GROUP BY l.name, l.host, l.port, l.capacity
+    HAVING l.capacity - count(s.attempt_id) > 0
+    ORDER BY l.capacity - count(s.attempt_id) DESC, l.name
+    LIMIT 1
+),
+chosen AS (
+    SELECT worker, host, port FROM reserved
+    UNION ALL
+    SELECT worker, host, port FROM other
+),
+moved AS (
+    UPDATE worker_slots s SET worker = c.worker, attached_at = now()
+    FROM chosen c WHERE s.attempt_id = $1
+    RETURNING s.worker
+),
+taken AS (
+    INSERT INTO worker_slots (attempt_id, worker, attached_at)
+    SELECT $1, c.worker, now() FROM chosen c WHERE NOT EXISTS (SELECT 1 FROM slot)
+    RETURNING worker
+),
+attached AS (
+    UPDATE attempts t SET worker = c.worker, attached_at = now()
+    FROM chosen c WHERE t.id = $1
+    RETURNING extract(epoch FROM t.attached_at - t.answered_at)::float8 AS waited
+),
+abandoned AS (
+    UPDATE attempts
+    SET disposition = $3,
+        notes = 'no worker could take the call (reserved: '
+                || coalesce((SELECT worker FROM slot), '-') || ')'
+    WHERE id = $1 AND state <> 'final' AND NOT EXISTS (SELECT 1 FROM chosen)
+    RETURNING campaign_id
+)
+SELECT c.worker, c.host, c.port,
+       (SELECT worker FROM slot) AS reserved,
+       (SELECT waited FROM attached) AS waited,
+       (SELECT campaign_id FROM abandoned) AS abandoned_campaign
+FROM (SELECT 1) AS one LEFT JOIN chosen c ON true
 
 -- name: mark_abandoned
 -- No worker can take the answered call: the dialplan plays a message and hangs up; the

@@ -32,3 +32,7 @@ DELETE FROM suppressions WHERE phone_number = $1 RETURNING phone_number
 
 -- name: list_suppressions
 SELECT phone_number, reason, added_at FROM suppressions ORDER BY added_at, phone_number
+
+-- name: is_suppressed
+-- A test call checks the list itself (a campaign's claim does it in claim_contacts).
+SELECT EXISTS (SELECT 1 FROM suppressions WHERE phone_number = $1)

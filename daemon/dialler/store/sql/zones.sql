@@ -1,0 +1,83 @@
+-- The callee's own calling window (CONTRACT, "Campaign window per contact"): zone keys.
+-- Migration 0004: campaigns.window_per_contact, contacts.zone_key ('' = the campaign's own
+-- zone), contacts.state_reason (why a contact was cancelled), contacts_zone_due_idx ON
+-- contacts (campaign_id, zone_key, next_due_at) WHERE waiting.
+
+-- name: campaign_zone_window
+-- The window a campaign's contacts are judged by, and whether it is read per contact.
+SELECT window_start, window_end, window_days, timezone, window_per_contact
+FROM campaigns WHERE id = $1
+
+-- name: campaign_zone_keys
+-- The distinct zone keys of a campaign's contacts. A skip scan over contacts_zone_due_idx
+-- would need waiting states only; this one is for import and start checks, which look at
+-- every contact that may still be dialled, so it reads (campaign_id, state) and groups.
+SELECT zone_key, count(*)::bigint AS n
+FROM contacts
+WHERE campaign_id = $1 AND state IN ('pending', 'retry_scheduled', 'callback_scheduled')
+GROUP BY zone_key
+
+-- name: waiting_zone_keys
+-- The zone keys of a campaign's waiting contacts, for the scheduler's "which keys are open
+-- now": a loose index scan of contacts_zone_due_idx (one index probe per distinct key, a
+-- handful), not a read of every waiting contact.
+WITH RECURSIVE keys AS (
+    (SELECT zone_key FROM contacts
+     WHERE campaign_id = $1 AND state IN ('pending', 'retry_scheduled', 'callback_scheduled')
+     ORDER BY zone_key LIMIT 1)
+    UNION ALL
+    SELECT (SELECT c.zone_key FROM contacts c
+            WHERE c.campaign_id = $1
+              AND c.state IN ('pending', 'retry_scheduled', 'callback_scheduled')
+              AND c.zone_key > k.zone_key
+            ORDER BY c.zone_key LIMIT 1)
+    FROM keys k WHERE k.zone_key IS NOT NULL
+)
+SELECT zone_key FROM keys WHERE zone_key IS NOT NULL
+
+-- name: due_by_zone_key
+-- Waiting contacts per zone key, and how many of them are due now (stats: callable now vs
+-- waiting for their local window).
+SELECT zone_key, count(*)::bigint AS waiting,
+       count(*) FILTER (WHERE next_due_at <= now())::bigint AS due
+FROM contacts
+WHERE campaign_id = $1 AND state IN ('pending', 'retry_scheduled', 'callback_scheduled')
+GROUP BY zone_key
+
+-- name: cancel_never_open
+-- Contacts whose zones never share an open instant of the window are cancelled, never left
+-- waiting forever; state_reason says why in the call list. Waiting ones only: one in a call
+-- finishes it, and its settle then finds no opening.
+WITH cancelled AS (
+    UPDATE contacts SET state = 'cancelled', next_due_at = NULL,
+                        state_reason = 'no_common_window'
+    WHERE campaign_id = $1 AND zone_key = ANY($2::text[])
+      AND state IN ('pending', 'retry_scheduled', 'callback_scheduled')
+    RETURNING zone_key
+)
+SELECT zone_key, count(*)::bigint AS n FROM cancelled GROUP BY zone_key
+
+-- name: due_in_open_zones
+-- The claim's `due` step for a per-contact campaign (to replace the one of claim_contacts in
+-- engine.sql, with $8 the open keys): the due waiting contacts whose zone key is open now.
+-- One index range per open key on contacts_zone_due_idx (campaign_id, zone_key, next_due_at),
+-- each read in due order and stopped after $2 rows, then merged; FOR UPDATE SKIP LOCKED
+-- inside each range, so several daemons never take the same contact and skip each other's.
+-- A plain `zone_key = ANY($8)` in the original query would instead walk contacts_due_idx past
+-- every due contact of a closed zone (a whole national list, at night in its west).
+SELECT d.id, d.prev_state
+FROM unnest($3::text[]) AS k(zone_key)
+CROSS JOIN LATERAL (
+    SELECT ct.id, ct.state AS prev_state, ct.next_due_at
+    FROM contacts ct
+    WHERE ct.campaign_id = $1
+      AND ct.zone_key = k.zone_key
+      AND ct.state IN ('pending', 'retry_scheduled', 'callback_scheduled')
+      AND ct.next_due_at <= now()
+      AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.phone_number = ct.phone_number)
+    ORDER BY ct.next_due_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+) AS d
+ORDER BY d.next_due_at
+LIMIT $2

@@ -1,0 +1,523 @@
+"""PostgreSQL outages against a real, private PostgreSQL that the tests stop and start: a call's
+end is kept (memory and the results journal on disk) until it is written, survives a daemon
+restart, is written once the database is back and is never guessed as `timeout`; calls whose
+end this daemon lost are reconciled at once, not at their deadline; an Originate Asterisk
+refused is requeued without using an attempt; a test call never dials a suppressed number."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from dialler import metrics
+from dialler.ami.calls import CallTracker, TrackedCall
+from dialler.app import journal_dir
+from dialler.config import Config, parse_config
+from dialler.domain.outcomes import DialResult, Outcome
+from dialler.domain.results import ResultRecorded, WorkerResult
+from dialler.engine.engine import MAX_REQUEUES, Engine, Unsettled
+from dialler.engine.journal import Journal, JournalLocked
+from dialler.engine.recovery import Recovery
+from dialler.errors import NumberSuppressed, TestCallRefused
+from dialler.lab.postgres import PgCluster
+from dialler.store import Pool, create_pool
+from dialler.store.migrate import migrate
+
+from .conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+OWNER = "dialler"
+
+
+@pytest.fixture(scope="module")
+def own_cluster() -> Iterator[PgCluster]:
+    """A PostgreSQL of this module's own: the tests stop and start it."""
+    base = Path(tempfile.mkdtemp(prefix="dialler-pg-faults-"))
+    base.chmod(0o755)
+    cluster = PgCluster(base / "data", port=free_port(), fast=True)
+    try:
+        cluster.init()
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+async def dsn(own_cluster: PgCluster) -> str:
+    own_cluster.start()  # a test that failed half-way may have left it stopped
+    await asyncio.to_thread(own_cluster.ensure_database, OWNER, OWNER)
+    name = f"faults_{uuid.uuid4().hex[:12]}"
+    await asyncio.to_thread(own_cluster.ensure_database, name, OWNER)
+    url = own_cluster.dsn(name, OWNER)
+    await migrate(url)
+    return url
+
+
+@pytest.fixture
+def config(dsn: str) -> Config:
+    return parse_config(
+        {
+            "database": {"dsn": dsn},
+            "asterisk": [{"name": "pbx", "ami": {"username": "u", "secret_env": "S"}}],
+            "carriers": [{"name": "lab"}],
+        },
+        "test",
+        env={"S": "secret"},
+    )
+
+
+@pytest.fixture
+async def pool(dsn: str) -> AsyncIterator[Pool]:
+    pool = await create_pool(dsn)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@pytest.fixture
+def journal_path() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="dialler-journal-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+async def query(dsn: str, sql: str, *args: Any) -> Any:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetch(sql, *args)
+    finally:
+        await conn.close()
+
+
+async def open_attempt(dsn: str, state: str, daemon_id: str = "test", attempts: int = 1) -> Any:
+    """A running campaign (retries on everything, 3 attempts) with one contact in a call on
+    Asterisk `pbx`; its open attempt, in `state`, with its deadline an hour away."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        bot = await conn.fetchval(
+            "INSERT INTO bots (name, prompt) VALUES ($1, 'hi') RETURNING id", f"b-{uuid.uuid4()}"
+        )
+        campaign = await conn.fetchval(
+            """INSERT INTO campaigns (name, bot_id, state, window_start, window_end, window_days,
+                                      timezone, started_at, retry_max_attempts, retry_on_system)
+               VALUES ($1, $2, 'running', '00:00', '24:00', '{mon,tue,wed,thu,fri,sat,sun}',
+                       'UTC', now(), 3, '{no_answer,rejected,error,timeout}')
+               RETURNING id""",
+            f"c-{uuid.uuid4()}",
+            bot,
+        )
+        contact = await conn.fetchval(
+            """INSERT INTO contacts (campaign_id, phone_number, state, attempts_used)
+               VALUES ($1, '+447700900001', $2, $3) RETURNING id""",
+            campaign,
+            state,
+            attempts,
+        )
+        attempt = uuid.uuid4()
+        answered = "now() - interval '15 s'" if state == "connected" else "NULL"
+        await conn.execute(
+            f"""INSERT INTO attempts (id, contact_id, campaign_id, attempt_number, daemon_id,
+                                      asterisk, state, dialled_at, answered_at, attached_at,
+                                      deadline_at)
+                VALUES ($1, $2, $3, $4, $5, 'pbx', $6, now() - interval '20 s', {answered},
+                        {answered}, now() + interval '1 hour')""",
+            attempt,
+            contact,
+            campaign,
+            attempts,
+            daemon_id,
+            state,
+        )
+        await conn.execute(
+            "INSERT INTO daemons (id, hostname, pid) VALUES ($1, 'h', 1) ON CONFLICT DO NOTHING",
+            daemon_id,
+        )
+        return attempt
+    finally:
+        await conn.close()
+
+
+async def attempt_row(dsn: str, attempt: uuid.UUID) -> dict[str, Any]:
+    rows = await query(
+        dsn,
+        """SELECT a.state, a.outcome, a.sip_code, a.disposition, a.next_action,
+                  c.state AS contact, c.attempts_used
+           FROM attempts a JOIN contacts c ON c.id = a.contact_id WHERE a.id = $1""",
+        attempt,
+    )
+    return dict(rows[0])
+
+
+async def wait_for(condition: Any, what: str, timeout: float = 15.0) -> None:
+    """Wait until `condition()` (a coroutine function) is true; fail with the last value."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await condition()
+        if last is True:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{what}: not after {timeout}s; last seen {last!r}")
+
+
+class _QuietAmi:
+    """An Asterisk that is up with no channel (every call of the test has ended)."""
+
+    name = "pbx"
+    ready = True
+
+    def add_listener(self, _listener: Any) -> None:
+        pass
+
+    def on_up(self, _callback: Any) -> None:
+        pass
+
+    async def live_channels(self) -> dict[str, str]:
+        return {}
+
+
+def call_of(attempt: uuid.UUID, *, placed: bool = True) -> TrackedCall:
+    loop = asyncio.get_running_loop()
+    return TrackedCall(str(attempt), 30.0, time.time(), loop.create_future(), placed=placed)
+
+
+# --- the journal -----------------------------------------------------------------------------
+
+
+def test_the_journal_keeps_ends_across_processes_and_is_one_daemons_alone(
+    journal_path: Path,
+) -> None:
+    first = Journal(journal_path)
+    first.open()
+    attempt = uuid.uuid4()
+    end = Unsettled(DialResult(Outcome.REJECTED, 486, ended_at=1.5, reason="SIP 486"), "rejected")
+    first.write(attempt, end)
+    with pytest.raises(JournalLocked):
+        Journal(journal_path).open()  # a second daemon on the same directory is refused
+    first.close()
+    (journal_path / "garbage.json").write_text("{not json")
+    second = Journal(journal_path)
+    second.open()
+    assert second.load() == {attempt: end}
+    assert (journal_path / "garbage.json.bad").exists()  # set aside, not fatal
+    second.remove(attempt)
+    assert second.load() == {}
+    second.close()
+
+
+def test_each_daemon_has_its_own_journal_under_the_state_directory() -> None:
+    config = parse_config(
+        {
+            "database": {"dsn": "postgresql://x@127.0.0.1/x"},
+            "asterisk": [{"name": "pbx", "ami": {"username": "u", "secret_env": "S"}}],
+            "carriers": [{"name": "lab"}],
+            "listeners": {"http": {"port": 58123}},
+        },
+        "test",
+        env={"S": "secret"},
+    )
+    systemd = {"STATE_DIRECTORY": "/var/lib/dialler:/var/lib/other"}
+    assert journal_dir(config, systemd) == Path("/var/lib/dialler/journal-58123")
+    chosen = systemd | {"DIALLER_STATE_DIR": "/srv/state"}
+    assert journal_dir(config, chosen) == Path("/srv/state/journal-58123")
+
+
+# --- outages ---------------------------------------------------------------------------------
+
+
+async def test_a_call_end_during_an_outage_is_written_when_the_database_is_back(
+    own_cluster: PgCluster, dsn: str, config: Config, pool: Pool, journal_path: Path
+) -> None:
+    attempt = await open_attempt(dsn, "dialing")
+    journal = Journal(journal_path)
+    journal.open()
+    engine = Engine(config, pool, {}, "test", journal)
+    stop = asyncio.Event()
+    settler = asyncio.create_task(engine.run_settler(stop))
+    try:
+        call = call_of(attempt)
+        engine.follow(attempt, call)
+        await asyncio.to_thread(own_cluster.stop)
+        call.result.set_result(DialResult(Outcome.REJECTED, 486, ended_at=time.time()))
+        await asyncio.wait({engine.live[attempt]})
+        assert engine.database_up is False
+        assert attempt in engine.unsettled
+        assert metrics.RESULTS_UNWRITTEN._value.get() == 1
+        assert metrics.DATABASE_UP._value.get() == 0
+        assert journal.load() == {attempt: engine.unsettled[attempt]}
+        await asyncio.sleep(1.5)  # the settler retries meanwhile, and nothing dies
+        assert not settler.done()
+
+        await asyncio.to_thread(own_cluster.start)
+        await wait_for(lambda: _done(engine), "the kept end written")
+        assert await attempt_row(dsn, attempt) == {
+            "state": "final",
+            "outcome": "rejected",
+            "sip_code": 486,
+            "disposition": "rejected",
+            "next_action": "retry",
+            "contact": "retry_scheduled",
+            "attempts_used": 1,
+        }
+        assert journal.load() == {}
+        assert engine.database_up is True
+        assert metrics.RESULTS_UNWRITTEN._value.get() == 0
+    finally:
+        stop.set()
+        settler.cancel()
+        await asyncio.gather(settler, return_exceptions=True)
+        journal.close()
+
+
+async def test_a_workers_result_during_an_outage_is_kept_and_decides_the_call(
+    own_cluster: PgCluster, dsn: str, config: Config, pool: Pool, journal_path: Path
+) -> None:
+    attempt = await open_attempt(dsn, "connected")
+    journal = Journal(journal_path)
+    journal.open()
+    engine = Engine(config, pool, {}, "test", journal)
+    try:
+        call = call_of(attempt)
+        engine.follow(attempt, call)
+        await asyncio.to_thread(own_cluster.stop)
+        # The bot reports, then the callee hangs up — both while the database is down.
+        recorded = await engine.record_result(attempt, WorkerResult("completed", notes="ok"))
+        assert recorded is ResultRecorded.STORED  # accepted: the worker need not retry
+        now = time.time()
+        call.result.set_result(DialResult(Outcome.ANSWERED, 200, answered_at=now - 9, ended_at=now))
+        await asyncio.wait({engine.live[attempt]})
+        assert set(journal.load_results()) == {attempt}
+        assert metrics.RESULTS_UNWRITTEN._value.get() == 2
+
+        await asyncio.to_thread(own_cluster.start)
+        assert await engine.settle_kept() == 0
+        row = await attempt_row(dsn, attempt)
+        assert (row["state"], row["outcome"], row["disposition"], row["contact"]) == (
+            "final",
+            "answered",
+            "completed",
+            "done",
+        )
+        assert journal.load() == {} and journal.load_results() == {}
+    finally:
+        journal.close()
+
+
+async def _done(engine: Engine) -> bool | int:
+    return not engine.unsettled or len(engine.unsettled)
+
+
+async def test_a_daemon_restarted_during_an_outage_loses_no_end(
+    own_cluster: PgCluster, dsn: str, config: Config, journal_path: Path
+) -> None:
+    attempt = await open_attempt(dsn, "connected", daemon_id="old")
+    # The first process: the answered call ends, the database is down, the process dies.
+    pool = await create_pool(dsn)
+    journal = Journal(journal_path)
+    journal.open()
+    engine = Engine(config, pool, {}, "old", journal)
+    call = call_of(attempt)
+    engine.follow(attempt, call)
+    await asyncio.to_thread(own_cluster.stop)
+    now = time.time()
+    call.result.set_result(
+        DialResult(Outcome.ANSWERED, 200, answered_at=now - 15, ended_at=now, reason="answered")
+    )
+    await asyncio.wait({engine.live[attempt]})
+    assert attempt in engine.unsettled
+    await pool.close()
+    journal.close()  # what the process's death does to the lock
+
+    # The next process, once the database is back: the journal replayed before recovery.
+    await asyncio.to_thread(own_cluster.start)
+    pool = await create_pool(dsn)
+    try:
+        journal = Journal(journal_path)
+        journal.open()
+        engine = Engine(config, pool, {"pbx": CallTracker(_QuietAmi())}, "new", journal)  # type: ignore[arg-type]
+        assert engine.replay_journal() == 1
+        assert await engine.settle_kept() == 0
+        row = await attempt_row(dsn, attempt)
+        assert (row["state"], row["contact"]) == ("wrapping", "wrapping")  # the bot decides
+        # The worker's result arrives: the real outcome, never a `timeout`.
+        await engine.record_result(attempt, WorkerResult("completed"))
+        row = await attempt_row(dsn, attempt)
+        assert (row["state"], row["disposition"], row["contact"]) == ("final", "completed", "done")
+        assert journal.load() == {}
+        journal.close()
+    finally:
+        await pool.close()
+
+
+async def test_calls_lost_during_an_outage_are_reconciled_at_once_not_at_their_deadline(
+    dsn: str, config: Config, pool: Pool
+) -> None:
+    lost = await open_attempt(dsn, "connected", daemon_id="me")
+    followed = await open_attempt(dsn, "connected", daemon_id="me")
+    engine = Engine(config, pool, {"pbx": CallTracker(_QuietAmi())}, "me")  # type: ignore[arg-type]
+    call = call_of(followed)
+    engine.follow(followed, call)
+    try:
+        assert await Recovery(engine).run_once() == 1  # deadlines are an hour away
+        row = await attempt_row(dsn, lost)
+        assert (row["state"], row["disposition"], row["next_action"]) == (
+            "final",
+            "timeout",
+            "retry",
+        )
+        assert (await attempt_row(dsn, followed))["state"] == "connected"  # left to its call
+    finally:
+        call.result.cancel()
+        await engine.abandon()
+
+
+async def test_an_answered_call_no_worker_took_is_abandoned_at_its_end_not_left_waiting(
+    dsn: str, config: Config, pool: Pool
+) -> None:
+    attempt = await open_attempt(dsn, "connected", daemon_id="me")
+    # The attach failed (the database was down at the answer): no worker has the call.
+    await query(dsn, "UPDATE attempts SET attached_at = NULL WHERE id = $1", attempt)
+    engine = Engine(config, pool, {}, "me")
+    now = time.time()
+    ended = DialResult(Outcome.ANSWERED, 200, answered_at=now - 5, ended_at=now)
+    await engine.settle_end(attempt, Unsettled(ended, None))
+    row = await attempt_row(dsn, attempt)
+    assert (row["state"], row["outcome"], row["disposition"], row["next_action"]) == (
+        "final",
+        "answered",
+        "abandoned",
+        "done",  # `abandoned` is not in this campaign's retry rules
+    )
+
+
+async def test_a_lost_call_keeps_its_workers_result_instead_of_timeout(
+    dsn: str, config: Config, pool: Pool
+) -> None:
+    attempt = await open_attempt(dsn, "connected", daemon_id="me")
+    engine = Engine(config, pool, {"pbx": CallTracker(_QuietAmi())}, "me")  # type: ignore[arg-type]
+    await engine.record_result(attempt, WorkerResult("completed"))  # while the call was up
+    assert await Recovery(engine).run_once() == 1  # then Asterisk crashed with the call
+    row = await attempt_row(dsn, attempt)
+    assert (row["state"], row["outcome"], row["disposition"], row["contact"]) == (
+        "final",
+        "answered",
+        "completed",
+        "done",
+    )
+
+
+# --- Asterisk refusing -----------------------------------------------------------------------
+
+
+async def test_an_originate_asterisk_refused_is_requeued_without_using_an_attempt(
+    dsn: str, config: Config, pool: Pool
+) -> None:
+    attempt = await open_attempt(dsn, "dialing", attempts=3)  # the last attempt allowed
+    engine = Engine(config, pool, {}, "test")
+    call = call_of(attempt, placed=False)
+    engine.follow(attempt, call)
+    refused = DialResult(Outcome.ERROR, None, ended_at=time.time(), reason="not placed")
+    call.result.set_result(refused)
+    await asyncio.wait({engine.live[attempt]})
+    assert await attempt_row(dsn, attempt) == {
+        "state": "final",
+        "outcome": "error",
+        "sip_code": None,
+        "disposition": "error",
+        "next_action": "requeue",
+        "contact": "pending",
+        "attempts_used": 2,  # given back: it still has its third attempt
+    }
+
+
+async def test_an_originate_refused_again_and_again_stops_being_requeued(
+    dsn: str, config: Config, pool: Pool
+) -> None:
+    first = await open_attempt(dsn, "dialing", attempts=1)
+    engine = Engine(config, pool, {}, "test")
+    contact = (await query(dsn, "SELECT contact_id FROM attempts WHERE id = $1", first))[0][0]
+    refused = DialResult(Outcome.ERROR, None, ended_at=time.time(), reason="not placed")
+    attempt = first
+    for n in range(MAX_REQUEUES + 1):
+        if n:
+            attempt = uuid.uuid4()
+            await query(
+                dsn,
+                """INSERT INTO attempts (id, contact_id, campaign_id, attempt_number, daemon_id,
+                                         asterisk, state, dialled_at, deadline_at)
+                   SELECT $1, id, campaign_id, $3, 'test', 'pbx', 'dialing', now(),
+                          now() + interval '1 hour'
+                   FROM contacts WHERE id = $2""",
+                attempt,
+                contact,
+                n + 1,
+            )
+            # As the claim does: the attempt counts until it is requeued.
+            await query(
+                dsn, "UPDATE contacts SET attempts_used = attempts_used + 1 WHERE id = $1", contact
+            )
+        await engine.settle_end(attempt, Unsettled(refused, "error", requeue=True))
+    row = await attempt_row(dsn, attempt)
+    assert (row["next_action"], row["contact"]) == ("retry", "retry_scheduled")
+
+
+# --- test calls ------------------------------------------------------------------------------
+
+
+async def test_a_test_call_to_a_suppressed_number_is_refused_and_never_dialled(
+    dsn: str, config: Config, pool: Pool
+) -> None:
+    await query(dsn, "INSERT INTO bots (name, prompt) VALUES ('sales', 'hi')")
+    await query(dsn, "INSERT INTO suppressions (phone_number) VALUES ('+447700900009')")
+    # A tracker whose AMI has no `originate`: reaching the dial would fail loudly.
+    engine = Engine(config, pool, {"pbx": CallTracker(_QuietAmi())}, "test")  # type: ignore[arg-type]
+    with pytest.raises(NumberSuppressed) as refused:
+        await engine.test_call("sales", "+447700900009", "+441234567890", "lab", 10.0)
+    assert isinstance(refused.value, TestCallRefused)  # answered like any refused test call
+    assert refused.value.field == "to"
+    assert await query(dsn, "SELECT id FROM attempts") == []
+    assert await query(dsn, "SELECT id FROM contacts") == []
+
+
+class _VanishingAmi(_QuietAmi):
+    """An Asterisk whose one channel hangs up right after the first listing (its Hangup goes
+    by before anyone follows the call)."""
+
+    def __init__(self, channel: str) -> None:
+        self.listings = [{channel: "6"}]
+
+    async def live_channels(self) -> dict[str, str]:
+        return self.listings.pop(0) if self.listings else {}
+
+
+async def test_a_call_that_ends_while_being_adopted_is_not_followed_forever(
+    dsn: str, config: Config, pool: Pool
+) -> None:
+    attempt = await open_attempt(dsn, "connected", daemon_id="dead")
+    await query(dsn, "UPDATE daemons SET heartbeat_at = '-infinity' WHERE id = 'dead'")
+    engine = Engine(config, pool, {"pbx": CallTracker(_VanishingAmi(str(attempt)))}, "me")  # type: ignore[arg-type]
+    await Recovery(engine).run_once()  # adopts it, then finds it gone
+    await wait_for(lambda: _open(dsn, attempt), "the adopted call closed")
+    row = await attempt_row(dsn, attempt)
+    assert (row["state"], row["outcome"], row["disposition"]) == ("final", "answered", "timeout")
+    assert not engine.live
+
+
+async def _open(dsn: str, attempt: uuid.UUID) -> bool | str:
+    state = (await attempt_row(dsn, attempt))["state"]
+    return state == "final" or state
