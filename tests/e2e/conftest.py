@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ from dialler.config import Config, load_config
 from dialler.store.pool import connect
 
 from .campaigns import CREATED, E2E_PREFIX, cancel_campaign
-from .lab_helpers import assert_no_task_errors, dialler
+from .lab_helpers import assert_no_task_errors, dialler, run_coroutine
 
 pytestmark = pytest.mark.e2e
 
@@ -68,7 +67,7 @@ def cancel_our_leftovers(lab_config_path: Path, lab_config: Config) -> None:
             await conn.close()
         return [str(r["id"]) for r in ours], [str(r["name"]) for r in others]
 
-    ours, others = asyncio.run(scan())
+    ours, others = run_coroutine(scan())
     for campaign_id in ours:
         cancel_campaign(str(lab_config_path), campaign_id)
     if others:

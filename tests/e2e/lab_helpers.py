@@ -3,9 +3,13 @@ check every daemon log (and every CLI run's output) must pass."""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
 import subprocess
 import sys
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 #: What asyncio logs when a task died unseen or was dropped while pending: a daemon must
 #: supervise, reference and await every task it starts (issue 8), so either fails the test.
@@ -42,3 +46,14 @@ def lab_calls() -> dict[str, int]:
     data = json.loads(dialler("lab", "calls", "--json").stdout)
     by_number: dict[str, int] = data["by_number"]
     return by_number
+
+
+T = TypeVar("T")
+
+
+def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` to completion from synchronous test code, on a fresh event loop in a thread
+    of its own: the session's loop may be running already (pytest-asyncio sets up async
+    tests' fixtures inside it), and `asyncio.run` refuses to start a second loop there."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()

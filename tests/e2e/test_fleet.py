@@ -3,7 +3,6 @@ ways, pacing never dials past the free slots, and a callee is never left in sile
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import socket
 import subprocess
@@ -32,7 +31,7 @@ from .campaigns import (
     show,
     wait_for,
 )
-from .lab_helpers import lab_calls
+from .lab_helpers import lab_calls, run_coroutine
 from .test_campaign_rules import free_port
 
 pytestmark = pytest.mark.e2e
@@ -191,7 +190,7 @@ def slots_left(config: Path) -> int:
         finally:
             await conn.close()
 
-    return asyncio.run(count())
+    return run_coroutine(count())
 
 
 def test_only_worker_gone_while_ringing_callee_hears_message(

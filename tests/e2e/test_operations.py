@@ -3,7 +3,6 @@ daemon's HTTP API and the lab."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import urllib.request
@@ -18,7 +17,7 @@ from dialler.config import load_config
 from dialler.store.pool import connect
 
 from .campaigns import E2E_PREFIX, cli, create_campaign, running, show, wait_for
-from .lab_helpers import lab_calls
+from .lab_helpers import lab_calls, run_coroutine
 
 pytestmark = pytest.mark.e2e
 
@@ -69,7 +68,7 @@ def notes_of(config: Path, campaign: str) -> list[str]:
         finally:
             await conn.close()
 
-    return asyncio.run(fetch())
+    return run_coroutine(fetch())
 
 
 def test_always_on_campaign_fed_by_the_trigger(lab_config_path: Path, tmp_path: Path) -> None:

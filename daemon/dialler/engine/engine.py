@@ -105,6 +105,10 @@ class Engine:
         self.draining = False
         self.live: dict[uuid.UUID, asyncio.Task[None]] = {}
         self.unsettled: dict[uuid.UUID, Unsettled] = {}
+        #: This daemon's answered calls that hung up and wait for their worker's result: a
+        #: drain waits for them too (else a later daemon's recovery would call them `timeout`).
+        self.wrapping: set[uuid.UUID] = set()
+        self._none_wrapping = asyncio.Event()
         # Workers' results received while the database was away, written by the settler.
         self.kept_results: dict[uuid.UUID, WorkerResult] = {}
         self.journal = journal
@@ -598,6 +602,8 @@ class Engine:
                 int(result.talk_seconds * 1000),
                 self.config.scheduler.result_timeout,
             )
+            self.wrapping.add(attempt_id)
+            self._none_wrapping.clear()
             return None
 
     async def record_result(self, attempt_id: uuid.UUID, result: WorkerResult) -> ResultRecorded:
@@ -685,6 +691,9 @@ class Engine:
         """Decide what follows and write it all (attempt, contact, slot) in the caller's
         transaction, the attempt row being locked."""
         attempt_id = row.id
+        self.wrapping.discard(attempt_id)
+        if not self.wrapping:
+            self._none_wrapping.set()
         rules = await store.campaign_rules(conn, row.campaign_id)
         assert rules is not None  # an attempt's campaign outlives it (ON DELETE CASCADE)
         if disposition == Disposition.TIMEOUT and row.disposition is not None and answered_at:
@@ -811,8 +820,16 @@ class Engine:
         many were still live."""
         self.draining = True
         self.wake.set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         if self.live:
             await asyncio.wait(list(self.live.values()), timeout=timeout)
+        # Calls that hung up wait for their worker's result (it comes over HTTP, still served
+        # while draining), at most `result_timeout` — after that recovery decides them anyway.
+        deadline = min(deadline, loop.time() + self.config.scheduler.result_timeout)
+        if self.wrapping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._none_wrapping.wait(), max(0.0, deadline - loop.time()))
         return len(self.live)
 
     async def abandon(self) -> None:
