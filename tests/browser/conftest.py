@@ -45,7 +45,7 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 WAIT_MS = 30_000
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
@@ -67,13 +67,13 @@ def _wait_healthy(url: str, daemon: Daemon, timeout: float = 30) -> None:
     raise AssertionError(f"daemon not answering {url}/healthz after {timeout}s: {last}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def viewer_token() -> str:
     """A read-only token: the session's daemon signs viewers in with it."""
     return secrets.token_urlsafe(24)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def console_config(
     lab_config_path: Path, viewer_token: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
@@ -90,7 +90,7 @@ def console_config(
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def console_url(
     console_config: Path, lab_config: Config, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
@@ -103,20 +103,22 @@ def console_url(
         yield url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def operator_token(lab_config: Config) -> str:
     return lab_config.api.tokens[0]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright(cancel_our_leftovers: None) -> Iterator[Playwright]:
     """Playwright's sync API runs an event loop in this thread while it is open: the lab
-    fixtures that call `asyncio.run` (`cancel_our_leftovers`) go first."""
+    fixtures that call `asyncio.run` (`cancel_our_leftovers`) go first, and it is closed when
+    the browser tests end (package scope), before any other test's event loop needs the
+    thread; so is the browser session's daemon, which must not dial other tests' campaigns."""
     with sync_playwright() as p:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright, artifacts: Path) -> Iterator[Browser]:
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
     # Debian's Chromium moves with security updates: say which one this run used.
