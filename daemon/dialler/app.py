@@ -64,6 +64,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 DRAIN_TIMEOUT = 120.0
+#: How long the exit waits for the database connections to close cleanly (seconds).
+POOL_CLOSE_TIMEOUT = 5.0
 RECOVERY_INTERVAL = 5.0
 METRICS_INTERVAL = 5.0
 WAKEUP_PING = 5.0
@@ -317,12 +319,14 @@ async def run_daemon(
                 tasks = [group.create_task(supervise(loop), name=loop.name) for loop in loops]
                 await _until_stopped(engine, notifier, stop, hard_stop)
                 drained.set()
+                log.info("drain over; stopping the daemon's loops")
                 for task in tasks:
                     task.cancel()
         except* LoopFailed:
             status = 1
         return status
     finally:
+        log.info("shutting down: closing listeners and connections")
         if engine is not None:
             await engine.abandon()
         for close in reversed(closers):
@@ -333,7 +337,13 @@ async def run_daemon(
         with contextlib.suppress(Exception):
             async with pool.acquire() as conn:
                 await store.unregister_daemon(conn, daemon_id)
-        await pool.close()
+        try:
+            # Every task is done by now; a connection still out would make close() wait for
+            # ever (asyncpg waits for it to be released): bounded, then closed regardless.
+            await asyncio.wait_for(pool.close(), POOL_CLOSE_TIMEOUT)
+        except TimeoutError:
+            log.warning("database connections still in use at exit; closed regardless")
+            pool.terminate()
         if journal is not None:
             journal.close()
 

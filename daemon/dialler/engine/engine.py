@@ -827,10 +827,27 @@ class Engine:
         # Calls that hung up wait for their worker's result (it comes over HTTP, still served
         # while draining), at most `result_timeout` — after that recovery decides them anyway.
         deadline = min(deadline, loop.time() + self.config.scheduler.result_timeout)
-        if self.wrapping:
+        while self.wrapping and loop.time() < deadline:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._none_wrapping.wait(), max(0.0, deadline - loop.time()))
+                await asyncio.wait_for(
+                    self._none_wrapping.wait(), min(0.5, max(0.0, deadline - loop.time()))
+                )
+            # The result may have reached another daemon sharing the database (the worker
+            # posts it to whichever daemon it talks to): look there too.
+            await self._forget_decided_wrapping()
         return len(self.live)
+
+    async def _forget_decided_wrapping(self) -> None:
+        """Drop from `wrapping` the attempts already final in the database."""
+        try:
+            async with self.pool.acquire() as conn:
+                for attempt_id in list(self.wrapping):
+                    if await store.lock_open_attempt(conn, attempt_id) is None:
+                        self.wrapping.discard(attempt_id)
+        except Exception as exc:  # the database away: the drain's deadline still holds
+            log.warning("drain: cannot check wrapping calls: %s", exc)
+        if not self.wrapping:
+            self._none_wrapping.set()
 
     async def abandon(self) -> None:
         """At exit: stop following the calls still live (the next start reconciles them) and
