@@ -34,6 +34,7 @@ from ..domain.outcomes import DialResult, Outcome
 from ..domain.results import ResultRecorded, WorkerResult
 from ..domain.rules import AttemptFacts, Decision, NextAction, decide, requeue
 from ..domain.states import AttemptState, ContactState, Disposition
+from ..domain.window import Window
 from ..errors import (
     AlreadyFinal,
     DiallingUnavailable,
@@ -181,9 +182,13 @@ class Engine:
         next_in = poll
         now = datetime.now(UTC)
         for rules in campaigns:
-            if rules.window.is_open(now):
+            if self._dialable_now(rules, now):
                 next_in = min(next_in, await self._fill(rules, tracker))
         return next_in
+
+    def _dialable_now(self, rules: CampaignRules, now: datetime) -> bool:
+        """Is any of the campaign's contacts inside its calling window now?"""
+        return rules.window.is_open(now)
 
     async def _fill(self, rules: CampaignRules, tracker: CallTracker) -> float:
         """Claim and dial for one campaign; returns the delay until pacing allows more."""
@@ -219,13 +224,7 @@ class Engine:
             free = min(free, sum(w.free for w in workers))
             if free <= 0:
                 return [], poll  # no bot free: never dial
-            in_flight = await store.carriers_in_flight(conn)
-            room = {}
-            for carrier in self.config.carriers:
-                room[carrier.name] = min(
-                    carrier.max_channels - in_flight.get(carrier.name, 0),
-                    self.buckets[carrier.name].available(),
-                )
+            room = await self._carrier_room(conn)
             numbers = [
                 (n.number, n.carrier) for n in await store.campaign_caller_ids(conn, campaign_id)
             ]
@@ -269,6 +268,17 @@ class Engine:
             # Before commit: recovery must never see the attempt without knowing it is ours.
             self.dialling.update(d.attempt_id for d in dials)
         return dials, None
+
+    async def _carrier_room(self, conn: Connection) -> dict[str, int]:
+        """Each carrier's dials allowed now: free channels, bounded by its calls per second."""
+        in_flight = await store.carriers_in_flight(conn)
+        room = {}
+        for carrier in self.config.carriers:
+            room[carrier.name] = min(
+                carrier.max_channels - in_flight.get(carrier.name, 0),
+                self.buckets[carrier.name].available(),
+            )
+        return room
 
     def _pacing_delay(self, numbers: list[tuple[str, str]]) -> float:
         carriers = {carrier for _n, carrier in numbers}
@@ -715,7 +725,7 @@ class Engine:
                 ),
                 rules.retry,
                 rules.redial,
-                rules.window,
+                self._settle_window(rules, row),
             )
             if rules.cancelled and decision.action in (NextAction.RETRY, NextAction.CALLBACK):
                 decision = Decision(NextAction.CANCELLED, None, ContactState.CANCELLED)
@@ -754,6 +764,10 @@ class Engine:
         )
         self.wake.set()
         return decision
+
+    def _settle_window(self, rules: CampaignRules, row: OpenAttempt) -> Window:
+        """The window a callback or retry of this attempt's contact is moved into."""
+        return rules.window
 
     async def test_call(
         self, bot: str, to: str, caller_id: str, carrier: str, ring_timeout: float
