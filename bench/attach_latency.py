@@ -2,18 +2,21 @@
 each call to the reference worker accepting its AudioSocket connection.
 
     flock /tmp/dialler-lab.lock .venv/bin/python bench/attach_latency.py \
-        [--calls 300] [--concurrency 40]
+        [--calls 300] [--concurrency 40] [--runs 3] [--profile DIR]
 
-The answer time is the AMI `Newstate` (state Up) of the call's channel, read by this script's
-own AMI connection: the event's `Timestamp` header when manager.conf has `timestampevents =
-yes`, else the moment this script receives the event. The accept time is the reference
+The answer time is Asterisk's own clock: the `Timestamp` header (manager.conf
+`timestampevents = yes`, which the lab sets) of the AMI `Newstate` (state Up) of the call's
+channel, read on the lab's read-only observer AMI user. The accept time is the reference
 worker's own clock (its `call accepted` log line, `accepted_at`). The daemon's own figure
-(`attempts.attached_at`) is not used. Both clocks are this machine's.
+(`attempts.attached_at`) is not used for the headline. Both clocks are this machine's.
 
-Runs `dialler lab up`, a campaign of N answered calls (answer after ~1 s, hold 2 s) at the given
-concurrency with a daemon of its own, and prints p50/p95/p99/max in ms and the count. Needs
-root and the lab lock; the lab's reference worker must run code that logs `call accepted`
-(`dialler lab down; dialler lab up` after an upgrade).
+Runs `dialler lab up`, then `--runs` campaigns of N answered calls each (answer after ~1 s,
+hold 2 s) at the given concurrency, each with a daemon of its own started first (the campaign
+starts once its `/readyz` answers: a running daemon, the steady state), and prints each run's
+p50/p95/p99/max in ms and the median of the runs. `--profile DIR` records each run's daemon
+with py-spy (all threads, the FastAGI thread included) into DIR. Needs root and the lab lock;
+the lab's Asterisk must have `timestampevents` (`dialler lab down; dialler lab up` after an
+upgrade).
 """
 
 from __future__ import annotations
@@ -24,17 +27,22 @@ import csv
 import json
 import math
 import re
+import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from panoramisk import Manager
 
 from dialler.config import load_config
+from dialler.lab.asterisk import observer_user
 from dialler.store.pool import connect
 
 #: The worker's log line for an accepted AudioSocket connection (logfmt).
@@ -63,8 +71,8 @@ class AnswerWatch:
     """This script's own AMI connection: the answer time of every channel that goes Up."""
 
     def __init__(self, host: str, port: int, username: str, secret: str) -> None:
-        self.answered: dict[str, float] = {}
-        self.stamped = 0  # events carrying Asterisk's own Timestamp
+        self.answered: dict[str, float] = {}  # Uniqueid -> Asterisk's Timestamp of Up
+        self.unstamped = 0  # Up events without a Timestamp
         self.manager = Manager(
             host=host,
             port=port,
@@ -77,13 +85,13 @@ class AnswerWatch:
         self.manager.register_event("Newstate", self._newstate)
 
     def _newstate(self, _manager: Any, event: Any) -> None:
-        received = time.time()
         if event.get("ChannelStateDesc") != "Up":
             return
         stamp = event.get("Timestamp")
-        if stamp:
-            self.stamped += 1
-        self.answered.setdefault(event.get("Uniqueid", ""), float(stamp) if stamp else received)
+        if not stamp:
+            self.unstamped += 1  # an Asterisk without `timestampevents`: no figure from it
+            return
+        self.answered.setdefault(event.get("Uniqueid", ""), float(stamp))
 
     async def start(self) -> None:
         await self.manager.connect()
@@ -106,8 +114,49 @@ def write_campaign(tmp: Path, name: str, calls: int, concurrency: int) -> None:
             writer.writerow([f"+44770092{n:04d}"])  # answer after ~1 s, hold 2 s
 
 
-async def run(calls: int, concurrency: int, dump: Path | None) -> None:
-    config = Path(cli(None, "lab", "up").split()[-1])
+async def wait_ready(url: str, timeout: float = 30.0) -> None:
+    """Until the daemon's `/readyz` answers 200."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            with await asyncio.to_thread(urllib.request.urlopen, url, None, 2) as answer:
+                if answer.status == 200:
+                    return
+                last = f"HTTP {answer.status}"
+        except OSError as exc:  # refused while it starts; urllib's HTTPError for a 503
+            last = str(exc)
+        await asyncio.sleep(0.2)
+    raise SystemExit(f"the daemon was not ready within {timeout:.0f} s (last: {last})")
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """One run: answer-to-accept per call (ms, sorted) and where the time goes."""
+
+    ms: list[float]
+    answered: int
+    elapsed: float
+    before: list[float]  # answer to the attach statement (the database's clock), ms
+    after: list[float]  # the attach statement to the accept, ms
+
+    def line(self) -> str:
+        ms = self.ms
+        return (
+            f"p50 {percentile(ms, 50):.1f} ms, p95 {percentile(ms, 95):.1f} ms, "
+            f"p99 {percentile(ms, 99):.1f} ms, max {ms[-1]:.1f} ms over {len(ms)} calls "
+            f"({self.elapsed:.0f} s; answered but never accepted: {self.answered - len(ms)})"
+        )
+
+
+async def run_once(
+    config: Path,
+    calls: int,
+    concurrency: int,
+    dump: Path | None,
+    profile: Path | None,
+) -> Figures:
+    """One campaign with a daemon of its own; the figures of its calls."""
     settings = load_config(str(config))
     worker_log = config.parent / "worker.log"
     tmp = Path(tempfile.mkdtemp(prefix="attach-bench-"))
@@ -118,31 +167,41 @@ async def run(calls: int, concurrency: int, dump: Path | None) -> None:
     cli(config, "contacts", "import", campaign, str(tmp / "contacts.csv"))
 
     ami = settings.asterisk[0].ami
-    watch = AnswerWatch(ami.host, ami.port, ami.username, ami.secret)
+    watch = AnswerWatch(ami.host, ami.port, observer_user(ami.username), ami.secret)
     await watch.start()
     log_offset = worker_log.stat().st_size
+    daemon_cmd = [sys.executable, "-m", "dialler.cli", "--config", str(config), "run"]
+    with (tmp / "daemon.log").open("ab") as log:
+        daemon = await asyncio.create_subprocess_exec(*daemon_cmd, stdout=log, stderr=log)
+    # The campaign starts on a running daemon (the steady state), not with its start-up.
+    http = settings.listeners.http
+    await wait_ready(f"http://{http.host}:{http.port}/readyz")
     cli(config, "campaign", "start", campaign)
     started = time.monotonic()
-    with (tmp / "daemon.log").open("ab") as log:
-        daemon = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "dialler.cli",
-            "--config",
-            str(config),
-            "run",
-            stdout=log,
-            stderr=log,
+    spy = None
+    if profile is not None:
+        # py-spy attached to the daemon: every thread (the FastAGI thread is one), raw
+        # collapsed stacks; it writes its file when interrupted.
+        out = profile / f"{name}.txt"
+        spy = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).with_name("py-spy")),
+            *("record", "--format", "raw", "-r", "250", "-o", str(out)),
+            *("--pid", str(daemon.pid)),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
         )
     try:
         while True:
             shown = await asyncio.to_thread(cli, config, "campaign", "show", campaign, "--json")
-            if '"completed"' in shown:
+            if json.loads(shown).get("state") == "completed":
                 break
             if time.monotonic() - started > 240:
-                raise SystemExit("campaign did not complete in 4 minutes")
-            await asyncio.sleep(1)
+                raise SystemExit(f"campaign did not complete in 4 minutes; see {tmp}")
+            await asyncio.sleep(0.5)
     finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            await asyncio.wait_for(spy.wait(), 60)
         daemon.terminate()
         await asyncio.wait_for(daemon.wait(), 60)
         watch.close()
@@ -152,6 +211,11 @@ async def run(calls: int, concurrency: int, dump: Path | None) -> None:
         fh.seek(log_offset)
         text = fh.read().decode("utf-8", "replace")
     accepted = {m["id"]: float(m["at"]) for m in _ACCEPTED.finditer(text)}
+    if watch.unstamped and not watch.answered:
+        raise SystemExit(
+            "the lab's Asterisk sends events without `Timestamp` (no timestampevents): it runs "
+            "an older config; restart the lab (dialler lab down; dialler lab up) under the lock"
+        )
     if not accepted and watch.answered:
         raise SystemExit(
             "the lab's reference worker logs no `call accepted` lines: it runs older code; "
@@ -180,35 +244,56 @@ async def run(calls: int, concurrency: int, dump: Path | None) -> None:
             }
         )
         await asyncio.to_thread(dump.write_text, text)
-    print(f"daemon log: {tmp / 'daemon.log'}")
     if not ms:
         raise SystemExit(f"no call both answered and accepted ({len(answered)} answered)")
-    source = "AMI Timestamp" if watch.stamped else "AMI event receipt (no timestampevents)"
-    print(
-        f"answer-to-accept over {len(ms)} calls (concurrency {concurrency}, {calls} contacts, "
-        f"{elapsed:.0f} s; answer from {source}; accept from the worker's clock): "
-        f"p50 {percentile(ms, 50):.1f} ms, p95 {percentile(ms, 95):.1f} ms, "
-        f"p99 {percentile(ms, 99):.1f} ms, max {ms[-1]:.1f} ms; "
-        f"answered but never accepted: {len(answered) - len(ms)}"
-    )
     both = [i for i in answered if i in accepted and i in attached]
-    if both:
-        before = sorted((attached[i] - answered[i]) * 1000 for i in both)
-        after = sorted((accepted[i] - attached[i]) * 1000 for i in both)
-        print(
-            f"  where it goes: answer to the attach statement p50 {percentile(before, 50):.1f} / "
-            f"p95 {percentile(before, 95):.1f} ms; attach statement to accept "
-            f"p50 {percentile(after, 50):.1f} / p95 {percentile(after, 95):.1f} ms"
-        )
+    return Figures(
+        ms,
+        len(answered),
+        elapsed,
+        sorted((attached[i] - answered[i]) * 1000 for i in both),
+        sorted((accepted[i] - attached[i]) * 1000 for i in both),
+    )
+
+
+async def run(
+    calls: int, concurrency: int, runs: int, dump: Path | None, profile: Path | None
+) -> None:
+    config = Path(cli(None, "lab", "up").split()[-1])
+    if profile is not None:
+        await asyncio.to_thread(profile.mkdir, parents=True, exist_ok=True)
+    results: list[Figures] = []
+    for n in range(1, runs + 1):
+        figures = await run_once(config, calls, concurrency, dump, profile)
+        results.append(figures)
+        print(f"run {n}: answer-to-accept {figures.line()}", flush=True)
+        if figures.before:
+            b, a = figures.before, figures.after
+            print(
+                f"  where it goes: answer to the attach statement p50 {percentile(b, 50):.1f} / "
+                f"p95 {percentile(b, 95):.1f} ms; attach statement to accept "
+                f"p50 {percentile(a, 50):.1f} / p95 {percentile(a, 95):.1f} ms",
+                flush=True,
+            )
+    med = statistics.median
+    print(
+        f"median of {runs} runs (concurrency {concurrency}, {calls} contacts each; answer from "
+        f"Asterisk's AMI Timestamp, accept from the worker's clock): "
+        f"p50 {med(percentile(f.ms, 50) for f in results):.1f} ms, "
+        f"p95 {med(percentile(f.ms, 95) for f in results):.1f} ms, "
+        f"max {med(f.ms[-1] for f in results):.1f} ms"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=40)
-    parser.add_argument("--dump", type=Path, help="write each call's times here (JSON)")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--dump", type=Path, help="write the last run's call times here (JSON)")
+    parser.add_argument("--profile", type=Path, help="py-spy each run's daemon into this dir")
     args = parser.parse_args()
-    asyncio.run(run(args.calls, args.concurrency, args.dump))
+    asyncio.run(run(args.calls, args.concurrency, args.runs, args.dump, args.profile))
 
 
 if __name__ == "__main__":

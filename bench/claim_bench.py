@@ -76,7 +76,7 @@ async def claim_once(conn: Any, campaign: uuid.UUID, batch: int) -> list[Any]:
             60.0,
             [numbers[0]["number"]],
             [numbers[0]["carrier"]],
-            "lab",
+            ["lab"],
         )
         await conn.execute(Q["touch_numbers"], [numbers[0]["number"]])
         await conn.execute(Q["mark_campaign_dialled"], campaign)

@@ -256,14 +256,7 @@ async def run_daemon(
         trackers = {c.name: CallTracker(c) for c in clients}
         for client in clients:
             await client.start()
-        for client in clients:
-            try:
-                await client.wait_ready(config.asterisk[0].ami.connect_timeout)
-            except OperationalError:
-                log.warning(
-                    "AMI not up yet; nothing is dialled until it is",
-                    extra={"asterisk": client.name},
-                )
+        await _wait_for_servers(clients)
         engine = Engine(config, pool, trackers, daemon_id, journal)
         # Call ends a previous process kept (a database outage, then a restart) go in first:
         # recovery below writes them instead of guessing `timeout`.
@@ -274,20 +267,13 @@ async def run_daemon(
         await attach.start(config.listeners.agi.host, config.listeners.agi.port)
         closers.append(attach.close)
 
-        def ready_checks(engine: Engine) -> Callable[[], Awaitable[dict[str, bool]]]:
-            async def checks() -> dict[str, bool]:
-                # `results_written`: false while call ends wait to be written (how many:
-                # the dialler_results_unwritten metric).
-                return {
-                    **{f"ami:{c.name}": c.ready for c in clients},
-                    "database_writes": engine.database_up,
-                    "results_written": not engine.unsettled and not engine.kept_results,
-                }
-
-            return checks
-
         api = make_app(
-            config, pool, engine.record_result, engine.test_call, readiness=ready_checks(engine)
+            config,
+            pool,
+            engine.record_result,
+            engine.test_call,
+            readiness=_ready_checks(engine),
+            readiness_detail=lambda: {"asterisk_servers": _server_states(engine)},
         )
         console.setup(api)  # the operator console on the same listener (docs/console.md)
         runner = await start(api, config.listeners.http.host, config.listeners.http.port)
@@ -372,6 +358,7 @@ def _loops(
         Loop("scheduler", lambda: engine.run(stop), restart),
         Loop("recovery", lambda: _recovery_loop(recovery, engine, stop), restart),
         Loop("settler", lambda: engine.run_settler(stop), restart),
+        Loop("servers", lambda: engine.run_servers(stop), restart),
         Loop("heartbeat", lambda: _heartbeat(pool, daemon_id, engine), restart),
         Loop("wakeups", lambda: _listen_wakeups(pool, engine, stop), restart),
         Loop("metrics", lambda: _metrics_loop(pool, engine, notifier), restart),
@@ -412,8 +399,55 @@ async def _until_stopped(
 
 
 def _status_line(engine: Engine) -> str:
-    ami = "up" if all(t.ami.ready for t in engine.trackers.values()) else "DOWN"
+    up, total = len(engine.servers.up()), len(engine.trackers)
+    ami = "up" if up == total else "DOWN" if up == 0 else f"{up}/{total} up"
     return f"running: {len(engine.live)} live calls, AMI {ami}"
+
+
+async def _wait_for_servers(clients: list[AmiClient]) -> None:
+    """Give every Asterisk its `connect_timeout` to log in, all at once (several servers down
+    do not add up their waits); one not up yet gets no dials until it is."""
+
+    async def wait(client: AmiClient) -> None:
+        try:
+            await client.wait_ready(client.config.ami.connect_timeout)
+        except OperationalError:
+            log.warning(
+                "AMI not up yet; nothing is dialled through it until it is",
+                extra={"asterisk": client.name},
+            )
+
+    await asyncio.gather(*(wait(client) for client in clients))
+
+
+def _ready_checks(engine: Engine) -> Callable[[], Awaitable[dict[str, bool]]]:
+    """`/readyz`'s checks besides the database: ready while at least one Asterisk is up (the
+    engine dials through the others when one goes; each one's state is in the body's
+    `asterisk_servers`)."""
+
+    async def checks() -> dict[str, bool]:
+        # `results_written`: false while call ends wait to be written (how many: the
+        # dialler_results_unwritten metric).
+        return {
+            "asterisk": engine.servers.any_up(),
+            "database_writes": engine.database_up,
+            "results_written": not engine.unsettled and not engine.kept_results,
+        }
+
+    return checks
+
+
+def _server_states(engine: Engine) -> list[dict[str, object]]:
+    """Each Asterisk server as `/readyz` shows it: AMI up, this daemon's calls on it, cap."""
+    return [
+        {
+            "name": name,
+            "up": tracker.ami.ready,
+            "in_flight": engine.servers.in_flight(name),
+            "max_channels": engine.servers.caps.get(name),
+        }
+        for name, tracker in engine.trackers.items()
+    ]
 
 
 # --- the loops -------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ import phonenumbers
 
 from .domain.messages import shown as _shown
 from .domain.numbers import E164, E164_RULE
+from .domain.throttle import DEFAULT_CODES, ThrottleSettings
 from .errors import ConfigError
 from .reader import FileProblem, Problem, Rule, Section, matches, parse_yaml, read_text
 
@@ -74,6 +75,8 @@ class AsteriskConfig:
     name: str
     ami: AmiConfig
     originate_context: str
+    #: Calls this daemon may have up on this server at once; None: no cap of its own.
+    max_channels: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +85,8 @@ class CarrierConfig:
     endpoint: str
     max_channels: int
     calls_per_second: float
+    #: AIMD throttling on 429/503 (docs/config.md, `throttle:`); the defaults when absent.
+    throttle: ThrottleSettings = field(default_factory=ThrottleSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +221,7 @@ _TOP_KEYS = (
     "api",
     "fleet",
 )
-_ASTERISK_KEYS = ("name", "ami", "originate_context")
+_ASTERISK_KEYS = ("name", "ami", "originate_context", "max_channels")
 _AMI_KEYS = (
     "host",
     "port",
@@ -228,7 +233,19 @@ _AMI_KEYS = (
     "reconnect_delay",
     "connect_timeout",
 )
-_CARRIER_KEYS = ("name", "endpoint", "max_channels", "calls_per_second")
+_CARRIER_KEYS = ("name", "endpoint", "max_channels", "calls_per_second", "throttle")
+_THROTTLE_KEYS = (
+    "codes",
+    "threshold",
+    "min_refusals",
+    "decrease",
+    "increase",
+    "cooldown",
+    "min_rate",
+    "window",
+    "max_requeues",
+    "requeue_after",
+)
 _NUMBER_KEYS = ("number", "carrier", "enabled")
 _LISTENER_KEYS = ("host", "port", "allow_non_loopback")
 _AGI_KEYS = ("secret_file", "secret_env", "allow")
@@ -382,7 +399,20 @@ def _asterisk(root: Section, context: _Context) -> tuple[AsteriskConfig, ...]:
         _unique(item, "name", name, seen)
         ami = _ami(item.section("ami", _AMI_KEYS), context)
         originate_context = item.string("originate_context", "dialler-outbound", rules=[_NAME])
-        servers.append(AsteriskConfig(name=name, ami=ami, originate_context=originate_context))
+        # Optional: absent means no cap of the server's own (carriers' caps still hold).
+        max_channels = (
+            item.integer("max_channels", 1, rules=[_AT_LEAST_1])
+            if item.has("max_channels")
+            else None
+        )
+        servers.append(
+            AsteriskConfig(
+                name=name,
+                ami=ami,
+                originate_context=originate_context,
+                max_channels=max_channels,
+            )
+        )
     return tuple(servers)
 
 
@@ -628,9 +658,61 @@ def _carriers(root: Section) -> tuple[CarrierConfig, ...]:
                 endpoint=item.string("endpoint", name, rules=[_NAME]),
                 max_channels=item.integer("max_channels", 100, rules=[_AT_LEAST_1]),
                 calls_per_second=item.number("calls_per_second", 10.0, rules=[_greater_than_0]),
+                throttle=_throttle(item.section("throttle", _THROTTLE_KEYS)),
             )
         )
     return tuple(carriers)
+
+
+def _fraction(*, below_1: bool) -> Rule[float]:
+    """A rule: a number greater than 0 and at most 1 (below 1 if `below_1`)."""
+    bound = "below 1" if below_1 else "at most 1"
+
+    def check(value: float) -> str | None:
+        if not math.isfinite(value) or value <= 0 or value > 1 or (below_1 and value == 1):
+            return f"{value} is out of range; must be greater than 0 and {bound}"
+        return None
+
+    return check
+
+
+def _throttle_codes(section: Section) -> frozenset[int]:
+    """The SIP codes that mean "slow down": a non-empty list of 4xx–6xx codes."""
+    value = section.get("codes")
+    if value is None:
+        return DEFAULT_CODES
+    if not isinstance(value, list) or not value:
+        section.problem("codes", "expected a non-empty list of SIP codes, e.g. [429, 503]")
+        return DEFAULT_CODES
+    codes: set[int] = set()
+    for index, code in enumerate(value):
+        if isinstance(code, bool) or not isinstance(code, int) or not 400 <= code <= 699:
+            section.problem_at(
+                f"{section.path_of('codes')}[{index}]",
+                f"expected a SIP failure code from 400 to 699, got {code!r}",
+            )
+        else:
+            codes.add(code)
+    return frozenset(codes) or DEFAULT_CODES
+
+
+def _throttle(section: Section) -> ThrottleSettings:
+    """A carrier's `throttle:` section (AIMD on 429/503: docs/config.md, docs/engine.md)."""
+    default = ThrottleSettings()
+    return ThrottleSettings(
+        codes=_throttle_codes(section),
+        threshold=section.number("threshold", default.threshold, rules=[_fraction(below_1=False)]),
+        min_refusals=section.integer("min_refusals", default.min_refusals, rules=[_AT_LEAST_1]),
+        decrease=section.number("decrease", default.decrease, rules=[_fraction(below_1=True)]),
+        increase=section.number("increase", default.increase, rules=[_greater_than_0]),
+        cooldown=section.duration("cooldown", default.cooldown, positive=True),
+        min_rate=section.number("min_rate", default.min_rate, rules=[_greater_than_0]),
+        window=section.duration("window", default.window, positive=True),
+        max_requeues=section.integer("max_requeues", default.max_requeues, rules=[_between(0)]),
+        requeue_after=section.duration(
+            "requeue_after", default.requeue_after, positive=True, maximum=3600.0
+        ),
+    )
 
 
 def _numbers(root: Section, carriers: tuple[CarrierConfig, ...]) -> tuple[NumberConfig, ...]:
@@ -693,6 +775,14 @@ def _listener(
         secret = _secret_from_file(section, context)
     elif section.has("secret_env"):
         secret = _secret_from_env(section, context.env)
+    else:
+        # Required: without it anything that reaches the FastAGI port could attach calls
+        # (docs/security.md). The dialplan passes it in the AGI URL (DIALLER_AGI_SECRET).
+        section.problem(
+            None,
+            "no FastAGI secret; set secret_file (a path) or secret_env (a variable name) — "
+            "the dialplan passes it as DIALLER_AGI_SECRET",
+        )
     if secret and not _AGI_SECRET.fullmatch(secret):
         # It travels in the AGI URL of the dialplan: URL-safe characters only.
         section.problem(

@@ -24,23 +24,32 @@ from uuid import UUID
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from .config import Config
+from .domain.outcomes import Outcome
 from .domain.states import CampaignState
-from .stats import IN_FLIGHT, STATES, campaign_show, window_open_at
+from .domain.throttle import Pacing, at_claim, fresh
+from .stats import ABANDON_WINDOW, IN_FLIGHT, STATES, campaign_show, window_open_at
 from .store import fleet
 from .store import metrics as store
+from .store import pacing as pacing_store
+from .store import stats as stats_store
 from .store.conn import Connection
 
 __all__ = [
     "AMI_CONNECTED",
     "ANSWER_TO_ATTACH",
+    "ASTERISK_CALLS_IN_FLIGHT",
+    "ASTERISK_ORIGINATIONS",
     "ATTEMPT_OUTCOMES",
     "CALLS_ABANDONED",
     "CALLS_IN_FLIGHT",
+    "CAMPAIGN_ABANDON_RATE",
     "CAMPAIGN_CONTACTS_DUE",
     "CAMPAIGN_LAST_DIAL",
     "CAMPAIGN_RUNNING",
     "CAMPAIGN_STALLED",
     "CAMPAIGN_WINDOW_OPEN",
+    "CARRIER_ALLOWED_RATE",
+    "CARRIER_THROTTLED",
     "CLAIM_DURATION",
     "CONTACTS",
     "FLEET_SLOTS",
@@ -104,6 +113,20 @@ CLAIM_DURATION = Histogram(
 AMI_CONNECTED = Gauge(
     "dialler_ami_connected",
     "1 while the AMI connection to this Asterisk is up, else 0.",
+    ["asterisk"],
+    registry=REGISTRY,
+)
+# Several Asterisk servers (docs/asterisk.md): how this daemon spreads its calls over them.
+ASTERISK_ORIGINATIONS = Counter(
+    "dialler_asterisk_originations_total",
+    "Originates this daemon sent through each Asterisk server.",
+    ["asterisk"],
+    registry=REGISTRY,
+)
+ASTERISK_CALLS_IN_FLIGHT = Gauge(
+    "dialler_asterisk_calls_in_flight",
+    "Calls this daemon has up on each Asterisk server (followed, or claimed and about to be "
+    "sent): what dials are dealt by, least first, and what `asterisk[].max_channels` caps.",
     ["asterisk"],
     registry=REGISTRY,
 )
@@ -172,9 +195,36 @@ FLEET_SLOTS = Gauge(
     ["state"],
     registry=REGISTRY,
 )
+# Carrier pacing shared by the daemons (docs/engine.md, "Pacing"): set at each claim and
+# throttling refusal, and by `refresh` from the shared row.
+CARRIER_ALLOWED_RATE = Gauge(
+    "dialler_carrier_allowed_calls_per_second",
+    "Calls per second a carrier is allowed now, for all daemons together: its configured "
+    "calls_per_second, lower while it is throttled (429/503).",
+    ["carrier"],
+    registry=REGISTRY,
+)
+CARRIER_THROTTLED = Gauge(
+    "dialler_carrier_throttled",
+    "1 while a carrier's rate is cut below its configured calls_per_second because it answers "
+    "429/503 (AIMD throttling), else 0.",
+    ["carrier"],
+    registry=REGISTRY,
+)
 CAMPAIGN_RUNNING = Gauge(
     "dialler_campaign_running",
     "1 for a running campaign, 0 for a paused one.",
+    ["campaign"],
+    registry=REGISTRY,
+)
+
+
+# The abandon rate regulators cap (docs/metrics.md, "Abandon rate"): `campaign show`'s
+# `abandon_rate_30d`, for running and paused campaigns.
+CAMPAIGN_ABANDON_RATE = Gauge(
+    "dialler_campaign_abandon_rate",
+    "Abandoned calls (answered, no worker took them) / answered calls of the campaign that "
+    "ended in the last 30 days (0 when none was answered); as campaign show's abandon_rate_30d.",
     ["campaign"],
     registry=REGISTRY,
 )
@@ -215,17 +265,35 @@ async def refresh(conn: Connection, config: Config, now: datetime | None = None)
         attempts = await store.open_attempts(conn)
         capacity = await fleet.fleet_capacity(conn, config.fleet.heartbeat_timeout)
         busy = await store.fleet_busy(conn)
-        stalled = {
-            c.id: bool((await campaign_show(conn, config, c.id, now))["stalled"])
+        paced = await pacing_store.pacing_states(conn)
+        shown = {
+            c.id: await campaign_show(conn, config, c.id, now)
             for c in campaigns
             if c.state == CampaignState.RUNNING
         }
+        # Paused campaigns: their abandon rate only (one indexed query each).
+        abandon = {
+            c.id: _abandon_rate(
+                await stats_store.attempt_outcomes(conn, c.id, now - ABANDON_WINDOW)
+            )
+            for c in campaigns
+            if c.id not in shown
+        }
+    stalled = {campaign: bool(show["stalled"]) for campaign, show in shown.items()}
+    # A running campaign's window is open when `campaign show` says so: for a per-contact
+    # window, when some contacts' zones are open (stats.local_windows), not the campaign zone.
+    window = {
+        campaign: show["activity"] != "paused_outside_window" for campaign, show in shown.items()
+    }
 
     ids = [str(c.id) for c in campaigns]
     _publish(
         CAMPAIGN_RUNNING, {(str(c.id),): float(c.state == CampaignState.RUNNING) for c in campaigns}
     )
-    _publish(CAMPAIGN_WINDOW_OPEN, {(str(c.id),): float(window_open_at(c, now)) for c in campaigns})
+    _publish(
+        CAMPAIGN_WINDOW_OPEN,
+        {(str(c.id),): float(window.get(c.id, window_open_at(c, now))) for c in campaigns},
+    )
     _publish(CAMPAIGN_STALLED, {(str(c.id),): float(stalled.get(c.id, False)) for c in campaigns})
     _publish(
         CAMPAIGN_LAST_DIAL,
@@ -236,6 +304,33 @@ async def refresh(conn: Connection, config: Config, now: datetime | None = None)
     _publish(CALLS_IN_FLIGHT, _per_state(ids, IN_FLIGHT, attempts, lambda r: r.n))
     _publish(STUCK_ATTEMPTS, _per_campaign(ids, attempts, lambda r: r.stuck))
     _publish(FLEET_SLOTS, {("total",): float(capacity), ("busy",): float(busy)})
+    pacing = _paced(config, paced)
+    _publish(CARRIER_ALLOWED_RATE, {(n,): p.allowed for n, p in pacing.items()})
+    _publish(CARRIER_THROTTLED, {(n,): float(p.throttled) for n, p in pacing.items()})
+    abandon.update({c: float(show["abandon_rate_30d"]) for c, show in shown.items()})
+    _publish(CAMPAIGN_ABANDON_RATE, {(str(c),): rate for c, rate in abandon.items()})
+
+
+def _abandon_rate(outcomes: Iterable[stats_store.OutcomeCount]) -> float:
+    """`campaign show`'s `abandon_rate_30d` from the campaign's outcome counts."""
+    for tally in outcomes:
+        if tally.outcome == Outcome.ANSWERED and tally.recent:
+            return round(tally.abandoned / tally.recent, 4)
+    return 0.0
+
+
+def _paced(config: Config, rows: Iterable[pacing_store.CarrierPacing]) -> dict[str, Pacing]:
+    """Configured carriers' pacing as of now (a carrier never paced yet: its configured rate)."""
+    found = {r.carrier: r for r in rows}
+    states: dict[str, Pacing] = {}
+    for carrier in config.carriers:
+        row = found.get(carrier.name)
+        states[carrier.name] = (
+            at_claim(row.state, carrier.calls_per_second, row.now, carrier.throttle)
+            if row is not None
+            else fresh(carrier.calls_per_second, datetime.now(UTC))
+        )
+    return states
 
 
 class _Counted(Protocol):

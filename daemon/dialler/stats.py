@@ -23,6 +23,7 @@ from uuid import UUID
 from .config import Config
 from .domain.outcomes import Outcome
 from .domain.states import CampaignState, ContactState
+from .domain.throttle import at_claim, room
 from .domain.window import Window, WindowError
 from .domain.zones import open_zone_keys
 from .durations import format_duration
@@ -30,6 +31,7 @@ from .errors import InvalidField, UnknownCampaign
 from .store import Connection
 from .store import campaigns as campaigns_store
 from .store import fleet as fleet_store
+from .store import pacing as pacing_store
 from .store import stats as store
 from .store import zones as zones_store
 from .store.campaigns import CampaignRow
@@ -217,6 +219,9 @@ async def campaign_show(
         and not fleet_full
         and idle_for > config.scheduler.stall_after
     )
+    capped_by = await _pacing_cap(
+        conn, config, carriers, capped_by, callable_due > 0 and in_flight < effective
+    )
     by_outcome = {str(outcome): 0 for outcome in Outcome}
     answered_recent = abandoned_recent = 0
     for tally in outcomes:
@@ -247,6 +252,28 @@ async def campaign_show(
         "waiting_for_local_window": waiting_for_local_window,
         "settings": campaign_settings(row),
     }
+
+
+async def _pacing_cap(
+    conn: Connection, config: Config, carriers: Iterable[str], capped_by: str | None, wants: bool
+) -> str | None:
+    """`capped_by` with the carriers' shared pacing: `carrier_throttle` while a carrier of the
+    campaign is throttled (429/503), `carrier` when the campaign wants dials (callable contacts
+    due, a free slot) and every one of its carriers' shared calls/s bucket is empty now."""
+    settings = {c.name: c for c in config.carriers}
+    mine = [c for c in carriers if c in settings]
+    if not mine:
+        return capped_by
+    paced = {p.carrier: p for p in await pacing_store.pacing_states(conn)}
+    views = [
+        at_claim(p.state, settings[c].calls_per_second, p.now, settings[c].throttle)
+        for c in mine
+        if (p := paced.get(c)) is not None
+    ]
+    if any(view.throttled for view in views):
+        return "carrier_throttle"
+    empty = len(views) == len(mine) and all(room(view) == 0 for view in views)
+    return "carrier" if capped_by is None and wants and empty else capped_by
 
 
 def campaign_settings(row: CampaignRow) -> dict[str, Any]:

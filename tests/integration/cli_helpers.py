@@ -9,6 +9,11 @@ import sys
 from pathlib import Path
 
 AMI_SECRET_ENV = "DIALLER_TEST_AMI_SECRET"
+AGI_SECRET_ENV = "DIALLER_TEST_AGI_SECRET"
+#: The FastAGI secret every test config reads from AGI_SECRET_ENV (required by the config).
+AGI_SECRET = "agi-secret-for-tests-0123"
+#: The `listeners` section of the test configs: the FastAGI secret from the environment.
+LISTENERS_YAML = "listeners:\n  agi: {secret_env: " + AGI_SECRET_ENV + "}\n"
 
 
 def write_config(directory: Path, dsn: str, numbers: str = "") -> Path:
@@ -23,7 +28,7 @@ def write_config(directory: Path, dsn: str, numbers: str = "") -> Path:
         "      username: dialler\n"
         f"      secret_env: {AMI_SECRET_ENV}\n"
         "carriers:\n"
-        "  - name: lab\n" + (f"numbers:\n{numbers}" if numbers else ""),
+        "  - name: lab\n" + LISTENERS_YAML + (f"numbers:\n{numbers}" if numbers else ""),
         encoding="utf-8",
     )
     return path
@@ -32,7 +37,7 @@ def write_config(directory: Path, dsn: str, numbers: str = "") -> Path:
 async def run_cli(*args: str, cwd: Path | None = None) -> tuple[int, str, str]:
     """`python -m dialler.cli ARGS...`: (exit code, stdout, stderr); the AMI secret set, no
     $DIALLER_CONFIG inherited."""
-    env = {**os.environ, AMI_SECRET_ENV: "not-used"}
+    env = {**os.environ, AMI_SECRET_ENV: "not-used", AGI_SECRET_ENV: AGI_SECRET}
     env.pop("DIALLER_CONFIG", None)
     process = await asyncio.create_subprocess_exec(
         sys.executable,

@@ -75,12 +75,13 @@ def make_config(db_dsn: str, directory: Path) -> Config:
         {
             "database": {"dsn": db_dsn},
             "asterisk": [{"name": "pbx", "ami": {"username": "u", "secret_env": "S"}}],
+            "listeners": {"agi": {"secret_env": "A"}},
             "carriers": [{"name": "lab"}],
             "numbers": [{"number": number, "carrier": "lab"} for number in NUMBERS],
             "api": {"tokens_file": str(tokens)},
         },
         "test",
-        env={"S": "secret"},
+        env={"S": "secret", "A": "agi-secret-0123456789"},
     )
 
 
@@ -937,7 +938,7 @@ async def test_suppression_cancels_waiting_contacts_and_blocks_claims(api: Api) 
         60.0,
         [NUMBERS[0]],
         ["lab"],
-        "pbx",
+        ["pbx"],
     )
     assert [row["phone_number"] for row in claimed] == ["+447700900124"]
 

@@ -47,6 +47,7 @@ class FakeTracker:
     ami: FakeAmi
     on_stage: Any = None
     dialled: list[str] = field(default_factory=list)
+    calls: dict[str, Any] = field(default_factory=dict)  # the calls it follows: none
 
     async def dial(self, request: OriginateRequest) -> Any:
         self.dialled.append(request.attempt_id)
@@ -91,13 +92,14 @@ async def api(db_dsn: str, tmp_path: Any) -> AsyncIterator[Api]:
         {
             "database": {"dsn": db_dsn},
             "asterisk": [{"name": "pbx", "ami": {"username": "u", "secret_env": "S"}}],
+            "listeners": {"agi": {"secret_env": "A"}},
             "carriers": [{"name": "lab"}],
             "numbers": [{"number": CALLER_ID, "carrier": "lab"}],
             "api": {"tokens_file": str(tokens)},
             "fleet": {"heartbeat_timeout": "1s"},
         },
         "test",
-        env={"S": "secret"},
+        env={"S": "secret", "A": "agi-secret-0123456789"},
     )
     pool = await create_pool(db_dsn)
     tracker = FakeTracker(FakeAmi(config.asterisk[0]))

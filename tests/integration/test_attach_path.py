@@ -62,6 +62,9 @@ class CountingPool:
     async def close(self) -> None:
         await self.pool.close()
 
+    def terminate(self) -> None:
+        self.pool.terminate()
+
 
 class _CountingConnection:
     def __init__(self, conn: Any, statements: list[str]) -> None:
@@ -238,6 +241,155 @@ async def test_a_silent_reserved_worker_hands_the_call_to_a_free_one(make_agi: A
     assert await agi.attach(orphan) == ok("127.0.0.1:57104")
     free = {w.name: w.free for w in await _free(agi)}
     assert "free" not in free  # both of its slots are now taken, never more
+
+
+async def test_an_attempt_row_held_by_the_engine_does_not_hold_the_answer_back(
+    make_agi: Any,
+) -> None:
+    # At the answer the engine records it on the same attempt row and holds it until its
+    # commit reaches the disk: the attach answers Asterisk without waiting for that, and
+    # writes the row once it is free.
+    agi: Agi = await make_agi()
+    await _register(agi, "w1", 57107)
+    attempt = await _attempt(agi, "w1")
+    async with agi.pool.pool.acquire() as engine, engine.transaction():
+        await engine.execute("UPDATE attempts SET state = 'connected' WHERE id = $1", attempt)
+        reader, writer = await asyncio.open_connection("127.0.0.1", agi.port)
+        writer.write(
+            f"agi_network: yes\nagi_network_script: attach?secret={SECRET}\n"
+            f"agi_uniqueid: {attempt}\n\n".encode()
+        )
+        async with asyncio.timeout(5):  # not waiting for the row (held until this block ends)
+            first = (await reader.readline()).decode().rstrip("\n")
+        assert [first] == ok("127.0.0.1:57107")
+        writer.write(b"200 result=1\n")
+        slot = await agi.row("SELECT attached_at FROM worker_slots WHERE attempt_id = $1", attempt)
+        assert slot["attached_at"] is not None  # the slot is confirmed already
+    async with asyncio.timeout(10):  # the row is free: the attach writes it, then closes
+        assert await reader.read() == b""
+    writer.close()
+    row = await agi.row(
+        "SELECT a.worker, a.attached_at = s.attached_at AS same FROM attempts a "
+        "JOIN worker_slots s ON s.attempt_id = a.id WHERE a.id = $1",
+        attempt,
+    )
+    assert (row["worker"], row["same"]) == ("w1", True)
+
+
+async def _abandon_request(agi: Agi, attempt: uuid.UUID) -> bytes:
+    """The dialplan's `abandon` after a failed AudioSocket(): what the daemon sends back."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", agi.port)
+    writer.write(
+        f"agi_network: yes\nagi_network_script: abandon?secret={SECRET}\n"
+        f"agi_uniqueid: {attempt}\n\n".encode()
+    )
+    async with asyncio.timeout(10):
+        sent = await reader.read()
+    writer.close()
+    return sent
+
+
+async def test_a_failed_audiosocket_connection_marks_the_call_abandoned(make_agi: Any) -> None:
+    agi: Agi = await make_agi()
+    await _register(agi, "w1", 57108)
+    attempt = await _attempt(agi, "w1")
+    assert await agi.attach(attempt) == ok("127.0.0.1:57108")
+    agi.pool.statements.clear()
+    # Nothing is answered (closing lets the dialplan go on to the message): one statement.
+    assert await _abandon_request(agi, attempt) == b""
+    assert len(agi.pool.statements) == 1, agi.pool.statements
+    row = await agi.row("SELECT disposition, notes FROM attempts WHERE id = $1", attempt)
+    assert row["disposition"] == "abandoned"
+    assert "AudioSocket connection failed" in row["notes"]
+    # Long after the attach, the worker had the call and it broke off mid-call: the callee
+    # hears the message, but the worker's result (or the result timeout) decides.
+    talking = await _attempt(agi, "w1")
+    assert await agi.attach(talking) == ok("127.0.0.1:57108")
+    async with agi.pool.pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE attempts SET attached_at = now() - interval '30 seconds' WHERE id = $1",
+            talking,
+        )
+    assert await _abandon_request(agi, talking) == b""
+    row = await agi.row("SELECT disposition FROM attempts WHERE id = $1", talking)
+    assert row["disposition"] is None
+    # A worker's result already in stays: the call was taken before the connection broke.
+    taken = await _attempt(agi, "w1")
+    async with agi.pool.pool.acquire() as conn:
+        await conn.execute("UPDATE attempts SET disposition = 'completed' WHERE id = $1", taken)
+    assert await _abandon_request(agi, taken) == b""
+    row = await agi.row("SELECT disposition FROM attempts WHERE id = $1", taken)
+    assert row["disposition"] == "completed"
+
+
+async def test_a_held_attempt_row_never_delays_the_abandon_message(make_agi: Any) -> None:
+    # No worker in rotation, or the dialplan's `abandon`, while the engine holds the attempt's
+    # row: Asterisk is answered (or the connection closed) at once — the callee hears the
+    # message — and the row is written once it is free.
+    agi: Agi = await make_agi()
+    await _register(agi, "gone", 57109)
+    no_worker = await _attempt(agi, "gone")
+    await _silence(agi, "gone")
+    await _register(agi, "w1", 57110)
+    failed = await _attempt(agi, "w1")
+    async with agi.pool.pool.acquire() as conn:  # w1 is full: no worker takes `no_worker`
+        await conn.execute("UPDATE workers SET capacity = 1 WHERE name = 'w1'")
+    async with agi.pool.pool.acquire() as engine, engine.transaction():
+        await engine.execute(
+            "UPDATE attempts SET state = 'connected' WHERE id = ANY($1::uuid[])",
+            [no_worker, failed],
+        )
+        reader, writer = await asyncio.open_connection("127.0.0.1", agi.port)
+        writer.write(
+            f"agi_network: yes\nagi_network_script: attach?secret={SECRET}\n"
+            f"agi_uniqueid: {no_worker}\n\n".encode()
+        )
+        async with asyncio.timeout(5):
+            assert (await reader.readline()).decode().rstrip("\n") == ABANDONED
+        writer.write(b"200 result=1\n")
+        closed = asyncio.create_task(_abandon_request(agi, failed))
+        async with asyncio.timeout(5):  # the connection closes before the row is free
+            assert await asyncio.shield(closed) == b""
+        rows = await engine.fetch(
+            "SELECT disposition FROM attempts WHERE id = ANY($1::uuid[])", [no_worker, failed]
+        )
+        assert [r["disposition"] for r in rows] == [None, None]  # not yet: the row is held
+    async with asyncio.timeout(10):
+        assert await reader.read() == b""
+    writer.close()
+    deadline = time.monotonic() + 10
+    seen: Any = None
+    while True:
+        seen = await _dispositions(agi, [no_worker, failed])
+        if all(d == "abandoned" for d, _ in seen.values()):
+            break
+        assert time.monotonic() < deadline, f"never written; last seen {seen}"
+        await asyncio.sleep(0.05)
+    assert "no worker" in seen[no_worker][1]
+    assert "AudioSocket" in seen[failed][1]
+
+
+async def _dispositions(agi: Agi, attempts: list[uuid.UUID]) -> dict[uuid.UUID, Any]:
+    async with agi.pool.pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT id, disposition, notes FROM attempts WHERE id = ANY($1::uuid[])", attempts
+        )
+    return {r["id"]: (r["disposition"], r["notes"]) for r in rows}
+
+
+async def test_abandon_needs_the_secret(make_agi: Any) -> None:
+    agi: Agi = await make_agi()
+    attempt = await _attempt(agi, None)
+    reader, writer = await asyncio.open_connection("127.0.0.1", agi.port)
+    writer.write(
+        f"agi_network: yes\nagi_network_script: abandon?secret=wrong\n"
+        f"agi_uniqueid: {attempt}\n\n".encode()
+    )
+    async with asyncio.timeout(10):
+        assert await reader.read() == b""
+    writer.close()
+    row = await agi.row("SELECT disposition FROM attempts WHERE id = $1", attempt)
+    assert row["disposition"] is None
 
 
 async def _free(agi: Agi) -> list[fleet.WorkerFree]:

@@ -19,7 +19,7 @@ from dialler.api.server import make_app, start
 from dialler.config import load_config
 from dialler.store.pool import create_pool
 
-from .cli_helpers import AMI_SECRET_ENV, run_cli
+from .cli_helpers import AGI_SECRET, AGI_SECRET_ENV, AMI_SECRET_ENV, LISTENERS_YAML, run_cli
 from .conftest import free_port
 
 pytestmark = pytest.mark.integration
@@ -56,8 +56,7 @@ class Lab:
             "  - name: test\n"
             "    ami: {username: dialler, secret_env: " + AMI_SECRET_ENV + "}\n"
             "carriers:\n"
-            "  - name: lab\n"
-            "numbers:\n" + numbers,
+            "  - name: lab\n" + LISTENERS_YAML + "numbers:\n" + numbers,
             encoding="utf-8",
         )
 
@@ -657,7 +656,7 @@ async def test_show_json_equals_the_api(lab: Lab, db: asyncpg.Connection, db_dsn
     )
     await lab.ok("campaign", "start", campaign_id)
     cli = json.loads((await lab.ok("campaign", "show", campaign_id, "--json")).out)
-    config = load_config(str(lab.config), env={AMI_SECRET_ENV: "x"})
+    config = load_config(str(lab.config), env={AMI_SECRET_ENV: "x", AGI_SECRET_ENV: AGI_SECRET})
     config = replace(config, api=replace(config.api, tokens=("t" * 24,)))
     pool = await create_pool(db_dsn)
     port = free_port()

@@ -23,7 +23,7 @@ from dialler.errors import (
 )
 from dialler.store import Connection, connect
 
-from .cli_helpers import AMI_SECRET_ENV, write_config
+from .cli_helpers import AGI_SECRET, AGI_SECRET_ENV, AMI_SECRET_ENV, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -43,6 +43,7 @@ async def conn(db_dsn: str) -> AsyncIterator[Connection]:
 @pytest.fixture
 def config(tmp_path: Path, db_dsn: str, monkeypatch: pytest.MonkeyPatch) -> Config:
     monkeypatch.setenv(AMI_SECRET_ENV, "not-used")
+    monkeypatch.setenv(AGI_SECRET_ENV, AGI_SECRET)
     return load_config(str(write_config(tmp_path, db_dsn, NUMBERS)))
 
 

@@ -33,6 +33,7 @@ def make_config(dsn: str, **extra: Any) -> Config:
         {
             "database": {"dsn": dsn},
             "asterisk": [{"name": "pbx", "ami": {"username": "u", "secret_env": "S"}}],
+            "listeners": {"agi": {"secret_env": "A"}},
             "carriers": [{"name": "lab"}],
             "numbers": [
                 {"number": NUMBERS[0], "carrier": "lab"},
@@ -41,7 +42,7 @@ def make_config(dsn: str, **extra: Any) -> Config:
             **extra,
         },
         "test",
-        env={"S": "secret"},
+        env={"S": "secret", "A": "agi-secret-0123456789"},
     )
 
 

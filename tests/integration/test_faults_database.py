@@ -71,10 +71,11 @@ def config(dsn: str) -> Config:
         {
             "database": {"dsn": dsn},
             "asterisk": [{"name": "pbx", "ami": {"username": "u", "secret_env": "S"}}],
+            "listeners": {"agi": {"secret_env": "A"}},
             "carriers": [{"name": "lab"}],
         },
         "test",
-        env={"S": "secret"},
+        env={"S": "secret", "A": "agi-secret-0123456789"},
     )
 
 
@@ -226,10 +227,10 @@ def test_each_daemon_has_its_own_journal_under_the_state_directory() -> None:
             "database": {"dsn": "postgresql://x@127.0.0.1/x"},
             "asterisk": [{"name": "pbx", "ami": {"username": "u", "secret_env": "S"}}],
             "carriers": [{"name": "lab"}],
-            "listeners": {"http": {"port": 58123}},
+            "listeners": {"agi": {"secret_env": "A"}, "http": {"port": 58123}},
         },
         "test",
-        env={"S": "secret"},
+        env={"S": "secret", "A": "agi-secret-0123456789"},
     )
     systemd = {"STATE_DIRECTORY": "/var/lib/dialler:/var/lib/other"}
     assert journal_dir(config, systemd) == Path("/var/lib/dialler/journal-58123")

@@ -34,13 +34,14 @@ def config_for(dsn: str, stall_after: str = "120s", worker_capacity: int = 5) ->
         {
             "database": {"dsn": dsn},
             "asterisk": [{"name": "pbx", "ami": {"username": "u", "secret_env": "S"}}],
+            "listeners": {"agi": {"secret_env": "A"}},
             "carriers": [{"name": "lab", "max_channels": LAB_CHANNELS}],
             "numbers": [{"number": LAB_NUMBER, "carrier": "lab"}],
             "fleet": {"workers": [{"name": "w1", "port": 57001, "capacity": worker_capacity}]},
             "scheduler": {"stall_after": stall_after},
         },
         "test",
-        env={"S": "secret"},
+        env={"S": "secret", "A": "agi-secret-0123456789"},
     )
 
 

@@ -37,11 +37,12 @@ def config(db_dsn: str) -> Config:
         {
             "database": {"dsn": db_dsn},
             "asterisk": [{"name": "pbx", "ami": {"username": "u", "secret_env": "S"}}],
+            "listeners": {"agi": {"secret_env": "A"}},
             "carriers": [{"name": "lab"}],
             "scheduler": {"stall_after": "120s"},
         },
         "test",
-        env={"S": "secret"},
+        env={"S": "secret", "A": "agi-secret-0123456789"},
     )
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from .cli_helpers import AMI_SECRET_ENV, run_cli
+from .cli_helpers import AMI_SECRET_ENV, LISTENERS_YAML, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -49,8 +49,7 @@ class Cli:
             "  - name: test\n"
             "    ami: {username: dialler, secret_env: " + AMI_SECRET_ENV + "}\n"
             "carriers:\n"
-            "  - name: lab\n"
-            "numbers:\n"
+            "  - name: lab\n" + LISTENERS_YAML + "numbers:\n"
             "  - {number: '+441632960001', carrier: lab}\n",
             encoding="utf-8",
         )

@@ -9,6 +9,7 @@ import asyncio
 import logging
 import os
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ import pytest
 from dialler.api.http import serve
 from dialler.api.server import make_app
 from dialler.config import Config, parse_config
+from dialler.domain.results import ResultRecorded
+from dialler.store.conn import Pool
 from dialler.store.pool import create_pool
 
 pytestmark = pytest.mark.integration
@@ -46,6 +49,8 @@ class Listener:
     port: int
     http: aiohttp.ClientSession
     config: Config
+    pool: Pool
+    results: list[Any]
 
     async def call(
         self,
@@ -79,6 +84,7 @@ async def listener(db_dsn: str, tmp_path: Path) -> AsyncIterator[Listener]:
         {
             "database": {"dsn": db_dsn},
             "asterisk": [{"name": "pbx", "ami": {"username": "u", "secret_env": "S"}}],
+            "listeners": {"agi": {"secret_env": "A"}},
             "carriers": [{"name": "lab"}],
             "numbers": [{"number": CALLER_ID, "carrier": "lab"}],
             "api": {
@@ -96,18 +102,21 @@ async def listener(db_dsn: str, tmp_path: Path) -> AsyncIterator[Listener]:
             },
         },
         "test",
-        env={"S": "secret"},
+        env={"S": "secret", "A": "agi-secret-0123456789"},
     )
     pool = await create_pool(db_dsn)
 
-    async def no_result(*_args: Any) -> Any:
-        raise AssertionError("no result is posted in these tests")
+    results: list[Any] = []
+
+    async def on_result(*args: Any) -> Any:
+        results.append(args)
+        return ResultRecorded.STORED
 
     runner, port = await serve(
-        make_app(config, pool, no_result), "127.0.0.1", 0, idle_timeout=IDLE, max_connections=CAP
+        make_app(config, pool, on_result), "127.0.0.1", 0, idle_timeout=IDLE, max_connections=CAP
     )
     async with aiohttp.ClientSession() as http:
-        yield Listener(f"http://127.0.0.1:{port}", port, http, config)
+        yield Listener(f"http://127.0.0.1:{port}", port, http, config, pool, results)
     await runner.cleanup()
     await pool.close()
 
@@ -180,6 +189,56 @@ async def test_a_worker_host_that_could_inject_is_refused(listener: Listener, ho
     status, data = await listener.call("POST", "/v1/workers", WORKER_1, _worker("w1", host=host))
     assert status == 422, data
     assert data["error"]["field"] == "host"
+
+
+async def _attached_call(listener: Listener, worker: str) -> uuid.UUID:
+    """An answered attempt of a running campaign, attached to `worker`."""
+    attempt = uuid.uuid4()
+    async with listener.pool.acquire() as conn:
+        bot = await conn.fetchval(
+            "INSERT INTO bots (name, prompt) VALUES ($1, 'Hello') RETURNING id", f"b-{attempt}"
+        )
+        campaign = await conn.fetchval(
+            "INSERT INTO campaigns (name, bot_id, state, started_at) "
+            "VALUES ($1, $2, 'running', now()) RETURNING id",
+            f"c-{attempt}",
+            bot,
+        )
+        contact = await conn.fetchval(
+            "INSERT INTO contacts (campaign_id, phone_number, state, attempts_used) "
+            "VALUES ($1, '+447700900001', 'connected', 1) RETURNING id",
+            campaign,
+        )
+        await conn.execute(
+            "INSERT INTO attempts (id, contact_id, campaign_id, attempt_number, daemon_id, "
+            "deadline_at, state, answered_at, worker, attached_at) VALUES ($1, $2, $3, 1, "
+            "'t', now() + interval '1 min', 'connected', now(), $4, now())",
+            attempt,
+            contact,
+            campaign,
+            worker,
+        )
+    return attempt
+
+
+async def test_a_worker_token_reads_and_reports_only_its_own_calls(listener: Listener) -> None:
+    for token, name in ((WORKER_1, "w1"), (WORKER_2, "w2")):
+        assert (await listener.call("POST", "/v1/workers", token, _worker(name)))[0] == 200
+    call = await _attached_call(listener, "w2")
+    context, result = f"/v1/calls/{call}/context", f"/v1/calls/{call}/result"
+    done = {"disposition": "completed"}
+    # w1's token: neither the call's context (contact variables) nor its result.
+    assert await listener.code("GET", context, WORKER_1) == (403, "forbidden")
+    assert await listener.code("POST", result, WORKER_1, done) == (403, "forbidden")
+    assert listener.results == []
+    # w2's token, the call's own worker: both.
+    status, body = await listener.call("GET", context, WORKER_2)
+    assert (status, body["attempt_id"]) == (200, str(call))
+    assert (await listener.call("POST", result, WORKER_2, done))[0] == 204
+    assert [args[0] for args in listener.results] == [call]
+    # An unknown call is 404 for a worker token too (no existence oracle beyond that).
+    unknown = f"/v1/calls/{uuid.uuid4()}/context"
+    assert (await listener.code("GET", unknown, WORKER_1))[0] == 404
 
 
 # --- bodies -------------------------------------------------------------------------------------

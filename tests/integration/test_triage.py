@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
@@ -42,6 +43,7 @@ def make_config(dsn: str, workers: Sequence[tuple[str, int]]) -> Config:
         {
             "database": {"dsn": dsn},
             "asterisk": [{"name": "pbx", "ami": {"username": "u", "secret_env": "S"}}],
+            "listeners": {"agi": {"secret_env": "A"}},
             "carriers": [{"name": "lab", "max_channels": 30}, {"name": "backup"}],
             "numbers": [
                 {"number": LAB_NUMBER, "carrier": "lab"},
@@ -55,7 +57,7 @@ def make_config(dsn: str, workers: Sequence[tuple[str, int]]) -> Config:
             },
         },
         "test",
-        env={"S": "secret"},
+        env={"S": "secret", "A": "agi-secret-0123456789"},
     )
 
 
@@ -326,6 +328,31 @@ async def test_running_outside_the_window_is_not_a_stall(lab: Lab) -> None:
     assert symptom.escalate is False
     assert any(item.startswith("wait for the window to open at") for item in symptom.fix)
     assert report.escalate is False
+
+
+async def test_a_per_contact_window_open_in_the_contacts_zones_is_open(lab: Lab) -> None:
+    # window.per_contact: the window is read on each contact's own clock (Etc/GMT-6 is UTC+6),
+    # so it is open for these contacts while the campaign's own zone (UTC) is outside it.
+    await lab.daemon()
+    await lab.bot()
+    hour = datetime.now(ZoneInfo("Etc/GMT-6")).hour
+    window = (f"{hour:02d}:00", f"{min(hour + 2, 24):02d}:00")
+    campaign_id = await lab.campaign(window=window, last_dial_ago=5)
+    await lab.conn.execute(
+        "UPDATE campaigns SET window_per_contact = true WHERE id = $1", campaign_id
+    )
+    for i in range(3):
+        contact_id = await lab.contact(campaign_id, i)
+        await lab.conn.execute(
+            "UPDATE contacts SET zone_key = 'Etc/GMT-6' WHERE id = $1", contact_id
+        )
+
+    report = await lab.triage(campaign_id)
+
+    window_open = check(report, "no_calls", "window_open")
+    assert window_open.ok, window_open.observed
+    assert window_open.observed.startswith("open now for some contacts")
+    assert not any("wait for the window" in item for item in report.symptom("no_calls").fix)
 
 
 async def test_a_stall_inside_the_window_escalates(lab: Lab) -> None:

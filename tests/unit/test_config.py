@@ -21,7 +21,8 @@ from dialler.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "dialler.example.yaml"
 SECRET = "s3cr3t-Ami-Passw0rd"
-ENV = {"DIALLER_AMI_SECRET": SECRET}
+AGI_SECRET = "agi-secret-0123456789"
+ENV = {"DIALLER_AMI_SECRET": SECRET, "DIALLER_AGI_SECRET": AGI_SECRET}
 
 
 def minimal() -> dict[str, Any]:
@@ -33,6 +34,7 @@ def minimal() -> dict[str, Any]:
         ],
         "carriers": [{"name": "lab"}],
         "numbers": [{"number": "+441632960001", "carrier": "lab"}],
+        "listeners": {"agi": {"secret_env": "DIALLER_AGI_SECRET"}},
     }
 
 
@@ -62,7 +64,7 @@ def test_minimal_config_gets_the_documented_defaults() -> None:
     assert (server.ami.reconnect_delay, server.ami.connect_timeout) == (2.0, 5.0)
     assert config.carriers == (CarrierConfig("lab", "lab", 100, 10.0),)
     assert config.numbers[0].enabled is True
-    assert config.listeners.agi == ListenerConfig("127.0.0.1", 4573, False)
+    assert config.listeners.agi == ListenerConfig("127.0.0.1", 4573, False, AGI_SECRET)
     assert config.listeners.http.port == 8080
     assert config.listeners.metrics.port == 9464
     assert config.contacts.default_region == "GB"
@@ -268,19 +270,20 @@ def test_both_secret_file_and_env_is_an_error(tmp_path: Path) -> None:
 
 
 def test_secret_env_unset() -> None:
-    found = problems(minimal(), env={})
+    found = problems(minimal(), env={"DIALLER_AGI_SECRET": AGI_SECRET})
     assert found == [
         "asterisk[0].ami.secret_env: environment variable DIALLER_AMI_SECRET is not set"
     ]
 
 
 def test_secret_env_empty() -> None:
-    found = problems(minimal(), env={"DIALLER_AMI_SECRET": ""})
+    found = problems(minimal(), env={"DIALLER_AMI_SECRET": "", "DIALLER_AGI_SECRET": AGI_SECRET})
     assert found == ["asterisk[0].ami.secret_env: environment variable DIALLER_AMI_SECRET is empty"]
 
 
 def test_secret_env_defaults_to_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DIALLER_AMI_SECRET", "from-environ")
+    monkeypatch.setenv("DIALLER_AGI_SECRET", AGI_SECRET)
     assert parse_config(minimal(), "test.yaml").asterisk[0].ami.secret == "from-environ"
 
 
@@ -294,7 +297,7 @@ def _with_secret_file(path: str) -> dict[str, Any]:
 def test_secret_file_is_read_and_trailing_newline_stripped(tmp_path: Path) -> None:
     secret_file = tmp_path / "secret"
     secret_file.write_text(SECRET + "\n")
-    config = parse_config(_with_secret_file(str(secret_file)), "test.yaml", {})
+    config = parse_config(_with_secret_file(str(secret_file)), "test.yaml", ENV)
     assert config.asterisk[0].ami.secret == SECRET
 
 
@@ -333,7 +336,7 @@ def test_relative_secret_file_is_relative_to_the_config_file(tmp_path: Path) -> 
     (tmp_path / "ami-secret").write_text(SECRET + "\n")
     path = tmp_path / "dialler.yaml"
     path.write_text(yaml.safe_dump(_with_secret_file("ami-secret")))
-    assert load_config(str(path), {}).asterisk[0].ami.secret == SECRET
+    assert load_config(str(path), ENV).asterisk[0].ami.secret == SECRET
 
 
 def test_multi_line_secret_is_refused_without_showing_it(tmp_path: Path) -> None:
@@ -429,7 +432,7 @@ def test_duplicate_names() -> None:
 
 def test_non_loopback_listener_refused_without_opt_in() -> None:
     data = minimal()
-    data["listeners"] = {"http": {"host": "0.0.0.0"}}
+    data["listeners"]["http"] = {"host": "0.0.0.0"}
     assert problems(data) == [
         "listeners.http.host: 0.0.0.0 is not a loopback address; set "
         "listeners.http.allow_non_loopback: true to expose it"
@@ -438,10 +441,8 @@ def test_non_loopback_listener_refused_without_opt_in() -> None:
 
 def test_non_loopback_listener_accepted_with_opt_in() -> None:
     data = minimal()
-    data["listeners"] = {
-        "http": {"host": "0.0.0.0", "allow_non_loopback": True},
-        "metrics": {"host": "10.1.2.3", "allow_non_loopback": True},
-    }
+    data["listeners"]["http"] = {"host": "0.0.0.0", "allow_non_loopback": True}
+    data["listeners"]["metrics"] = {"host": "10.1.2.3", "allow_non_loopback": True}
     config = parse_config(data, "test.yaml", ENV)
     assert config.listeners.http == ListenerConfig("0.0.0.0", 8080, True)
     assert config.listeners.metrics.host == "10.1.2.3"
@@ -450,13 +451,13 @@ def test_non_loopback_listener_accepted_with_opt_in() -> None:
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.3.4.5", "::1", "localhost"])
 def test_loopback_hosts(host: str) -> None:
     data = minimal()
-    data["listeners"] = {"agi": {"host": host}}
+    data["listeners"]["agi"]["host"] = host
     assert parse_config(data, "test.yaml", ENV).listeners.agi.host == host
 
 
 def test_listener_ports_must_be_distinct() -> None:
     data = minimal()
-    data["listeners"] = {"metrics": {"port": 8080}}
+    data["listeners"]["metrics"] = {"port": 8080}
     assert problems(data) == ["listeners.metrics.port: 8080 is already used by listeners.http.port"]
 
 
@@ -511,6 +512,8 @@ def test_empty_file_lists_the_required_keys(tmp_path: Path) -> None:
         "database.dsn: missing required key",
         "asterisk: at least one entry is required",
         "carriers: at least one entry is required",
+        "listeners.agi: no FastAGI secret; set secret_file (a path) or secret_env (a variable "
+        "name) — the dialplan passes it as DIALLER_AGI_SECRET",
     ]
 
 
@@ -534,11 +537,21 @@ def test_cli_valid_file(tmp_path: Path) -> None:
     result = _check(path, ENV)
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"{path}: OK\n"
-    # Without a FastAGI secret the file is valid, with a warning (docs/security.md).
-    assert result.stderr == (
-        f"{path}: warning: listeners.agi has no secret_file or secret_env: anything that "
-        "reaches the FastAGI port can attach calls (docs/security.md)\n"
-    )
+    assert result.stderr == ""
+
+
+def test_cli_refuses_a_file_without_a_fastagi_secret(tmp_path: Path) -> None:
+    # Anything that reaches the FastAGI port could attach calls (docs/security.md).
+    data = minimal()
+    del data["listeners"]
+    path = tmp_path / "dialler.yaml"
+    path.write_text(yaml.safe_dump(data))
+    result = _check(path, ENV)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"{path}: listeners.agi: no FastAGI secret; set secret_file (a path) or secret_env "
+        "(a variable name) — the dialplan passes it as DIALLER_AGI_SECRET"
+    ]
 
 
 def test_cli_example_file() -> None:
@@ -705,5 +718,5 @@ def test_agi_secret_and_allow_list(tmp_path: Path) -> None:
         "listeners.agi.secret_env: the AGI secret must be 16 to 128 letters, digits, '-' or '_'",
         "listeners.agi.allow[0]: 'nope' is not an IP address or network",
     ]
-    data["listeners"] = {"http": {"secret_env": "AGI"}}
+    data["listeners"] = {"agi": {"secret_env": "AGI"}, "http": {"secret_env": "AGI"}}
     assert "listeners.http" in problems(data, {**ENV, "AGI": "x" * 20})[0]

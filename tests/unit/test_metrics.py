@@ -34,6 +34,14 @@ EXPECTED: dict[str, tuple[str, tuple[str, ...]]] = {
     "dialler_stuck_attempts": ("gauge", ("campaign",)),
     "dialler_fleet_slots": ("gauge", ("state",)),
     "dialler_campaign_running": ("gauge", ("campaign",)),
+    # Carrier pacing (helper T): shared calls/s and throttling.
+    "dialler_carrier_allowed_calls_per_second": ("gauge", ("carrier",)),
+    "dialler_carrier_throttled": ("gauge", ("carrier",)),
+    # Several Asterisk servers (helper M): how each daemon spreads its calls.
+    "dialler_asterisk_originations": ("counter", ("asterisk",)),
+    "dialler_asterisk_calls_in_flight": ("gauge", ("asterisk",)),
+    # The abandon rate (helper P): campaign show's abandon_rate_30d.
+    "dialler_campaign_abandon_rate": ("gauge", ("campaign",)),
 }
 # Labels that would carry something unbounded or personal (a callee's number, a call).
 FORBIDDEN_LABEL = re.compile(r"number|phone|call_?id|attempt|contact|uuid|caller", re.I)

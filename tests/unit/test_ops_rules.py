@@ -34,6 +34,8 @@ ALERTS = {
     "DiallerAmiDown",
     "DiallerDatabaseUnreachable",
     "DiallerDown",
+    "DiallerCarrierThrottled",
+    "DiallerAbandonRateHigh",
 }
 
 

@@ -15,7 +15,7 @@ from dialler.reload import describe_changes, reload_config
 
 SECRET = "s3cr3t-Ami-Passw0rd"
 TOKEN = "tok-0123456789abcdef"
-ENV = {"DIALLER_AMI_SECRET": SECRET}
+ENV = {"DIALLER_AMI_SECRET": SECRET, "DIALLER_AGI_SECRET": "agi-secret-0123456789"}
 
 
 def base(tokens_file: Path) -> dict[str, Any]:
@@ -29,7 +29,7 @@ def base(tokens_file: Path) -> dict[str, Any]:
             {"name": "backup", "max_channels": 10},
         ],
         "numbers": [{"number": "+441632960001", "carrier": "lab"}],
-        "listeners": {"http": {"port": 8080}},
+        "listeners": {"http": {"port": 8080}, "agi": {"secret_env": "DIALLER_AGI_SECRET"}},
         "scheduler": {"poll_interval": "1s"},
         "logging": {"level": "info", "format": "logfmt"},
         "api": {"tokens_file": str(tokens_file)},
@@ -101,7 +101,7 @@ def test_missing_file_is_refused(files: Files) -> None:
 
 
 def test_missing_secret_is_refused(files: Files) -> None:
-    config, messages = files.reload(env={})
+    config, messages = files.reload(env={"DIALLER_AGI_SECRET": ENV["DIALLER_AGI_SECRET"]})
     assert config is files.current
     assert messages == [
         "asterisk[0].ami.secret_env: environment variable DIALLER_AMI_SECRET is not set"
@@ -189,7 +189,7 @@ def test_asterisk_connection_change_is_refused(files: Files) -> None:
     data = files.changed()
     data["asterisk"][0]["ami"].update(host="192.0.2.7", port=5039)
     files.write(data)
-    config, messages = files.reload(env={"DIALLER_AMI_SECRET": "another-secret"})
+    config, messages = files.reload(env={**ENV, "DIALLER_AMI_SECRET": "another-secret"})
     assert config is files.current
     assert messages == [
         "asterisk[pbx1].ami.host: 127.0.0.1 → 192.0.2.7 (needs a restart)",

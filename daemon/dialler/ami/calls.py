@@ -10,7 +10,9 @@ is matched by that id alone. Verified on Asterisk 22.10 (see docs/asterisk.md):
   with no channel ever created means the call could not be placed.
 
 A result is final once the channel hung up and the OriginateResponse arrived (or the call was
-answered, whose OriginateResponse comes at answer time).
+answered, whose OriginateResponse comes at answer time). A failed OriginateResponse with no
+channel event yet is judged "not placed" only after `ORIGINATE_RESPONSE_GRACE`: the channel's
+events may trail it.
 """
 
 from __future__ import annotations
@@ -207,6 +209,17 @@ class CallTracker:
         if call.result.done():
             return
         if call.originate_failed and not call.placed:
+            if not grace_over:
+                # The channel's own events (Newchannel, Hangup) travel apart from the
+                # OriginateResponse inside Asterisk and can trail it when it is busy (seen at
+                # 500 dials at once: the carrier got the INVITE of a call taken as never
+                # placed, and requeued). A call placed must never pass for one that was not —
+                # it would be dialled again: decided once its events had time to arrive.
+                if call._grace is None:
+                    call._grace = asyncio.get_running_loop().call_later(
+                        ORIGINATE_RESPONSE_GRACE, self._try_finish, call, True
+                    )
+                return
             # Asterisk could not even create the channel (unknown endpoint, no resources).
             self._finish(
                 call,

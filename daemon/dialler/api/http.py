@@ -66,6 +66,9 @@ __all__ = [
 ResultSink = Callable[[uuid.UUID, WorkerResult], Awaitable[ResultRecorded]]
 #: Extra readiness checks (`make_app(readiness=...)`): name → up, e.g. `{"ami:pbx1": True}`.
 Readiness = Callable[[], Awaitable[dict[str, bool]]]
+#: What `/readyz` shows besides its checks (`make_app(readiness_detail=...)`): top-level keys
+#: of its body, e.g. `{"asterisk_servers": [...]}` — informative, never a reason to fail.
+ReadinessDetail = Callable[[], dict[str, object]]
 
 
 class CallProgress(Protocol):
@@ -98,6 +101,7 @@ POOL: web.AppKey[Pool] = web.AppKey("pool")
 ON_RESULT: web.AppKey[ResultSink] = web.AppKey("on_result")
 TEST_CALL: web.AppKey[TestCaller | None] = web.AppKey("test_call")
 READINESS: web.AppKey[Readiness | None] = web.AppKey("readiness")
+READINESS_DETAIL: web.AppKey[ReadinessDetail | None] = web.AppKey("readiness_detail")
 OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
 
 

@@ -470,7 +470,21 @@ def _schemas() -> dict[str, Schema]:
                 "checks": {
                     "type": "object",
                     "additionalProperties": {"type": "boolean"},
-                    "description": "`database`, and `ami:<asterisk>` per connection",
+                    "description": "`database`; in the daemon also `asterisk` (at least one "
+                    "Asterisk's AMI is up), `database_writes` and `results_written`",
+                },
+                "asterisk_servers": {
+                    "type": "array",
+                    "description": "the daemon's Asterisk servers (informative: one down "
+                    "does not make the daemon unready while another is up)",
+                    "items": _object(
+                        {
+                            "name": {"type": "string"},
+                            "up": {"type": "boolean"},
+                            "in_flight": {"type": "integer"},
+                            "max_channels": {"type": ["integer", "null"]},
+                        }
+                    ),
                 },
             }
         ),
@@ -743,7 +757,7 @@ def _paths() -> dict[str, Any]:
         },
         "/readyz": {
             "get": _op(
-                "readiness: the database answers and every AMI connection is up",
+                "readiness: the database answers and at least one Asterisk's AMI is up",
                 "probes",
                 {
                     **_json("ready", _ref("Readiness")),

@@ -29,9 +29,11 @@ from .http import (
     OPENAPI,
     POOL,
     READINESS,
+    READINESS_DETAIL,
     TEST_CALL,
     ConfigRef,
     Readiness,
+    ReadinessDetail,
     ResultSink,
     TestCaller,
     serve,
@@ -72,7 +74,14 @@ async def readyz(request: web.Request) -> web.Response:
             log.exception("readiness callback failed")
             checks["readiness_callback"] = False
     ready = all(checks.values())
-    return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+    body: dict[str, object] = {"ready": ready, "checks": checks}
+    detail = request.app[READINESS_DETAIL]
+    if detail is not None:
+        try:
+            body = {**detail(), **body}
+        except Exception:  # the detail informs; it never changes the answer
+            log.exception("readiness detail failed")
+    return web.json_response(body, status=200 if ready else 503)
 
 
 async def openapi_document(request: web.Request) -> web.Response:
@@ -87,13 +96,15 @@ def make_app(
     test_call: TestCaller | None = None,
     *,
     readiness: Readiness | None = None,
+    readiness_detail: ReadinessDetail | None = None,
 ) -> web.Application:
     """The HTTP application: probes, worker routes, test calls (with a `test_call` placer),
     the operator API and its OpenAPI document.
 
     `on_result` receives each worker's result (`Engine.record_result`); `test_call` places a
     test call (`Engine.test_call`). `readiness` adds named checks to `/readyz` (the daemon
-    passes its AMI connections); without it `/readyz` checks the database only. The config in
+    passes its Asterisk servers); without it `/readyz` checks the database only;
+    `readiness_detail` adds informative keys to its body (each server's state). The config in
     force is `app[CONFIG].config`, replaced on reload.
     """
     app = web.Application(middlewares=[errors_and_auth], client_max_size=MAX_BODY)
@@ -102,6 +113,7 @@ def make_app(
     app[ON_RESULT] = on_result
     app[TEST_CALL] = test_call
     app[READINESS] = readiness
+    app[READINESS_DETAIL] = readiness_detail
     app[OPENAPI] = document()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

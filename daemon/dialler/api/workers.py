@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +23,8 @@ from ..domain.results import AudioStats, WorkerResult
 from ..domain.states import SYSTEM_DISPOSITIONS, Disposition
 from ..errors import Forbidden, InvalidField, UnknownCall, UnknownWorker
 from ..store import fleet
+from ..store.conn import Connection
+from ..store.engine import database_unreachable
 from .answers import principal
 from .auth import Role
 from .http import (
@@ -106,6 +109,33 @@ async def heartbeat(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def _check_call(request: web.Request, conn: Connection, call: uuid.UUID) -> None:
+    """May this request's token read or report call `call`? A worker token: only for a call
+    attached to one of its workers (else 403; an unknown call is 404). Operators: any call."""
+    who = principal(request)
+    if who.role is not Role.WORKER:
+        return
+    found = await fleet.call_worker(conn, call)
+    if found is None:
+        raise UnknownCall(call)
+    if found.worker is None or not who.may_act_for(found.worker):
+        raise Forbidden("this call is not attached to a worker of this token", "attempt_id")
+
+
+async def _check_call_reachable(request: web.Request, call: uuid.UUID) -> None:
+    """`_check_call` for a result. While the database is away the result is kept unchecked
+    and written later (a worker's result is never lost; docs/security.md names this gap)."""
+    try:
+        async with request.app[POOL].acquire() as conn:
+            await _check_call(request, conn, call)
+    except (Forbidden, UnknownCall):
+        raise
+    except Exception as exc:
+        if not database_unreachable(exc):
+            raise
+        log.warning("database unreachable: result taken without its worker check")
+
+
 def _check_name(request: web.Request, name: str) -> None:
     """May this request's token act for worker `name`? A worker token: for the names bound
     to it. An operator token (compatibility, for deployments without worker tokens): for
@@ -131,6 +161,7 @@ async def call_context(request: web.Request) -> web.Response:
     variables (those it lacks in `unresolved`), the caller ID."""
     call = attempt_id(request)
     async with request.app[POOL].acquire() as conn:
+        await _check_call(request, conn, call)
         context = await fleet.call_context(conn, call)
     if context is None:
         raise UnknownCall(call)
@@ -166,6 +197,7 @@ async def call_result(request: web.Request) -> web.Response:
         notes=optional_string(body, "notes"),
         audio=_audio(body),
     )
+    await _check_call_reachable(request, call)
     await request.app[ON_RESULT](call, result)
     return web.Response(status=204)
 

@@ -26,11 +26,5 @@ def check(args: argparse.Namespace) -> int:
         for problem in config.exposed:
             print(f"{path}: {problem}", file=sys.stderr)
         return ConfigError(list(config.exposed), path).exit_code
-    if not config.listeners.agi.secret:
-        print(
-            f"{path}: warning: listeners.agi has no secret_file or secret_env: anything that "
-            "reaches the FastAGI port can attach calls (docs/security.md)",
-            file=sys.stderr,
-        )
     print(f"{path}: OK")
     return 0

@@ -106,3 +106,22 @@ def parse_tech_cause(value: str | None) -> int | None:
         if token.isdigit() and 100 <= int(token) <= 699:
             return int(token)
     return None
+
+
+#: Q.850 causes of an unanswered call that mean nobody answered (CONTRACT's `no_answer`), as
+#: Asterisk records them (chan_pjsip's sip2cause): 0 none, 16 normal clearing (no final code
+#: from the callee: our own CANCEL at the ring timeout), 18 no user responding, 19 no answer
+#: (480, 483; also Asterisk's own originate timeout), 102 timer expiry (408 — and 504, which a
+#: cause cannot tell apart). Any other cause is a refusal.
+NO_ANSWER_CAUSES = frozenset({0, 16, 18, 19, 102})
+
+
+def outcome_from_cause(*, answered: bool, cause: int | None) -> Outcome:
+    """The outcome of a call known only from Asterisk's own record (CEL): `answered` if it was
+    answered; else `no_answer` for the causes of NO_ANSWER_CAUSES or no cause at all, else
+    `rejected`. No SIP code is derived from a cause (a cause maps from several codes)."""
+    if answered:
+        return Outcome.ANSWERED
+    if cause is None or cause in NO_ANSWER_CAUSES:
+        return Outcome.NO_ANSWER
+    return Outcome.REJECTED

@@ -12,6 +12,12 @@ next action"); docs/rules.md has the full decision table:
 
 An attempt that failed on our side before the call was placed is not decided here: `requeue`
 puts the contact back without using up an attempt.
+
+The callee's own window (CONTRACT, "Campaign window per contact"): when `decide` gets a
+`ZonedWindow` — the window on the zones of the contact's number — a callback **and** a retry
+move to its next opening (a retry on the campaign's own window waits for the scheduler
+instead, as before), and a contact whose zones never open together again is `cancelled` with
+the reason `no_common_window` rather than left waiting forever.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from types import MappingProxyType
 
 from .states import SYSTEM_DISPOSITIONS, ContactState, Disposition
 from .window import Window
+from .zones import NO_COMMON_WINDOW, ZonedWindow
 
 __all__ = [
     "COMPLETED",
@@ -149,15 +156,28 @@ class AttemptFacts:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The next action, when it is due (None for final actions) and the contact's new state."""
+    """The next action, when it is due (None for final actions) and the contact's new state;
+    `reason` says why a contact ends with no call to come (`no_common_window`), else None."""
 
     action: NextAction
     next_at: datetime | None
     contact_state: str
+    reason: str | None = None
 
 
 def _decision(action: NextAction, next_at: datetime | None = None) -> Decision:
     return Decision(action, next_at, CONTACT_STATE[action])
+
+
+def _in_window(action: NextAction, at: datetime, window: Window | ZonedWindow) -> Decision:
+    """`action` at the first instant ≥ `at` inside `window`; on a contact's own window that
+    never opens again, `cancelled` (`no_common_window`)."""
+    opening = window.next_open(at)
+    if opening is None:
+        return Decision(
+            NextAction.CANCELLED, None, CONTACT_STATE[NextAction.CANCELLED], NO_COMMON_WINDOW
+        )
+    return _decision(action, opening)
 
 
 def is_retryable(facts: AttemptFacts, retry: RetryPolicy, redial: RedialPolicy) -> bool:
@@ -176,21 +196,29 @@ def is_retryable(facts: AttemptFacts, retry: RetryPolicy, redial: RedialPolicy) 
 
 
 def decide(
-    facts: AttemptFacts, retry: RetryPolicy, redial: RedialPolicy, window: Window
+    facts: AttemptFacts, retry: RetryPolicy, redial: RedialPolicy, window: Window | ZonedWindow
 ) -> Decision:
-    """The next action for a final attempt, in CONTRACT.md's order (module docstring)."""
+    """The next action for a final attempt, in CONTRACT.md's order (module docstring).
+
+    `window` is the campaign's window, or a `ZonedWindow`: the window on the contact's own
+    zones (a per-contact campaign), into which retries move too."""
     if facts.callback_at is not None:
         # The customer chose the time: it beats the stop rule and, being their request rather
         # than our retry, does not consume an attempt (so there is no exhausted check).
-        return _decision(NextAction.CALLBACK, window.next_open(facts.callback_at))
+        return _in_window(NextAction.CALLBACK, facts.callback_at, window)
     retryable = is_retryable(facts, retry, redial)
     would_retry = retryable and facts.attempts_used < retry.max_attempts
     if redial.stops(facts.talk_seconds):
         # A long connect reached the person: stop, saying so only when a re-dial was cancelled.
         return _decision(NextAction.CANCELLED if would_retry else NextAction.DONE)
     if would_retry:
-        # The delay counts from the end of the attempt; the scheduler waits for the window.
-        return _decision(NextAction.RETRY, facts.ended_at + timedelta(seconds=retry.delay))
+        # The delay counts from the end of the attempt; the scheduler waits for the campaign's
+        # window. A contact's own window moves the retry into it: its due time (the report's
+        # `next_at`) then says when it can really be dialled.
+        due = facts.ended_at + timedelta(seconds=retry.delay)
+        if isinstance(window, ZonedWindow):
+            return _in_window(NextAction.RETRY, due, window)
+        return _decision(NextAction.RETRY, due)
     if retryable:
         return _decision(NextAction.EXHAUSTED)
     return _decision(NextAction.DONE)

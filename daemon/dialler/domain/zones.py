@@ -20,15 +20,18 @@ time-zone rules repeat every year; such contacts are reported and cancelled.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from .window import Window, zone_problem
 
 __all__ = [
     "CAMPAIGN_ZONE_KEY",
     "NEVER_HORIZON",
+    "NO_COMMON_WINDOW",
     "UNKNOWN_ZONE",
     "ZonedWindow",
     "key_zones",
@@ -39,6 +42,9 @@ __all__ = [
 
 #: The key of contacts that follow the campaign's own zone.
 CAMPAIGN_ZONE_KEY = ""
+#: `contacts.state_reason` of a contact cancelled because its zones never share an open
+#: instant of the window (CONTRACT: "reason in the call list").
+NO_COMMON_WINDOW = "no_common_window"
 #: What `phonenumbers` answers for a number whose zone it cannot tell.
 UNKNOWN_ZONE = "Etc/Unknown"
 #: How far ahead "never share an open instant" looks: DST rules repeat yearly, so two zones
@@ -77,17 +83,23 @@ class ZonedWindow:
     window: Window
     zones: tuple[str, ...]
     _windows: tuple[Window, ...] = dataclasses.field(init=False, repr=False, compare=False)
+    # Strong references: zoneinfo keeps only a few zones loaded otherwise, and a national
+    # list's keys name dozens — each `Window.is_open` would read its zone file again.
+    _zones: tuple[ZoneInfo, ...] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.zones:
             raise ValueError("a zoned window needs at least one zone")
         windows = tuple(dataclasses.replace(self.window, timezone=zone) for zone in self.zones)
         object.__setattr__(self, "_windows", windows)
+        object.__setattr__(self, "_zones", tuple(ZoneInfo(zone) for zone in self.zones))
 
     @classmethod
     def for_key(cls, window: Window, key: str) -> ZonedWindow:
-        """The window on the zones of `key` (the window's own zone for `CAMPAIGN_ZONE_KEY`)."""
-        return cls(window, key_zones(key, window.timezone))
+        """The window on the zones of `key` (the window's own zone for `CAMPAIGN_ZONE_KEY`);
+        the same instance for the same window and key while it is in use (the scheduler asks
+        for every key of every per-contact campaign on each pass)."""
+        return _zoned_window(window, key)
 
     def is_open(self, at: datetime) -> bool:
         """Whether `at` (tz-aware) is inside the window on every zone's wall clock."""
@@ -152,6 +164,11 @@ class ZonedWindow:
         """Whether the zones are ever open together from `at` on (looking `NEVER_HORIZON`
         ahead: time-zone rules repeat every year)."""
         return self.next_open(at) is not None
+
+
+@functools.lru_cache(maxsize=4096)
+def _zoned_window(window: Window, key: str) -> ZonedWindow:
+    return ZonedWindow(window, key_zones(key, window.timezone))
 
 
 def open_zone_keys(window: Window, keys: Iterable[str], at: datetime) -> list[str]:

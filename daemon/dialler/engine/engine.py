@@ -1,11 +1,14 @@
 """The dialling engine of one daemon: claims due contacts, dials them, decides what follows.
 
-Per tick, for each running campaign inside its window: in one transaction (campaign row locked,
-so several daemons never race past `concurrency`) count the campaign's in-flight contacts,
-claim up to the free slots — bounded by each carrier's channels and calls per second — with
-`FOR UPDATE SKIP LOCKED`, and create their attempts; then originate each over AMI and follow
-it. When a call's result is final, the attempt and the decision taken on it (retry, callback,
-stop, exhaustion) are written in one transaction.
+Per tick: one statement lists the running campaigns with a contact due and a place free; those
+inside their window are claimed in batches of up to `CLAIM_BATCH` per transaction (campaign
+rows locked in id order, so several daemons never race past `concurrency` nor deadlock): the
+in-flight counts, the fleet's free slots and each carrier's room (channels and shared calls
+per second) are read once per batch, and one statement claims each campaign's share with
+`FOR UPDATE SKIP LOCKED` and creates the attempts; each batch's dials are originated over AMI
+as soon as it commits, and followed. When a call's result is final, the attempt and the
+decision taken on it (retry, callback, stop, exhaustion) are written in one transaction —
+unanswered ends in groups (`SETTLE_BATCH`).
 
 Every call is followed by a task of its own (`live`), and every background write by one kept in
 `_background`: none is left unreferenced, and each logs its own failure. A call's end that
@@ -35,6 +38,7 @@ from ..domain.results import ResultRecorded, WorkerResult
 from ..domain.rules import AttemptFacts, Decision, NextAction, decide, requeue
 from ..domain.states import AttemptState, ContactState, Disposition
 from ..domain.window import Window
+from ..domain.zones import ZonedWindow, open_zone_keys
 from ..errors import (
     AlreadyFinal,
     DiallingUnavailable,
@@ -46,11 +50,19 @@ from ..errors import (
 )
 from ..store import engine as store
 from ..store import fleet, suppressions, testcall
+from ..store import zones as zones_store
 from ..store.conn import Connection, Pool
 from ..store.engine import CampaignRules, OpenAttempt
 from ..store.fleet import WorkerFree
 from .journal import Journal, Unsettled
-from .pacing import TokenBucket, deal_caller_ids, deal_workers
+from .pacing import (
+    TokenBucket,
+    carrier_room,
+    deal_caller_ids,
+    deal_workers,
+    throttling_refusal,
+)
+from .servers import Servers
 
 __all__ = [
     "MAX_REQUEUES",
@@ -68,6 +80,20 @@ REQUEUE_DELAY = 5.0  # after our own failure, before the contact is due again
 MAX_REQUEUES = 5
 SETTLE_BACKOFF_FIRST = 0.5
 SETTLE_BACKOFF_MAX = 5.0
+#: Campaigns claimed in one transaction (`Engine._claim_many`): enough that 1,000 campaigns take
+#: a handful of transactions, few enough that the fleet and carrier locks, held to each commit,
+#: are never held long (docs/benchmarks.md, "Many campaigns").
+CLAIM_BATCH = 100
+#: Call ends written in one transaction at most (group commit, `Engine._settle_grouped`).
+SETTLE_BATCH = 100
+#: Ticks begin at least this far apart (seconds): every call's end wakes the scheduler, and at
+#: hundreds of ends a second the wake-ups of one gap are served by one tick (its claim is the
+#: bigger for it) instead of one tick each.
+TICK_GAP = 0.02
+#: Running campaigns are checked for completion at most this often (seconds) by the ticks.
+COMPLETE_EVERY = 0.25
+#: How often the calls of an Asterisk whose AMI is down are looked at (`close_lost_calls`).
+SERVER_CHECK_INTERVAL = 1.0
 
 
 def utc(ts: float | None) -> datetime | None:
@@ -86,6 +112,7 @@ class Dial:
     carrier: str
     attempts_used: int
     counts: bool
+    asterisk: str  # the server it goes through (dealt at the claim)
 
 
 class Engine:
@@ -119,18 +146,22 @@ class Engine:
         # Claimed, Originate not yet sent or answered: recovery leaves these alone.
         self.dialling: set[uuid.UUID] = set()
         self._background: set[asyncio.Task[None]] = set()
-        self._claimed_all = False
+        # Group commit of call ends (`_settle_grouped`): ends waiting for the writer, and it.
+        self._ends: list[tuple[uuid.UUID, Unsettled, asyncio.Future[Decision | None]]] = []
+        self._end_writer: asyncio.Task[None] | None = None
+        self._tick_at = 0.0  # when the last tick began (event loop clock): `TICK_GAP`
+        self._completed_at = 0.0  # when campaigns were last checked for completion
         self._carriers: dict[uuid.UUID, str] = {}  # live attempts' carriers, for the metrics
         for tracker in self.trackers.values():
             tracker.on_stage = self._on_stage
+        self.servers = Servers(self.trackers, {a.name: a.max_channels for a in config.asterisk})
 
     # -- the loop ------------------------------------------------------------------------
-    def tracker(self) -> CallTracker | None:
-        """An Asterisk whose AMI is up (the first, for now); None while all are down."""
-        for tracker in self.trackers.values():
-            if tracker.ami.ready:
-                return tracker
-        return None
+    def tracker(self) -> Servers | None:
+        """Where the next claims' dials may go: every Asterisk whose AMI is up, each dial dealt
+        to the least loaded within its channel cap (`Servers.deal`, at the claim); None while
+        all are down (nothing is claimed then)."""
+        return self.servers if self.servers.any_up() else None
 
     async def run(self, stop: asyncio.Event) -> None:
         """The scheduler: tick until `stop`; a failed tick is logged and retried."""
@@ -168,125 +199,325 @@ class Engine:
             )
 
     async def tick(self) -> float:
-        """One pass over running campaigns; returns how soon the next pass is worth doing."""
+        """One pass over running campaigns; returns how soon the next pass is worth doing.
+
+        One statement picks the campaigns worth a claim (a contact due, a place free: idle and
+        full ones cost nothing more); they are claimed `CLAIM_BATCH` at a time, one transaction
+        per batch (`_claim_many`), and each batch's dials are sent as soon as it commits, while
+        the next batch is claimed. The tick ends once every claimed dial was sent."""
+        loop = asyncio.get_running_loop()
+        wait = self._tick_at + TICK_GAP - loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)  # wake-ups close together: one tick serves them all
+        self._tick_at = loop.time()
         poll = self.config.scheduler.poll_interval
         async with self.pool.acquire() as conn:
-            for done in await store.complete_finished_campaigns(conn):
-                log.info("campaign completed", extra={"campaign_id": str(done.id)})
+            if self._tick_at - self._completed_at >= COMPLETE_EVERY or self.draining:
+                self._completed_at = self._tick_at
+                for done in await store.complete_finished_campaigns(conn):
+                    log.info("campaign completed", extra={"campaign_id": str(done.id)})
+            else:
+                poll = min(poll, COMPLETE_EVERY)  # not checked this time: soon, then
             if self.draining:
                 return poll
             tracker = self.tracker()
             if tracker is None:
                 return poll  # AMI down: claim nothing
-            campaigns = await store.running_campaigns(conn)
-        next_in = poll
+            claimable = await store.claimable_campaigns(conn)
+            campaigns = await store.running_campaigns(conn) if claimable else []
         now = datetime.now(UTC)
-        for rules in campaigns:
-            if self._dialable_now(rules, now):
-                next_in = min(next_in, await self._fill(rules, tracker))
+        due = [r for r in campaigns if r.id in claimable and self._dialable_now(r, now)]
+        next_in = poll
+        sending: list[asyncio.Task[None]] = []
+        try:
+            for start in range(0, len(due), CLAIM_BATCH):
+                batch = due[start : start + CLAIM_BATCH]
+                next_in = min(next_in, await self._fill(batch, tracker, sending, claimable))
+        finally:
+            # Claimed dials are sent whatever happens to a later batch (drain counts on it).
+            await asyncio.gather(*sending)
         return next_in
 
     def _dialable_now(self, rules: CampaignRules, now: datetime) -> bool:
-        """Is any of the campaign's contacts inside its calling window now?"""
-        return rules.window.is_open(now)
+        """Is any of the campaign's contacts inside its calling window now?
 
-    async def _fill(self, rules: CampaignRules, tracker: CallTracker) -> float:
-        """Claim and dial for one campaign; returns the delay until pacing allows more."""
+        A campaign whose window is read per contact may have callable contacts while its own
+        zone is closed: the claim decides, per zone key (`_open_zone_keys`)."""
+        return rules.per_contact or rules.window.is_open(now)
+
+    async def _open_zone_keys(self, conn: Connection, rules: CampaignRules) -> list[str] | None:
+        """For a campaign whose window is read per contact, the zone keys of its waiting
+        contacts that are open now (one window check per key, a handful — never per
+        contact); None for any other campaign (its claim takes any due contact)."""
+        if not rules.per_contact:
+            return None
+        keys = await zones_store.waiting_zone_keys(conn, rules.id)
+        return open_zone_keys(rules.window, keys, datetime.now(UTC))
+
+    async def _fill(
+        self,
+        batch: list[CampaignRules],
+        tracker: Servers,
+        sending: list[asyncio.Task[None]],
+        wanted: Mapping[uuid.UUID, int],
+    ) -> float:
+        """Claim for a batch of campaigns (one transaction; `wanted`: how many each could take,
+        as last seen), then send its dials in a task added to `sending` (the tick awaits it);
+        returns the delay until it is worth claiming again (0: a campaign got all it asked
+        for, more may be due)."""
         with metrics.CLAIM_DURATION.time():
-            dials, delay = await self._claim(rules, tracker)
-        if delay is not None:
-            return delay
+            dials, delay = await self._claim_many(batch, tracker, wanted)
         for dial in dials:
             self.buckets[dial.carrier].take(1)
-        await asyncio.gather(*(self._dial_one(dial, rules, tracker) for dial in dials))
-        return 0.0 if self._claimed_all else self.config.scheduler.poll_interval
+        if dials:
+            rules = {r.id: r for r in batch}
+            sending.append(
+                asyncio.create_task(self._dial_all(dials, rules, tracker), name="dial-batch")
+            )
+        return delay
+
+    async def _dial_all(
+        self, dials: list[Dial], rules: Mapping[uuid.UUID, CampaignRules], tracker: Servers
+    ) -> None:
+        """Originate a committed claim's dials, all at once (each logs its own failure)."""
+        await asyncio.gather(*(self._dial_one(d, rules[d.campaign_id], tracker) for d in dials))
+
+    async def _claim_many(
+        self, batch: Sequence[CampaignRules], tracker: Servers, hints: Mapping[uuid.UUID, int]
+    ) -> tuple[list[Dial], float]:
+        """The claim transaction of a batch of campaigns: the dials claimed, and how soon
+        claiming again is worth it.
+
+        The campaigns are locked together (in id order: daemons never deadlock) and their
+        free places counted; the fleet and the carriers' room are read once (`_free_workers`,
+        `_carrier_room`: their locks are held to the commit). Each campaign is offered up to
+        its free places — or its due contacts, `hints`, if fewer — from the slots and room
+        left, in turn; then one statement claims for them all (`claim_contacts_many`), and a
+        campaign whose window is read per contact claims on its own (`_claim_one`). Bounds as
+        exact as one claim per transaction, for a few statements per batch."""
+        poll = self.config.scheduler.poll_interval
+        delay = poll
+        dials: list[Dial] = []
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                concurrency = await store.lock_campaigns_for_claim(conn, [r.id for r in batch])
+                in_flight = await store.campaigns_in_flight(conn, list(concurrency))
+                wanted = {
+                    c: min(n - in_flight.get(c, 0), hints.get(c, n)) for c, n in concurrency.items()
+                }
+                wanted = {c: n for c, n in wanted.items() if n > 0}
+                if not wanted:
+                    return [], poll
+                # Fleet slots and carrier channels are shared by every campaign and daemon.
+                workers = await self._free_workers(conn)
+                slots = sum(w.free for w in workers)
+                if slots <= 0:
+                    return [], poll  # no bot free: never dial
+                room = await self._carrier_room(conn)
+                caller_ids = await store.campaigns_caller_ids(conn, list(wanted))
+                offers, delay = await self._offer(
+                    conn, batch, wanted, slots, room, caller_ids, tracker, dials
+                )
+                if offers:
+                    new, got_all = await self._claim_offers(conn, offers, tracker)
+                    self._take(new, tracker, dials)
+                    if got_all:
+                        delay = 0.0
+                if dials:
+                    # A bot slot is reserved before the dial: a callee is never connected to
+                    # silence for lack of capacity.
+                    await fleet.reserve_slots(
+                        conn,
+                        [d.attempt_id for d in dials],
+                        deal_workers(_slots(workers), len(dials)),
+                    )
+                    await store.touch_numbers(conn, list({d.caller_id for d in dials}))
+                    await store.mark_campaigns_dialled(conn, list({d.campaign_id for d in dials}))
+        except BaseException:
+            # Rolled back: these dials do not exist; forget them.
+            for dial in dials:
+                self.dialling.discard(dial.attempt_id)
+                tracker.release(dial.attempt_id)
+            raise
+        return dials, delay
+
+    async def _offer(
+        self,
+        conn: Connection,
+        batch: Sequence[CampaignRules],
+        wanted: Mapping[uuid.UUID, int],
+        slots: int,
+        room: dict[str, int],
+        caller_ids: Mapping[uuid.UUID, list[store.CallerId]],
+        tracker: Servers,
+        dials: list[Dial],
+    ) -> tuple[list[tuple[CampaignRules, list[tuple[str, str]]]], float]:
+        """Deal each campaign of the batch, in turn, caller IDs for up to its wanted dials from
+        the fleet's `slots` and the carriers' `room` left (decremented); a campaign whose window
+        is read per contact claims at once (its own statement, its dials into `dials`). The
+        offers for `_claim_offers`, and how soon claiming again is worth it."""
+        delay = self.config.scheduler.poll_interval
+        offers: list[tuple[CampaignRules, list[tuple[str, str]]]] = []
+        for rules in batch:
+            free = min(wanted.get(rules.id, 0), slots)
+            if free <= 0:
+                continue
+            numbers = [(n.number, n.carrier) for n in caller_ids.get(rules.id, [])]
+            if not rules.per_contact:
+                offered = deal_caller_ids(numbers, room, free)
+                if offered:
+                    offers.append((rules, offered))
+                    slots -= len(offered)
+                else:
+                    delay = min(delay, self._pacing_delay(numbers))
+                continue
+            one = await self._claim_one(conn, rules, tracker, numbers, room, free)
+            if one is None:
+                delay = min(delay, self._pacing_delay(numbers))
+                continue
+            new, got_all = one
+            self._take(new, tracker, dials)
+            slots -= len(new)
+            if got_all:
+                delay = 0.0  # it took all it asked for: more may be due
+        return offers, delay
+
+    def _take(self, new: list[Dial], tracker: Servers, dials: list[Dial]) -> None:
+        """Claimed dials, before the claim commits: recovery must never see an attempt without
+        knowing it is ours, and each counts on its server until its Originate is tried."""
+        dials.extend(new)
+        self.dialling.update(d.attempt_id for d in new)
+        tracker.reserve((d.attempt_id, d.asterisk) for d in new)
+
+    async def _claim_offers(
+        self,
+        conn: Connection,
+        offers: list[tuple[CampaignRules, list[tuple[str, str]]]],
+        tracker: Servers,
+    ) -> tuple[list[Dial], bool]:
+        """Claim what each campaign was offered (caller IDs dealt), in one statement, after
+        one deal of Asterisk servers for them all (offers past the servers' caps are dropped,
+        the last first); the dials, and whether some campaign got all it was offered."""
+        dealt, asterisk = self._deal_servers(tracker, [d for _r, offer in offers for d in offer])
+        margin = self.config.scheduler.dial_margin
+        claims: list[store.CampaignClaim] = []
+        for rules, offer in offers:
+            part = offer[: len(dealt) - sum(len(c.caller_ids) for c in claims)]
+            if not part:
+                break  # every Asterisk up is at its channel cap
+            start = sum(len(c.caller_ids) for c in claims)
+            claims.append(
+                store.CampaignClaim(
+                    rules.id,
+                    rules.ring_timeout + margin,
+                    [n for n, _c in part],
+                    [c for _n, c in part],
+                    asterisk[start : start + len(part)],
+                )
+            )
+        if not claims:
+            return [], False
+        claimed = await store.claim_contacts_many(conn, self.daemon_id, claims)
+        dials: list[Dial] = []
+        got_all = False
+        for claim in claims:
+            rows = claimed.get(claim.campaign_id, [])
+            got_all = got_all or len(rows) == len(claim.caller_ids)
+            dials.extend(
+                Dial(
+                    c.id,
+                    c.contact_id,
+                    claim.campaign_id,
+                    c.phone_number,
+                    c.caller_id,
+                    c.carrier,
+                    c.attempts_used,
+                    c.counts_toward_max,
+                    c.asterisk,
+                )
+                for c in rows
+            )
+        return dials, got_all
+
+    async def _claim_one(
+        self,
+        conn: Connection,
+        rules: CampaignRules,
+        tracker: Servers,
+        numbers: list[tuple[str, str]],
+        room: dict[str, int],
+        free: int,
+    ) -> tuple[list[Dial], bool] | None:
+        """One campaign's part of a batch claim: up to `free` dials within the carriers'
+        `room` (decremented by what it claims); None when no carrier has room (pacing), else
+        the dials and whether it got all it asked for."""
+        offered = deal_caller_ids(numbers, room, free)
+        if not offered:
+            return None
+        dealt, asterisk = self._deal_servers(tracker, offered)
+        if not dealt:
+            for _number, carrier in offered:
+                room[carrier] += 1
+            return [], False  # every Asterisk up is at its channel cap
+        deadline = rules.ring_timeout + self.config.scheduler.dial_margin
+        claimed = await store.claim_contacts(
+            conn,
+            rules.id,
+            len(dealt),
+            self.daemon_id,
+            deadline,
+            [d[0] for d in dealt],
+            [d[1] for d in dealt],
+            asterisk,
+            zone_keys=await self._open_zone_keys(conn, rules),
+        )
+        # The claim takes the first dealt caller IDs; the rest of the room is still there.
+        for _number, carrier in offered[len(claimed) :]:
+            room[carrier] += 1
+        dials = [
+            Dial(
+                c.id,
+                c.contact_id,
+                rules.id,
+                c.phone_number,
+                c.caller_id,
+                c.carrier,
+                c.attempts_used,
+                c.counts_toward_max,
+                c.asterisk,
+            )
+            for c in claimed
+        ]
+        return dials, len(claimed) == len(dealt)
 
     async def _free_workers(self, conn: Connection) -> list[WorkerFree]:
         """Lock the fleet and count its free slots (claims and test calls): slots reserved
         from this list before the transaction ends never exceed a worker's capacity."""
         return await fleet.locked_fleet_free(conn, self.config.fleet.heartbeat_timeout)
 
-    async def _claim(
-        self, rules: CampaignRules, tracker: CallTracker
-    ) -> tuple[list[Dial], float | None]:
-        """The claim transaction: the dials claimed, or a delay when nothing was."""
-        poll = self.config.scheduler.poll_interval
-        campaign_id = rules.id
-        async with self.pool.acquire() as conn, conn.transaction():
-            concurrency = await store.lock_campaign_for_claim(conn, campaign_id)
-            if concurrency is None:
-                return [], poll
-            free = concurrency - await store.campaign_in_flight(conn, campaign_id)
-            if free <= 0:
-                return [], poll
-            # Fleet slots and carrier channels are shared by every campaign and daemon.
-            workers = await self._free_workers(conn)
-            free = min(free, sum(w.free for w in workers))
-            if free <= 0:
-                return [], poll  # no bot free: never dial
-            room = await self._carrier_room(conn)
-            numbers = [
-                (n.number, n.carrier) for n in await store.campaign_caller_ids(conn, campaign_id)
-            ]
-            dealt = deal_caller_ids(numbers, room, free)
-            if not dealt:
-                return [], self._pacing_delay(numbers)
-            deadline = rules.ring_timeout + self.config.scheduler.dial_margin
-            claimed = await store.claim_contacts(
-                conn,
-                campaign_id,
-                len(dealt),
-                self.daemon_id,
-                deadline,
-                [d[0] for d in dealt],
-                [d[1] for d in dealt],
-                tracker.ami.name,
-            )
-            if not claimed:
-                return [], poll
-            # A bot slot is reserved before the dial: a callee is never connected to silence
-            # for lack of capacity.
-            await fleet.reserve_slots(
-                conn, [c.id for c in claimed], deal_workers(_slots(workers), len(claimed))
-            )
-            await store.touch_numbers(conn, list({c.caller_id for c in claimed}))
-            await store.mark_campaign_dialled(conn, campaign_id)
-            dials = [
-                Dial(
-                    c.id,
-                    c.contact_id,
-                    campaign_id,
-                    c.phone_number,
-                    c.caller_id,
-                    c.carrier,
-                    c.attempts_used,
-                    c.counts_toward_max,
-                )
-                for c in claimed
-            ]
-            self._claimed_all = len(dials) == len(dealt)
-            # Before commit: recovery must never see the attempt without knowing it is ours.
-            self.dialling.update(d.attempt_id for d in dials)
-        return dials, None
+    def _deal_servers(
+        self, servers: Servers, dealt: list[tuple[str, str]]
+    ) -> tuple[list[tuple[str, str]], list[str]]:
+        """The Asterisk server of each dealt dial (least loaded first, within each server's
+        cap); the dials beyond what the servers up can take now are dropped."""
+        names = servers.deal(len(dealt))
+        return dealt[: len(names)], names
 
     async def _carrier_room(self, conn: Connection) -> dict[str, int]:
-        """Each carrier's dials allowed now: free channels, bounded by its calls per second."""
-        in_flight = await store.carriers_in_flight(conn)
-        room = {}
-        for carrier in self.config.carriers:
-            room[carrier.name] = min(
-                carrier.max_channels - in_flight.get(carrier.name, 0),
-                self.buckets[carrier.name].available(),
-            )
-        return room
+        """Each carrier's dials allowed now, for all daemons together: free channels, bounded
+        by its shared calls per second (engine/pacing.py; its tokens are taken in this
+        transaction)."""
+        return await carrier_room(conn, self.config, self.buckets)
 
     def _pacing_delay(self, numbers: list[tuple[str, str]]) -> float:
+        """How soon a claim may find room again: when the next token of one of these carriers
+        is due (the shared bucket as last read), else at the next poll."""
         carriers = {carrier for _n, carrier in numbers}
         waits = [self.buckets[c].seconds_until() for c in carriers if c in self.buckets]
         return min(waits, default=self.config.scheduler.poll_interval) or 0.05
 
     # -- one call ------------------------------------------------------------------------
-    async def _dial_one(self, dial: Dial, rules: CampaignRules, tracker: CallTracker) -> None:
+    async def _dial_one(self, dial: Dial, rules: CampaignRules, tracker: Servers) -> None:
         """Originate one claimed dial; whatever fails is logged here, never left to kill the
         tick (and the other dials of it)."""
         try:
@@ -307,7 +538,11 @@ class Engine:
             not_sent = DialResult(Outcome.ERROR, None, ended_at=now, reason="originate not sent")
             self.keep(attempt_id, Unsettled(not_sent, Disposition.ERROR, requeue=True))
 
-    async def _originate(self, dial: Dial, rules: CampaignRules, tracker: CallTracker) -> None:
+    async def _originate(self, dial: Dial, rules: CampaignRules, servers: Servers) -> None:
+        """Send the dial through the Asterisk dealt to it at the claim. If that server went
+        down since, nothing is sent: the contact is due again at once and the next claim deals
+        it to a server that is up (no attempt used; never sent twice)."""
+        tracker = self.trackers[dial.asterisk]
         endpoint = self.config.carrier(dial.carrier).endpoint
         request = OriginateRequest(
             attempt_id=str(dial.attempt_id),
@@ -323,10 +558,14 @@ class Engine:
             await self._unsent(dial.attempt_id)
             log.warning(
                 "ami down before dialling; contact requeued",
-                extra={"attempt_id": str(dial.attempt_id)},
+                extra={"attempt_id": str(dial.attempt_id), "asterisk": dial.asterisk},
             )
+            self.wake.set()  # dealt again now, to a server that is up
             return
+        finally:
+            servers.release(dial.attempt_id)  # counted by its tracker from here on
         metrics.ORIGINATIONS.labels(str(dial.campaign_id), dial.carrier).inc()
+        metrics.ASTERISK_ORIGINATIONS.labels(dial.asterisk).inc()
         self._carriers[dial.attempt_id] = dial.carrier
         self.follow(dial.attempt_id, call)
 
@@ -366,10 +605,73 @@ class Engine:
         disposition = None if result.outcome is Outcome.ANSWERED else result.outcome.value
         await self._conclude(attempt_id, Unsettled(result, disposition))
 
+    # -- Asterisk servers ----------------------------------------------------------------
+    async def run_servers(self, stop: asyncio.Event) -> None:
+        """Every `SERVER_CHECK_INTERVAL`: the per-server gauges, and the calls of a server
+        whose AMI is down closed once they must have ended (`close_lost_calls`)."""
+        for name in self.trackers:
+            metrics.ASTERISK_ORIGINATIONS.labels(name)  # a series from the start: rate() works
+        while not stop.is_set():
+            for name in self.trackers:
+                metrics.ASTERISK_CALLS_IN_FLIGHT.labels(name).set(self.servers.in_flight(name))
+            try:
+                await self.close_lost_calls()
+            except Exception as exc:
+                if not store.database_unreachable(exc):
+                    raise
+                self.set_database_up(False, exc)  # checked again on the next round
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), SERVER_CHECK_INTERVAL)
+
+    async def close_lost_calls(self, now: float | None = None) -> int:
+        """Close the calls of servers whose AMI is down that must have ended by now; how many.
+
+        A server that went away (crashed, unreachable) tells nothing more of its calls, and one
+        that stays away must not hold its campaigns open for ever. Its calls end as lost
+        (`_await_result`: `timeout`, or the worker's result if it is in) once:
+        - unanswered: `ring_timeout + dial_margin` after the Originate — ringing cannot outlast
+          the ring timeout, and an answer would show as the worker's attach in the database;
+        - answered (seen, or attached in the database): as soon as its worker's result is in
+          (the bot's session is over: with the server gone, so is the audio), else
+          `max_call_length` after the answer.
+        A server that comes back first reconciles them itself, against its live channels."""
+        sched = self.config.scheduler
+        now = time.time() if now is None else now
+        due: list[tuple[CallTracker, TrackedCall]] = []
+        for tracker in self.trackers.values():
+            if tracker.ami.ready:
+                continue
+            for call in list(tracker.calls.values()):
+                if call.result.done() or call.ended_at is not None:
+                    continue  # decided, or its Hangup came before the link went
+                if call.answered_at is not None or now > (
+                    call.sent_at + call.ring_timeout + sched.dial_margin
+                ):
+                    due.append((tracker, call))
+        closed = 0
+        for tracker, call in due:
+            attempt_id = uuid.UUID(call.attempt_id)
+            async with self.pool.acquire() as conn, conn.transaction():
+                row = await store.lock_open_attempt(conn, attempt_id)
+            if row is not None and call.answered_at is None and row.attached_at is not None:
+                # Answered while the AMI link was away: the attach says so.
+                call.answered_at = (row.answered_at or row.attached_at).timestamp()
+            answered = call.answered_at
+            talking = answered is not None and now < answered + sched.max_call_length
+            if talking and row is not None and row.disposition is None:
+                continue  # answered, and the bot may still be talking: wait for its result
+            if tracker.lost_unless_alive(call.attempt_id, {}):
+                closed += 1
+                log.warning(
+                    "call lost with its Asterisk; closed",
+                    extra={"attempt_id": call.attempt_id, "asterisk": tracker.ami.name},
+                )
+        return closed
+
     async def _conclude(self, attempt_id: uuid.UUID, end: Unsettled) -> None:
         """Write a call's end; if that fails, keep it (memory and journal) for the settler."""
         try:
-            await self.settle_end(attempt_id, end)
+            await self._settle_grouped(attempt_id, end)
         except Exception as exc:
             if store.database_unreachable(exc):
                 self.set_database_up(False, exc)
@@ -383,6 +685,102 @@ class Engine:
                     extra={"attempt_id": str(attempt_id)},
                 )
             self.keep(attempt_id, end)
+
+    async def _settle_grouped(self, attempt_id: uuid.UUID, end: Unsettled) -> Decision | None:
+        """`settle_end`, written in one transaction with the other call ends that arrived
+        meanwhile (group commit: while one batch is written the next gathers, up to
+        `SETTLE_BATCH`; no delay is added). An answered call's end, which may wait for its
+        worker's result, is written alone as before. Raises what writing it raised."""
+        if end.disposition is None:
+            return await self.settle_end(attempt_id, end)
+        future: asyncio.Future[Decision | None] = asyncio.get_running_loop().create_future()
+        self._ends.append((attempt_id, end, future))
+        if self._end_writer is None:
+            writer = asyncio.create_task(self._write_ends(), name="settle-writer")
+            self._end_writer = writer
+            self._background.add(writer)  # cancelled and awaited by `abandon`, like the rest
+            writer.add_done_callback(self._background.discard)
+        return await future
+
+    async def _write_ends(self) -> None:
+        """The group-commit writer: batches of waiting call ends until none is left. A future
+        it leaves unresolved (cancelled at exit) is cancelled, never left hanging."""
+        batch: list[tuple[uuid.UUID, Unsettled, asyncio.Future[Decision | None]]] = []
+        try:
+            while self._ends:
+                batch, self._ends = self._ends[:SETTLE_BATCH], self._ends[SETTLE_BATCH:]
+                await self._write_end_batch(batch)
+        except Exception as exc:  # a fault of the writer itself: each end is kept by its caller
+            log.exception("writing call ends failed")
+            for _attempt, _end, future in [*batch, *self._ends]:
+                if not future.done():
+                    future.set_exception(exc)
+            self._ends = []
+        finally:
+            self._end_writer = None
+            for _attempt, _end, future in [*batch, *self._ends]:
+                future.cancel()  # no-op when resolved
+            self._ends = []
+
+    async def _write_end_batch(
+        self, batch: list[tuple[uuid.UUID, Unsettled, asyncio.Future[Decision | None]]]
+    ) -> None:
+        """Write a batch of call ends in one transaction and resolve their futures. The
+        database away: each gets the error (its caller keeps it). Another error: one end
+        spoilt the transaction — each is written again alone, so only that one fails."""
+        waiting = [(a, e, f) for a, e, f in batch if not f.done()]
+        if not waiting:
+            return
+        try:
+            decided = await self._finalise_many([(a, e) for a, e, _f in waiting])
+        except Exception as exc:
+            if store.database_unreachable(exc) or len(waiting) == 1:
+                for _a, _e, future in waiting:
+                    if not future.done():
+                        future.set_exception(exc)
+                return
+            for attempt_id, end, future in waiting:
+                try:
+                    decision = await self.settle_end(attempt_id, end)
+                except Exception as one:
+                    if not future.done():
+                        future.set_exception(one)
+                else:
+                    if not future.done():
+                        future.set_result(decision)
+            return
+        for attempt_id, _e, future in waiting:
+            if not future.done():
+                future.set_result(decided.get(attempt_id))
+
+    async def _finalise_many(
+        self, ends: Sequence[tuple[uuid.UUID, Unsettled]]
+    ) -> dict[uuid.UUID, Decision]:
+        """`finalise` for many call ends in one transaction: the attempts locked in one
+        statement (in id order), each decided and written by `_settle`; the decisions taken
+        (an attempt already final is absent: decided elsewhere, nothing to do)."""
+        decided: dict[uuid.UUID, Decision] = {}
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await store.lock_open_attempts(conn, [a for a, _e in ends])
+            for attempt_id, end in ends:
+                row = rows.get(attempt_id)
+                if row is None:
+                    continue
+                assert end.disposition is not None  # answered ends are not grouped
+                result = end.result
+                decided[attempt_id] = await self._settle(
+                    conn,
+                    row,
+                    result.outcome,
+                    result.sip_code,
+                    utc(result.answered_at),
+                    utc(result.ended_at) or datetime.now(UTC),
+                    result.talk_seconds,
+                    end.disposition,
+                    row.callback_at,
+                    end.requeue,
+                )
+        return decided
 
     def keep(self, attempt_id: uuid.UUID, end: Unsettled) -> None:
         """Keep a call end that could not be written: in memory, and in the journal (so a
@@ -711,8 +1109,17 @@ class Engine:
             disposition, callback_at = row.disposition, row.callback_at
         if requeue_it and await store.trailing_requeues(conn, row.contact_id) >= MAX_REQUEUES:
             requeue_it = False  # refused again and again: an ordinary `error` attempt
+        requeue_delay = REQUEUE_DELAY
+        if not requeue_it:
+            # A 429/503 that tripped its carrier's throttling or came while it is throttled
+            # uses up no attempt (CONTRACT); it counts toward the carrier's AIMD either way.
+            throttled = await throttling_refusal(
+                conn, self.config, attempt_id, row.contact_id, outcome, sip_code
+            )
+            if throttled is not None and not rules.cancelled:
+                requeue_it, requeue_delay = True, throttled
         if requeue_it:
-            decision = requeue(ended + timedelta(seconds=REQUEUE_DELAY))
+            decision = requeue(ended + timedelta(seconds=requeue_delay))
         else:
             decision = decide(
                 AttemptFacts(
@@ -743,7 +1150,7 @@ class Engine:
         )
         uncount = int(requeue_it and row.counts_toward_max)
         await store.settle_contact(
-            conn, row.contact_id, decision.contact_state, decision.next_at, uncount
+            conn, row.contact_id, decision.contact_state, decision.next_at, uncount, decision.reason
         )
         await fleet.release_slot(conn, attempt_id)
         campaign = str(row.campaign_id)
@@ -765,8 +1172,12 @@ class Engine:
         self.wake.set()
         return decision
 
-    def _settle_window(self, rules: CampaignRules, row: OpenAttempt) -> Window:
-        """The window a callback or retry of this attempt's contact is moved into."""
+    def _settle_window(self, rules: CampaignRules, row: OpenAttempt) -> Window | ZonedWindow:
+        """The window a callback or retry of this attempt's contact is moved into: with a
+        window read per contact, the window on the contact's own zones (its zone key; the
+        campaign's zone for the empty key)."""
+        if rules.per_contact:
+            return ZonedWindow.for_key(rules.window, row.zone_key)
         return rules.window
 
     async def test_call(
@@ -775,9 +1186,11 @@ class Engine:
         """Place one call outside any campaign (`dialler test-call`): recorded in the bot's
         test-call campaign, a bot slot reserved like any dial. Raises `UnknownBot`,
         `TestCallInProgress`, `NoFreeWorker` or `DiallingUnavailable`."""
-        tracker = self.tracker()
-        if tracker is None:
-            raise DiallingUnavailable()
+        servers = self.tracker()
+        chosen = servers.deal(1) if servers is not None else []
+        if not chosen:
+            raise DiallingUnavailable()  # no Asterisk up (or every one at its cap)
+        tracker = self.trackers[chosen[0]]
         attempt_id = uuid.uuid4()
         deadline = ring_timeout + self.config.scheduler.dial_margin
         async with self.pool.acquire() as conn, conn.transaction():

@@ -7,8 +7,15 @@ rotation with a free slot, or marks the call abandoned; the route answers with c
 variables: `DIALLER_ATTACH` = `ok` and `DIALLER_WORKER` = host:port, or `DIALLER_ATTACH` =
 `abandoned` (the dialplan then plays a short message and hangs up; the attempt ends
 `abandoned`). A daemon that is unreachable or silent leaves `DIALLER_ATTACH` unset: the same
-message. (If the AudioSocket connection itself then fails, `AudioSocket()` fails and Asterisk
-hangs up without the message: docs/fleet.md, "Known limits".)
+message. The statement never waits for another transaction's commit: when the attempt's row is
+held (the engine recording the answer, until its commit reaches the disk) it writes the slot
+only, answers Asterisk, and then writes the row (`store.fleet.attach_late`, or
+`store.fleet.mark_abandoned` when no worker could take the call).
+
+If the AudioSocket connection itself then fails, the dialplan (`TryExec`) runs
+`AGI(agi://<daemon>/abandon?secret=<secret>)`: the connection is closed at once (the same
+message plays — never silence) and the attempt marked `abandoned` when that came right after the
+attach (`socket_failed`, one statement; later, the call broke off mid-call).
 
 No worker is probed and no lock is taken on this path: a worker is in rotation by its
 heartbeats (registered workers) or by the health check (`HealthCheck`, static workers of the
@@ -16,14 +23,16 @@ config), which every daemon runs in the background: it probes each static worker
 port every `HEALTH_INTERVAL` seconds and records the verdict in the database.
 
 Hardening (docs/security.md): a request must carry the shared secret of
-`listeners.agi.secret_file`/`secret_env` when one is configured (compared in constant time) and
+`listeners.agi.secret_file`/`secret_env` (required by the config; compared in constant time) and
 come from `listeners.agi.allow` when that is set; at most `MAX_CONNECTIONS` at once; every
 phase has a timeout (headers, each command's answer); every value written into an AGI command
 is checked first (`agi_value`: no quote, comma, backslash, control character).
 
 The daemon runs the server on a thread of its own, with its own event loop and a small pool of
 its own (`POOL_SIZE`): an attach never waits behind the engine's work on the main loop or for a
-connection of the main pool. The server reads the AGI request headers itself (`parse_headers`:
+connection of the main pool; while it runs there, the interpreter switches threads every
+`SWITCH_INTERVAL` (1 ms, not 5), so that its steps do not queue behind the main loop for the
+GIL. The server reads the AGI request headers itself (`parse_headers`:
 bounded in size and time) and speaks the command protocol itself (`_commands`).
 """
 
@@ -35,6 +44,7 @@ import hmac
 import ipaddress
 import logging
 import re
+import sys
 import threading
 import urllib.parse
 import uuid
@@ -75,8 +85,20 @@ PROBE_TIMEOUT = 0.5
 HEALTH_INTERVAL = 0.5
 #: Unanswered checks in a row that take a static worker out of rotation (a refusal: one).
 FAILURES_TO_DOWN = 2
+#: The interpreter's thread switch interval while the server runs on its thread (Python's
+#: default is 5 ms): the FastAGI thread shares the GIL with the daemon's main loop, and each
+#: step of an attach (accept, headers, the statement's answer, Asterisk's reply) may wait that
+#: long for it while the main loop is busy — in a burst of answers, when it is.
+SWITCH_INTERVAL = 0.001
 
 _HEADER_KEY = re.compile(r"agi_[a-z0-9_]{1,64}")
+#: The notes of an abandoned call: its AudioSocket connection failed; no worker could take it.
+SOCKET_FAILED = "the worker's AudioSocket connection failed"
+NO_WORKER = "no worker could take the call"
+#: An `abandon` this soon after the attach: the connection was refused, or the worker refused
+#: the call, at once — abandoned. Later, the worker had the call and it broke off mid-call: the
+#: callee hears the message all the same, the worker's result (or its absence) decides.
+SOCKET_FAILED_WITHIN = 0.5
 #: What may go between the double quotes of an AGI command's argument.
 _SAFE_VALUE = re.compile(r"[A-Za-z0-9_.:\[\]-]{1,300}")
 
@@ -235,6 +257,7 @@ class AttachServer:
         caller's loop (the daemon does; tests may drive `health.check`). Raises what binding
         or connecting the pool raises."""
         if thread:
+            sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
             started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._thread = threading.Thread(
                 target=self._run_thread, args=(host, port, started), name="fastagi", daemon=True
@@ -336,13 +359,19 @@ class AttachServer:
             log.warning("FastAGI request refused: %s", exc)
             return
         script, query = _script(headers)
-        if script != "attach":
+        if script not in ("attach", "abandon"):
             log.warning("FastAGI request for an unknown script refused")
             return
         if not self._secret_ok(query.get("secret", "")):
             log.warning("FastAGI request refused: missing or wrong secret")
             return
         try:
+            if script == "abandon":
+                # Nothing to answer: closing the connection lets the dialplan go on to the
+                # message at once, whatever holds the attempt's row meanwhile.
+                writer.close()
+                await self._socket_failed(headers.get("agi_uniqueid", ""))
+                return
             await self._attach(reader, writer, headers.get("agi_uniqueid", ""))
         except (TimeoutError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             log.warning("FastAGI connection lost or silent during the answer")
@@ -351,8 +380,8 @@ class AttachServer:
 
     def _secret_ok(self, given: str) -> bool:
         expected = self.config.listeners.agi.secret
-        if not expected:  # none configured: `config check` warns (docs/security.md)
-            return True
+        if not expected:  # the config requires one: never reached, and never open if it were
+            return False
         return hmac.compare_digest(given.encode(), expected.encode())
 
     async def _commands(
@@ -380,22 +409,92 @@ class AttachServer:
             attempt_id = uuid.UUID(uniqueid)
         except ValueError:
             attempt_id = None
-        address = await self.decide(attempt_id, self._serving_pool) if attempt_id else None
-        if address is None:
-            await self._commands(reader, writer, ['SET VARIABLE DIALLER_ATTACH "abandoned"'])
+        pool = self._serving_pool
+        address, late = await self._decide(attempt_id, pool) if attempt_id else (None, False)
+        try:
+            if address is None:
+                await self._commands(reader, writer, ['SET VARIABLE DIALLER_ATTACH "abandoned"'])
+            else:
+                # Both variables in one command (one exchange with a busy Asterisk): MSet is in
+                # Asterisk's core; `agi_value` keeps commas out of the address.
+                await self._commands(
+                    reader,
+                    writer,
+                    [f'EXEC MSet "DIALLER_WORKER={agi_value(address)},DIALLER_ATTACH=ok"'],
+                )
+        finally:
+            if late and attempt_id is not None:  # Asterisk has its answer: now the row
+                if address is not None:
+                    await self._attach_late(attempt_id, pool)
+                else:
+                    await self.abandon(attempt_id, pool, NO_WORKER)
+
+    async def _attach_late(self, attempt_id: uuid.UUID, pool: Pool) -> None:
+        async with pool.acquire() as conn:
+            waited = await fleet.attach_late(conn, attempt_id)
+        if waited is not None:
+            metrics.ANSWER_TO_ATTACH.observe(max(0.0, waited))
+
+    async def _socket_failed(self, uniqueid: str) -> None:
+        try:
+            attempt_id = uuid.UUID(uniqueid)
+        except ValueError:
+            return
+        await self.socket_failed(attempt_id, self._serving_pool)
+
+    async def socket_failed(self, attempt_id: uuid.UUID, pool: Pool | None = None) -> None:
+        """The dialplan's `abandon`: the call's AudioSocket() failed and the callee hears the
+        abandon message. Right after the attach (the connection refused: the worker died
+        since its last heartbeat; or the worker refused the call) the call is `abandoned`;
+        later it broke off mid-call and its worker's result, or the result timeout, decides.
+        One statement."""
+        async with (pool or self.pool).acquire() as conn:
+            campaign = await fleet.mark_socket_failed(
+                conn, attempt_id, SOCKET_FAILED, SOCKET_FAILED_WITHIN
+            )
+        if campaign is not None:
+            metrics.CALLS_ABANDONED.labels(str(campaign)).inc()
+            log.warning(
+                "answered call abandoned",
+                extra={"attempt_id": str(attempt_id), "why": SOCKET_FAILED},
+            )
         else:
-            # Both variables in one command (one exchange with a busy Asterisk): MSet is in
-            # Asterisk's core; `agi_value` keeps commas out of the address.
-            await self._commands(
-                reader,
-                writer,
-                [f'EXEC MSet "DIALLER_WORKER={agi_value(address)},DIALLER_ATTACH=ok"'],
+            log.warning(
+                "AudioSocket connection broke off mid-call", extra={"attempt_id": str(attempt_id)}
+            )
+
+    async def abandon(
+        self, attempt_id: uuid.UUID, pool: Pool | None = None, why: str = NO_WORKER
+    ) -> None:
+        """Mark the answered call `abandoned` (`why` in its notes), unless its worker's result
+        is in already: an attach that found no worker while the attempt's row was held. The
+        callee hears the abandon message; the attempt ends `abandoned` at its hang-up. One
+        statement."""
+        async with (pool or self.pool).acquire() as conn:
+            campaign = await fleet.mark_abandoned(conn, attempt_id, why)
+        if campaign is not None:
+            metrics.CALLS_ABANDONED.labels(str(campaign)).inc()
+            log.warning(
+                "answered call abandoned", extra={"attempt_id": str(attempt_id), "why": why}
             )
 
     async def decide(self, attempt_id: uuid.UUID, pool: Pool | None = None) -> str | None:
-        """The worker address for this answered call, or None (abandoned): one statement.
-        `pool`: the one of the running loop (default: the caller's, given at construction)."""
-        async with (pool or self.pool).acquire() as conn:
+        """The worker address for this answered call, or None (abandoned): one statement
+        (two when the attempt row was held: see `_decide`). `pool`: the one of the running
+        loop (default: the caller's, given at construction)."""
+        pool = pool or self.pool
+        address, late = await self._decide(attempt_id, pool)
+        if late and address is not None:
+            await self._attach_late(attempt_id, pool)
+        elif late:
+            await self.abandon(attempt_id, pool, NO_WORKER)
+        return address
+
+    async def _decide(self, attempt_id: uuid.UUID, pool: Pool) -> tuple[str | None, bool]:
+        """The worker address (None: abandoned), and whether the attempt row is still to be
+        written (`attach_late`, or `abandon` when no worker: it was held by the engine
+        recording the answer, and the callee waits for no one's commit but this one)."""
+        async with pool.acquire() as conn:
             chosen = await fleet.attach(conn, attempt_id, self.config.fleet.heartbeat_timeout)
             campaign = chosen.abandoned_campaign
             if chosen.worker is not None and chosen.host is not None and chosen.port is not None:
@@ -408,12 +507,14 @@ class AttachServer:
                             "reserved worker unavailable; call moved",
                             extra={"attempt_id": str(attempt_id), "worker": chosen.worker},
                         )
-                    return address
+                    return address, not chosen.written
                 # A host stored before hosts were validated never reaches the dialplan.
                 campaign = await fleet.mark_abandoned(
                     conn, attempt_id, f"worker {chosen.worker} has an unusable address"
                 )
         if campaign is not None:
             metrics.CALLS_ABANDONED.labels(str(campaign)).inc()
+        if not chosen.written:
+            return None, True  # `abandon` once Asterisk has its answer: it logs then
         log.warning("answered call abandoned: no worker", extra={"attempt_id": str(attempt_id)})
-        return None
+        return None, False

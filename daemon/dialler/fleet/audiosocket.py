@@ -37,6 +37,7 @@ __all__ = [
     "UnknownKind",
     "audio",
     "encode",
+    "error",
     "hangup",
     "read_frame",
     "uuid_frame",
@@ -167,6 +168,14 @@ def audio(pcm: bytes) -> bytes:
 def hangup() -> bytes:
     """The hang-up message: Asterisk hangs the channel up when it reads it."""
     return encode(Kind.HANGUP)
+
+
+def error(code: int = 0x01) -> bytes:
+    """An error message (one byte: `code`). Asterisk's `AudioSocket()` takes any message but
+    audio and hang-up from the server as a failure and returns -1: under `TryExec` the dialplan
+    then plays the abandon message (agi/dialler.conf), where a hang-up ends the call in
+    silence."""
+    return encode(Kind.ERROR, bytes([code]))
 
 
 def uuid_frame(call_id: uuid.UUID | str) -> bytes:

@@ -55,6 +55,7 @@ MODULES = (
     "app_audiosocket.so",
     "chan_audiosocket.so",
     "app_echo.so",
+    "app_exec.so",  # TryExec: the dialplan's fallback when AudioSocket fails
     "app_playback.so",
     "app_stack.so",
     "app_userevent.so",
@@ -73,7 +74,19 @@ MODULES = (
     "bridge_simple.so",
     "bridge_native_rtp.so",
     "res_musiconhold.so",
+    "cel_pgsql.so",  # Asterisk's own record of each call, for recovery (docs/reliability.md)
 )
+
+
+@dataclass(frozen=True, slots=True)
+class CelDatabase:
+    """Where a lab Asterisk's `cel_pgsql` writes its CEL rows: the lab's PostgreSQL (trust
+    authentication on loopback, no password), table `asterisk_cel` of the dialler's schema."""
+
+    host: str
+    port: int
+    dbname: str
+    user: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +194,7 @@ def render_configs(
     carrier_host: str,
     carrier_port: int,
     where: Instance | None = None,
+    cel: CelDatabase | None = None,
 ) -> None:
     """Write one lab Asterisk's configuration into its directory in the root file system."""
     where = where or instance(FIRST)
@@ -215,11 +229,16 @@ hideconnect = yes
 """,
         "modules.conf": "[modules]\nautoload = no\n" + "".join(f"load = {m}\n" for m in MODULES),
         "logger.conf": "[general]\n[logfiles]\nmessages.log => notice,warning,error\n",
+        # `timestampevents`: every event carries Asterisk's own clock (`Timestamp`), which the
+        # attach benchmark and the abandon test measure from. The observer user (same secret)
+        # is for those measurements: it also reads the dialplan's steps (`Newexten`), which
+        # the daemon's user never needs.
         "manager.conf": f"""[general]
 enabled = yes
 bindaddr = 127.0.0.1
 port = {ports.ami}
 displayconnects = no
+timestampevents = yes
 
 [{ami_user}]
 secret = {ami_secret}
@@ -228,6 +247,14 @@ permit = 127.0.0.1/255.255.255.255
 read = call,reporting,user
 write = originate,call,reporting
 eventfilter = Event: (Newchannel|Newstate|Hangup|OriginateResponse|UserEvent|FullyBooted|Shutdown)
+writetimeout = 1000
+
+[{observer_user(ami_user)}]
+secret = {ami_secret}
+deny = 0.0.0.0/0.0.0.0
+permit = 127.0.0.1/255.255.255.255
+read = call,dialplan
+eventfilter = Event: (Newstate|Newexten|Hangup)
 writetimeout = 1000
 """,
         # No ICE/STUN: candidate gathering resolves host names for every call, which in a
@@ -275,6 +302,22 @@ exten => _+X.,1,Hangup(21)
 """.replace("{agi_port}", str(ports.agi)).replace("{agi_secret}", agi_secret),
         "musiconhold.conf": "[general]\n",
         "cdr.conf": "[general]\nenable = no\n",
+        # CEL: the channel events recovery reads when no daemon saw a call end. `appname` is
+        # the server's name: the table's `server` column defaults to it (docs/asterisk.md).
+        "cel.conf": "[general]\nenable = yes\nevents = CHAN_START,ANSWER,HANGUP,CHAN_END\n"
+        if cel is not None
+        else "",
+        "cel_pgsql.conf": f"""[global]
+hostname = {cel.host}
+port = {cel.port}
+dbname = {cel.dbname}
+user = {cel.user}
+table = asterisk_cel
+appname = {where.name}
+usegmtime = yes
+"""
+        if cel is not None
+        else "",
         # Present but empty, so Asterisk does not log an error for each at start.
         **{
             name: ""
@@ -284,7 +327,6 @@ exten => _+X.,1,Hangup(21)
                 "udptl.conf",
                 "ccss.conf",
                 "features.conf",
-                "cel.conf",
                 "pjproject.conf",
             )
         },
@@ -296,6 +338,12 @@ exten => _+X.,1,Hangup(21)
     hostname = socket.gethostname()
     (root / "etc/hosts").write_text(f"127.0.0.1 localhost {hostname}\n::1 localhost\n")
     (root / "etc/resolv.conf").write_text("# dialler lab: no DNS inside the chroot\n")
+
+
+def observer_user(ami_user: str) -> str:
+    """The lab's read-only AMI user for measurements (`Newstate`, `Newexten`, `Hangup`, each
+    with Asterisk's `Timestamp`); its secret is the daemon's AMI user's."""
+    return f"{ami_user}-observer"
 
 
 def _user_agent(where: Instance) -> str:

@@ -184,6 +184,10 @@ class Lab:
         self.pg.init()
         self.pg.start()
         self.pg.ensure_database(DB_NAME, DB_USER)
+        from ..store.migrate import migrate
+
+        # Before Asterisk starts: its cel_pgsql reads the CEL table's columns when it loads.
+        asyncio.run(migrate(self.pg.dsn(DB_NAME, DB_USER)))
         wanted = [self.server(i) for i in range(asterisk_servers)]
         for server in wanted:
             self._say(progress, f"asterisk {server.name}")
@@ -194,9 +198,6 @@ class Lab:
         self._say(progress, "carrier")
         self._carrier_up()
         self._write_config(wanted)
-        from ..store.migrate import migrate
-
-        asyncio.run(migrate(self.pg.dsn(DB_NAME, DB_USER)))
         self._say(progress, "reference worker")
         self._worker_up()
         return self.config_path
@@ -279,6 +280,7 @@ class Lab:
             HOST,
             self.ports.carrier,
             server.files,
+            asterisk.CelDatabase(HOST, self.pg.port, DB_NAME, DB_USER),
         )
         pid = asterisk.start(self.root, log, server.files)
         self._save(**{server.state_key: pid})

@@ -12,12 +12,14 @@ import asyncpg
 
 from ..domain.rules import RedialPolicy, RetryPolicy
 from ..domain.window import Window
+from ..domain.zones import CAMPAIGN_ZONE_KEY
 from .campaigns import redial_policy, retry_policy
 from .conn import Connection, Record
 from .queries import load
 
 __all__ = [
     "CallerId",
+    "CampaignClaim",
     "CampaignRules",
     "Claimed",
     "Completed",
@@ -29,8 +31,12 @@ __all__ = [
     "campaign_caller_ids",
     "campaign_in_flight",
     "campaign_rules",
+    "campaigns_caller_ids",
+    "campaigns_in_flight",
     "carriers_in_flight",
     "claim_contacts",
+    "claim_contacts_many",
+    "claimable_campaigns",
     "complete_finished_campaigns",
     "daemons_of_host",
     "database_unreachable",
@@ -39,9 +45,12 @@ __all__ = [
     "heartbeat",
     "listen_wakeups",
     "lock_campaign_for_claim",
+    "lock_campaigns_for_claim",
     "lock_open_attempt",
+    "lock_open_attempts",
     "mark_answered",
     "mark_campaign_dialled",
+    "mark_campaigns_dialled",
     "mark_daemon_dead",
     "mark_wrapping",
     "ping",
@@ -74,6 +83,9 @@ class CampaignRules:
     redial: RedialPolicy
     ring_timeout: float
     cancelled: bool = False
+    #: `window.per_contact`: each contact is dialled inside the window on its own clocks
+    #: (its zone key), not the campaign's zone.
+    per_contact: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +120,7 @@ class Claimed:
     counts_toward_max: bool
     phone_number: str
     attempts_used: int
+    asterisk: str  # the server its Originate goes through
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +139,7 @@ class OpenAttempt:
     callback_at: datetime | None
     attempts_used: int
     attached_at: datetime | None = None  # when a worker took the call (None: none did)
+    zone_key: str = CAMPAIGN_ZONE_KEY  # the contact's zones (domain/zones.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +170,7 @@ def _rules(row: Record) -> CampaignRules:
         redial=redial_policy(row),
         ring_timeout=row["ring_timeout_ms"] / 1000.0,
         cancelled=row.get("cancelled_at") is not None,
+        per_contact=row["window_per_contact"],
     )
 
 
@@ -287,19 +302,29 @@ async def claim_contacts(
     lease: float,
     caller_ids: Sequence[str],
     carriers: Sequence[str],
-    asterisk: str,
+    asterisk: Sequence[str],
+    zone_keys: Sequence[str] | None = None,
 ) -> list[Claimed]:
     """Claim up to `limit` due contacts and create their attempts (`dialing`, leased for
-    `lease` s), caller IDs and their carriers dealt round robin."""
+    `lease` s), caller IDs and their carriers dealt round robin, and the Asterisk servers
+    `asterisk` (one per dial, in order) too.
+
+    With `zone_keys` (a campaign whose window is read per contact), only contacts whose zone
+    key is one of them — the keys open now — are claimed (`claim_contacts_zoned`); none open
+    claims nothing, without a round trip."""
+    if zone_keys is not None and not zone_keys:
+        return []
+    zoned = () if zone_keys is None else (list(zone_keys),)
     rows = await conn.fetch(
-        _Q["claim_contacts"],
+        _Q["claim_contacts" if zone_keys is None else "claim_contacts_zoned"],
         campaign_id,
         limit,
         daemon_id,
         lease,
         list(caller_ids),
         list(carriers),
-        asterisk,
+        list(asterisk),
+        *zoned,
     )
     return [
         Claimed(
@@ -311,6 +336,7 @@ async def claim_contacts(
             r["counts_toward_max"],
             r["phone_number"],
             r["attempts_used"],
+            r["asterisk"],
         )
         for r in rows
     ]
@@ -361,6 +387,7 @@ async def lock_open_attempt(conn: Connection, attempt_id: uuid.UUID) -> OpenAtte
         r["callback_at"],
         r["attempts_used"],
         r["attached_at"],
+        r["zone_key"],
     )
 
 
@@ -397,10 +424,16 @@ async def finalise_attempt(
 
 
 async def settle_contact(
-    conn: Connection, contact_id: uuid.UUID, state: str, next_due_at: datetime | None, uncount: int
+    conn: Connection,
+    contact_id: uuid.UUID,
+    state: str,
+    next_due_at: datetime | None,
+    uncount: int,
+    reason: str | None = None,
 ) -> None:
-    """The contact's state after its attempt; `uncount` 1 gives back a counted attempt."""
-    await conn.execute(_Q["settle_contact"], contact_id, state, next_due_at, uncount)
+    """The contact's state after its attempt; `uncount` 1 gives back a counted attempt;
+    `reason` says why it ends without a call to come (`no_common_window`), else None."""
+    await conn.execute(_Q["settle_contact"], contact_id, state, next_due_at, uncount, reason)
 
 
 async def mark_wrapping(
@@ -480,3 +513,120 @@ async def adopt_attempt(
 async def extend_deadline(conn: Connection, attempt_id: uuid.UUID, deadline: datetime) -> None:
     """The call is still up: reconcile it again at `deadline`."""
     await conn.execute(_Q["extend_deadline"], attempt_id, deadline)
+
+
+# --- batches (issue 12: many campaigns, group commit) ----------------------------------------
+
+
+async def claimable_campaigns(conn: Connection) -> dict[uuid.UUID, int]:
+    """The running campaigns with a contact due now and a place free under their concurrency,
+    with how many dials each could take (a hint: the claim decides), in one statement."""
+    return {r["id"]: r["wanted"] for r in await conn.fetch(_Q["claimable_campaigns"])}
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignClaim:
+    """One campaign's part of `claim_contacts_many`: up to one dial per caller ID given."""
+
+    campaign_id: uuid.UUID
+    lease: float  # seconds
+    caller_ids: Sequence[str]
+    carriers: Sequence[str]
+    asterisk: Sequence[str]
+
+
+async def claim_contacts_many(
+    conn: Connection, daemon_id: str, claims: Sequence[CampaignClaim]
+) -> dict[uuid.UUID, list[Claimed]]:
+    """`claim_contacts` for many campaigns in one statement: each claims up to as many due
+    contacts as it has caller IDs dealt (its carriers and servers alongside, in order); the
+    claimed, by campaign (absent: none)."""
+    firsts, position = [], 1
+    for claim in claims:
+        firsts.append(position)
+        position += len(claim.caller_ids)
+    rows = await conn.fetch(
+        _Q["claim_contacts_many"],
+        [c.campaign_id for c in claims],
+        [len(c.caller_ids) for c in claims],
+        daemon_id,
+        [c.lease for c in claims],
+        [n for c in claims for n in c.caller_ids],
+        [n for c in claims for n in c.carriers],
+        [n for c in claims for n in c.asterisk],
+        firsts,
+    )
+    claimed: dict[uuid.UUID, list[Claimed]] = {}
+    for r in rows:
+        claimed.setdefault(r["campaign_id"], []).append(
+            Claimed(
+                r["id"],
+                r["contact_id"],
+                r["attempt_number"],
+                r["caller_id"],
+                r["carrier"],
+                r["counts_toward_max"],
+                r["phone_number"],
+                r["attempts_used"],
+                r["asterisk"],
+            )
+        )
+    return claimed
+
+
+async def lock_campaigns_for_claim(
+    conn: Connection, campaign_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, int]:
+    """Lock the running ones of `campaign_ids` for this claim transaction (in id order);
+    their concurrency (a campaign no longer running is absent)."""
+    rows = await conn.fetch(_Q["lock_campaigns_for_claim"], list(campaign_ids))
+    return {r["id"]: r["concurrency"] for r in rows}
+
+
+async def campaigns_in_flight(
+    conn: Connection, campaign_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, int]:
+    """Each campaign's contacts in a call now (absent: none)."""
+    rows = await conn.fetch(_Q["campaigns_in_flight"], list(campaign_ids))
+    return {r["campaign_id"]: r["n"] for r in rows}
+
+
+async def campaigns_caller_ids(
+    conn: Connection, campaign_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[CallerId]]:
+    """Each campaign's enabled caller IDs, least recently used first (absent: none)."""
+    numbers: dict[uuid.UUID, list[CallerId]] = {}
+    for r in await conn.fetch(_Q["campaigns_caller_ids"], list(campaign_ids)):
+        numbers.setdefault(r["campaign_id"], []).append(CallerId(r["number"], r["carrier"]))
+    return numbers
+
+
+async def mark_campaigns_dialled(conn: Connection, campaign_ids: Sequence[uuid.UUID]) -> None:
+    """These campaigns dialled now (their `last_dial_at`)."""
+    await conn.execute(_Q["mark_campaigns_dialled"], list(campaign_ids))
+
+
+async def lock_open_attempts(
+    conn: Connection, attempt_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, OpenAttempt]:
+    """`lock_open_attempt` for many attempts in one statement (locked in id order); the open
+    ones by id (a final or unknown attempt is absent)."""
+    rows = await conn.fetch(_Q["lock_open_attempts"], list(attempt_ids))
+    return {
+        r["id"]: OpenAttempt(
+            r["id"],
+            r["contact_id"],
+            r["campaign_id"],
+            r["state"],
+            r["counts_toward_max"],
+            r["answered_at"],
+            r["ended_at"],
+            r["duration_ms"],
+            r["disposition"],
+            r["callback_at"],
+            r["attempts_used"],
+            r["attached_at"],
+            r["zone_key"],
+        )
+        for r in rows
+    }

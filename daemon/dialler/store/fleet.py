@@ -23,8 +23,10 @@ __all__ = [
     "Slot",
     "WorkerFree",
     "attach",
+    "attach_late",
     "attach_pool",
     "call_context",
+    "call_worker",
     "config_workers",
     "disable_unlisted_config_workers",
     "fleet_capacity",
@@ -34,6 +36,7 @@ __all__ = [
     "locked_fleet_free",
     "mark_abandoned",
     "mark_attached",
+    "mark_socket_failed",
     "move_slot",
     "record_health",
     "register_worker",
@@ -77,6 +80,9 @@ class Attach:
     reserved: str | None  # the worker the slot was on before (None: no slot)
     waited: float | None  # seconds since the answer, when the answer was recorded first
     abandoned_campaign: uuid.UUID | None  # the campaign of a call abandoned now
+    #: The attempt row was written too; False: it was held (the engine recording the
+    #: answer), and `attach_late` must write it once Asterisk has its answer.
+    written: bool = True
 
     @property
     def moved(self) -> bool:
@@ -156,7 +162,30 @@ async def attach(conn: Connection, attempt_id: uuid.UUID, heartbeat_timeout: flo
         row["reserved"],
         row["waited"],
         row["abandoned_campaign"],
+        row["written"],
     )
+
+
+async def attach_late(conn: Connection, attempt_id: uuid.UUID) -> float | None:
+    """The attempt row's part of an attach that found it held (`Attach.written` False): its
+    worker and attach time from its slot. Seconds since the answer, when recorded first."""
+    waited: float | None = await conn.fetchval(_Q["attach_late"], attempt_id)
+    return waited
+
+
+#: An attempt id no attempt has: the warm-up statements below match no row.
+_NO_ATTEMPT = uuid.UUID(int=0)
+
+
+async def _init_attach_connection(conn: asyncpg.Connection) -> None:
+    """Each attach connection runs its statements once at start (matching no row): the first
+    answers then find them planned and cached, and the server process's catalog caches
+    filled — on a fresh connection the first attach took ~90 ms on a busy lab."""
+    await _init_connection(conn)
+    await conn.fetchrow(_Q["attach"], _NO_ATTEMPT, 1.0, Disposition.ABANDONED)
+    await conn.fetchval(_Q["attach_late"], _NO_ATTEMPT)
+    await conn.fetchval(_Q["mark_abandoned"], _NO_ATTEMPT, "")
+    await conn.fetchval(_Q["mark_socket_failed"], _NO_ATTEMPT, "", 1.0)
 
 
 async def attach_pool(dsn: str, size: int) -> Pool:
@@ -170,9 +199,11 @@ async def attach_pool(dsn: str, size: int) -> Pool:
             dsn,
             min_size=size,
             max_size=size,
-            init=_init_connection,
+            init=_init_attach_connection,
             timeout=10,
-            server_settings={"synchronous_commit": "off"},
+            max_inactive_connection_lifetime=0,  # warm connections stay open
+            # Named, so that its sessions stand out in pg_stat_activity.
+            server_settings={"synchronous_commit": "off", "application_name": "dialler-attach"},
         )
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         raise OperationalError(f"cannot reach the database: {exc}") from None
@@ -236,14 +267,40 @@ async def mark_attached(conn: Connection, attempt_id: uuid.UUID) -> float | None
 
 
 async def mark_abandoned(conn: Connection, attempt_id: uuid.UUID, notes: str) -> uuid.UUID | None:
-    """No worker can take the answered call; returns its campaign (None if already final)."""
+    """No worker can take the answered call; returns its campaign (None if already final or
+    its worker's result is in)."""
     campaign: uuid.UUID | None = await conn.fetchval(_Q["mark_abandoned"], attempt_id, notes)
+    return campaign
+
+
+async def mark_socket_failed(
+    conn: Connection, attempt_id: uuid.UUID, notes: str, within: float
+) -> uuid.UUID | None:
+    """The call's AudioSocket connection failed: `abandoned` when that came within `within`
+    seconds of the attach (refused at once), else left to its worker's result or the result
+    timeout (it broke off mid-call). Returns its campaign when marked."""
+    campaign: uuid.UUID | None = await conn.fetchval(
+        _Q["mark_socket_failed"], attempt_id, notes, within
+    )
     return campaign
 
 
 async def release_slot(conn: Connection, attempt_id: uuid.UUID) -> None:
     """The attempt is final: its slot is free again."""
     await conn.execute(_Q["release_slot"], attempt_id)
+
+
+@dataclass(frozen=True, slots=True)
+class CallWorker:
+    """An attempt's worker: the one it was attached to, None while not attached."""
+
+    worker: str | None
+
+
+async def call_worker(conn: Connection, attempt_id: uuid.UUID) -> CallWorker | None:
+    """The worker attempt `attempt_id` was attached to; None when there is no such attempt."""
+    row = await conn.fetchrow(_Q["call_worker"], attempt_id)
+    return None if row is None else CallWorker(row["worker"])
 
 
 async def call_context(conn: Connection, attempt_id: uuid.UUID) -> CallContext | None:

@@ -102,7 +102,7 @@ async def cancel_never_open(
 async def due_in_open_zones(
     conn: Connection, campaign_id: uuid.UUID, limit: int, open_keys: Sequence[str]
 ) -> list[uuid.UUID]:
-    """The ids of up to `limit` due contacts whose zone key is open, locked (the claim's
-    `due` step; the caller holds the transaction)."""
+    """The ids of up to `limit` due contacts whose zone key is open, locked (the `due` step
+    of the engine's `claim_contacts_zoned`, alone; the caller holds the transaction)."""
     rows = await conn.fetch(_Q["due_in_open_zones"], campaign_id, limit, list(open_keys))
     return [row["id"] for row in rows]

@@ -20,12 +20,13 @@ from ..config import Config, SchedulerConfig
 from ..domain.prompt import placeholders
 from ..domain.states import IN_FLIGHT, CampaignState, ContactState
 from ..domain.window import Window, WindowError
-from ..stats import campaign_show
+from ..stats import campaign_show, local_windows
 from ..store import Connection
 from ..store import fleet as fleet_store
 from ..store import prompts as prompts_store
 from ..store import stats as stats_store
 from ..store import triage as store
+from ..store import zones as zones_store
 from ..store.triage import (
     BotTestCall,
     FinishingDecision,
@@ -92,6 +93,9 @@ class Facts:
     overdue_calls: Mapping[str, OverdueAttempt]  # waiting state -> longest overdue
     test_call: BotTestCall | None
     report_rows: int  # final attempts (rows of the attempt report)
+    #: A per-contact window (`window.per_contact`): whether some contacts' zones are open now
+    #: (`stats.local_windows`); None for a window on the campaign's clock.
+    zones_open: bool | None = None
 
     @property
     def contacts(self) -> int:
@@ -107,6 +111,8 @@ class Facts:
 
     @property
     def window_open(self) -> bool:
+        if self.zones_open is not None:
+            return self.zones_open
         return self.window is not None and self.window.is_open(self.now)
 
     @property
@@ -175,7 +181,12 @@ async def _read(conn: Connection, config: Config, campaign_id: UUID, now: dateti
         attempt = await store.overdue_attempt(conn, campaign_id, state, stall)
         if attempt is not None:
             overdue[state] = attempt
+    zones_open = None
+    if campaign.window_per_contact:
+        tallies = await zones_store.due_by_zone_key(conn, campaign_id)
+        zones_open = local_windows(campaign, tallies, now).any_open
     return Facts(
+        zones_open=zones_open,
         now=now,
         scheduler=scheduler,
         campaign=campaign,

@@ -221,7 +221,13 @@ def _calls_going_out(f: Facts) -> str:
 def _no_calls_fix(f: Facts, checks: Sequence[Check]) -> list[str]:
     failed = {check.name for check in checks if not check.ok}
     fix: list[str] = []
-    if "window_open" in failed and f.window is not None:
+    if "window_open" in failed and f.window is not None and f.zones_open is not None:
+        fix.append(
+            "wait for the window to open in the contacts' own zones (`campaign show`: "
+            "waiting_for_local_window), or widen window.start/window.end or window.days "
+            "(`dialler campaign edit`)"
+        )
+    elif "window_open" in failed and f.window is not None:
         fix.append(
             f"wait for the window to open at {text.at(f.window.next_open(f.now))}, or "
             "widen window.start/window.end or window.days (`dialler campaign edit`)"
@@ -779,7 +785,9 @@ def stuck(f: Facts) -> Symptom:
     fix = []
     if paused and not c.cancelled:
         fix.append("resume the campaign (`dialler campaign resume`) to move waiting contacts")
-    if f.running and not f.window_open and f.window is not None:
+    if f.running and not f.window_open and f.window is not None and f.zones_open is not None:
+        fix.append("waiting contacts move when the window opens in their own zones")
+    elif f.running and not f.window_open and f.window is not None:
         fix.append(
             f"waiting contacts move when the window opens at {text.at(f.window.next_open(f.now))}"
         )
@@ -910,10 +918,15 @@ def window_checks(f: Facts) -> list[Check]:
     if window is None:
         observed = text.window_text(f)
         return [Check("window_open", False, observed), Check("working_day", False, observed)]
-    is_open = window.is_open(f.now)
+    is_open = f.window_open  # a per-contact window: some contacts' own zones open
     working = f.now.astimezone(window.zone).weekday() in window.days
+    observed = (
+        text.zones_open_observed(is_open)
+        if f.zones_open is not None
+        else text.window_open_observed(f, window, is_open)
+    )
     return [
-        Check("window_open", is_open, text.window_open_observed(f, window, is_open)),
+        Check("window_open", is_open, observed),
         Check("working_day", working, text.working_day_observed(f, window, working)),
     ]
 

@@ -82,6 +82,13 @@ def window_open_observed(f: Facts, window: Window, is_open: bool) -> str:
     return f"closed now: {text}; opens {at(window.next_open(f.now))}"
 
 
+def zones_open_observed(is_open: bool) -> str:
+    """A per-contact window: whether some contacts' own zones are inside it now."""
+    if is_open:
+        return "open now for some contacts: their own zones are inside the window"
+    return "closed now in every contact's own zones (window.per_contact)"
+
+
 def working_day_observed(f: Facts, window: Window, working: bool) -> str:
     local = f.now.astimezone(window.zone)
     return (

@@ -30,7 +30,8 @@ SELECT version FROM schema_migrations
 -- Everything the pacer needs per running campaign, in one round trip per tick.
 SELECT c.id, c.name, c.concurrency, c.window_start, c.window_end, c.window_days, c.timezone,
        c.always_on, c.ring_timeout_ms, c.retry_max_attempts, c.retry_delay_ms,
-       c.retry_on_system, c.retry_on_custom, c.redial_stop_after_ms, c.redial_short_connect_ms
+       c.retry_on_system, c.retry_on_custom, c.redial_stop_after_ms, c.redial_short_connect_ms,
+       c.window_per_contact
 FROM campaigns c
 WHERE c.state = 'running' AND c.cancelled_at IS NULL
 
@@ -39,7 +40,8 @@ WHERE c.state = 'running' AND c.cancelled_at IS NULL
 -- live calls still end and must be decided).
 SELECT c.id, c.state, c.cancelled_at, c.window_start, c.window_end, c.window_days, c.timezone,
        c.retry_max_attempts, c.retry_delay_ms, c.retry_on_system, c.retry_on_custom,
-       c.redial_stop_after_ms, c.redial_short_connect_ms, c.ring_timeout_ms
+       c.redial_stop_after_ms, c.redial_short_connect_ms, c.ring_timeout_ms,
+       c.window_per_contact
 FROM campaigns c WHERE c.id = $1
 
 -- name: lock_campaign_for_claim
@@ -71,7 +73,8 @@ ORDER BY n.last_used_at NULLS FIRST, n.number
 -- FOR UPDATE SKIP LOCKED: several daemons claim from one campaign without blocking each other
 -- and never take the same contact; contacts_due_idx (partial, waiting states) serves the scan.
 -- Suppressed numbers are never claimed. A callback's dial does not count toward max_attempts.
--- Caller IDs ($5) and their carriers ($6) are dealt round robin over the claimed rows.
+-- Caller IDs ($5) and their carriers ($6) are dealt round robin over the claimed rows, and so
+-- are the Asterisk servers ($7, one per dial: the engine deals them least loaded first).
 -- dialled_at is set here: the originate is sent right after commit, and for recovery an
 -- attempt that exists counts as "may have been dialled" (at-most-once).
 WITH due AS (
@@ -103,12 +106,68 @@ WITH due AS (
            n.prev_state <> 'callback_scheduled',
            ($5::text[])[1 + (n.rn - 1) % cardinality($5::text[])],
            ($6::text[])[1 + (n.rn - 1) % cardinality($6::text[])],
-           $7, $3, 'dialing', now(), now() + make_interval(secs => $4)
+           ($7::text[])[1 + (n.rn - 1) % cardinality($7::text[])],
+           $3, 'dialing', now(), now() + make_interval(secs => $4)
     FROM numbered n
-    RETURNING id, contact_id, attempt_number, caller_id, carrier, counts_toward_max
+    RETURNING id, contact_id, attempt_number, caller_id, carrier, asterisk, counts_toward_max
 )
-SELECT i.id, i.contact_id, i.attempt_number, i.caller_id, i.carrier, i.counts_toward_max,
-       n.phone_number, n.attempts_used
+SELECT i.id, i.contact_id, i.attempt_number, i.caller_id, i.carrier, i.asterisk,
+       i.counts_toward_max, n.phone_number, n.attempts_used
+FROM inserted i JOIN numbered n ON n.id = i.contact_id
+
+-- name: claim_contacts_zoned
+-- claim_contacts for a campaign whose window is read per contact (CONTRACT, "Campaign window
+-- per contact"): only due contacts whose zone key is one of $8 (the keys open now, worked out
+-- by the scheduler: one window check per key, domain/zones.py) — '' stands for the campaign's
+-- own zone and is in $8 when that zone is open. One index range per open key on
+-- contacts_zone_due_idx (campaign_id, zone_key, next_due_at), each read in due order and
+-- stopped after $2 rows, then merged: a closed zone's due contacts (a whole national list, at
+-- night in its west) are never read. FOR UPDATE SKIP LOCKED inside each range; a range's rows
+-- past the final LIMIT stay locked (not claimed) until commit, which other claimers skip.
+-- From `claimed` on, the statement is claim_contacts' own, word for word: keep them so.
+WITH due AS (
+    SELECT d.id, d.prev_state
+    FROM unnest($8::text[]) AS k(zone_key)
+    CROSS JOIN LATERAL (
+        SELECT ct.id, ct.state AS prev_state, ct.next_due_at
+        FROM contacts ct
+        WHERE ct.campaign_id = $1
+          AND ct.zone_key = k.zone_key
+          AND ct.state IN ('pending', 'retry_scheduled', 'callback_scheduled')
+          AND ct.next_due_at <= now()
+          AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.phone_number = ct.phone_number)
+        ORDER BY ct.next_due_at
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED
+    ) AS d
+    ORDER BY d.next_due_at
+    LIMIT $2
+), claimed AS (
+    UPDATE contacts c
+    SET state = 'dialing', lease_owner = $3,
+        lease_expires_at = now() + make_interval(secs => $4),
+        attempts_used = c.attempts_used + (due.prev_state <> 'callback_scheduled')::int
+    FROM due WHERE c.id = due.id
+    RETURNING c.id, c.phone_number, c.attempts_used, c.variables, due.prev_state
+), numbered AS (
+    SELECT claimed.*, row_number() OVER () AS rn FROM claimed
+), inserted AS (
+    INSERT INTO attempts (id, contact_id, campaign_id, attempt_number, counts_toward_max,
+                          caller_id, carrier, asterisk, daemon_id, state, dialled_at,
+                          deadline_at)
+    SELECT gen_random_uuid(), n.id, $1,
+           (SELECT coalesce(max(a.attempt_number), 0) + 1
+              FROM attempts a WHERE a.contact_id = n.id),
+           n.prev_state <> 'callback_scheduled',
+           ($5::text[])[1 + (n.rn - 1) % cardinality($5::text[])],
+           ($6::text[])[1 + (n.rn - 1) % cardinality($6::text[])],
+           ($7::text[])[1 + (n.rn - 1) % cardinality($7::text[])],
+           $3, 'dialing', now(), now() + make_interval(secs => $4)
+    FROM numbered n
+    RETURNING id, contact_id, attempt_number, caller_id, carrier, asterisk, counts_toward_max
+)
+SELECT i.id, i.contact_id, i.attempt_number, i.caller_id, i.carrier, i.asterisk,
+       i.counts_toward_max, n.phone_number, n.attempts_used
 FROM inserted i JOIN numbered n ON n.id = i.contact_id
 
 -- name: touch_numbers
@@ -153,17 +212,20 @@ RETURNING contact_id, campaign_id
 
 -- name: settle_contact
 -- $4: 1 when the attempt was counted at claim but must not be (requeue: our side failed).
+-- $5: why the contact ends without a call to come (`no_common_window`), else NULL.
 UPDATE contacts
 SET state = $2, next_due_at = $3, lease_owner = NULL, lease_expires_at = NULL,
-    attempts_used = attempts_used - $4
+    attempts_used = attempts_used - $4, state_reason = $5
 WHERE id = $1
 
 -- name: lock_open_attempt
 -- Whoever decides an attempt (its call's end, its worker's result, recovery) locks it first:
 -- exactly one of them finalises it. The contact's attempt count comes along (one round trip
--- less per final attempt); the contact row itself is only read, not locked.
+-- less per final attempt); the contact row itself is only read, not locked. Its zone key
+-- places a retry or callback of a per-contact campaign in the contact's own window.
 SELECT a.id, a.contact_id, a.campaign_id, a.state, a.counts_toward_max, a.answered_at,
-       a.ended_at, a.duration_ms, a.disposition, a.callback_at, ct.attempts_used, a.attached_at
+       a.ended_at, a.duration_ms, a.disposition, a.callback_at, ct.attempts_used, a.attached_at,
+       ct.zone_key
 FROM attempts a JOIN contacts ct ON ct.id = a.contact_id
 WHERE a.id = $1 AND a.state <> 'final'
 FOR UPDATE OF a
@@ -235,3 +297,122 @@ WHERE a.contact_id = $1 AND a.state = 'final' AND a.next_action = 'requeue'
   AND a.attempt_number > coalesce(
       (SELECT max(b.attempt_number) FROM attempts b
        WHERE b.contact_id = $1 AND b.state = 'final' AND b.next_action <> 'requeue'), 0)
+
+-- name: claimable_campaigns
+-- The tick's one look at every running campaign (issue 12, many campaigns): those with a
+-- contact due now and a place free under their concurrency — the only ones worth a claim —
+-- with how many it could take: its free places, or its due contacts if fewer (counted up to
+-- the free places only: a campaign of a million due contacts costs no more). A hint read
+-- outside the claim (which decides, exactly: suppressions, zones, fleet, carriers, pacing);
+-- 1,000 idle or full campaigns cost this statement, not a transaction each. The due predicate
+-- is contacts_due_idx's (keep them equal); the in-flight count reads
+-- contacts_campaign_state_idx.
+SELECT c.id, d.n AS wanted
+FROM campaigns c
+CROSS JOIN LATERAL (
+    SELECT c.concurrency - count(*) AS n FROM contacts ct
+    WHERE ct.campaign_id = c.id AND ct.state IN ('dialing', 'connected', 'wrapping')
+) f
+CROSS JOIN LATERAL (
+    SELECT count(*) AS n FROM (
+        SELECT 1 FROM contacts ct
+        WHERE ct.campaign_id = c.id
+          AND ct.state IN ('pending', 'retry_scheduled', 'callback_scheduled')
+          AND ct.next_due_at <= now()
+        LIMIT greatest(f.n, 0)
+    ) due
+) d
+WHERE c.state = 'running' AND c.cancelled_at IS NULL AND d.n > 0
+
+-- name: lock_campaigns_for_claim
+-- lock_campaign_for_claim for a batch of campaigns claimed in one transaction: the running
+-- ones of $1, locked in id order (two daemons claiming overlapping batches never deadlock),
+-- with their concurrency.
+SELECT id, concurrency FROM campaigns
+WHERE id = ANY($1::uuid[]) AND state = 'running' AND cancelled_at IS NULL
+ORDER BY id
+FOR UPDATE
+
+-- name: campaigns_in_flight
+-- campaign_in_flight for a batch of campaigns (absent: none in flight).
+SELECT campaign_id, count(*) AS n FROM contacts
+WHERE campaign_id = ANY($1::uuid[]) AND state IN ('dialing', 'connected', 'wrapping')
+GROUP BY campaign_id
+
+-- name: campaigns_caller_ids
+-- campaign_caller_ids for a batch of campaigns: each one's enabled caller IDs, least recently
+-- used first.
+SELECT cn.campaign_id, n.number, n.carrier
+FROM campaign_numbers cn JOIN numbers n ON n.number = cn.number
+WHERE cn.campaign_id = ANY($1::uuid[]) AND n.enabled
+ORDER BY cn.campaign_id, n.last_used_at NULLS FIRST, n.number
+
+-- name: mark_campaigns_dialled
+UPDATE campaigns SET last_dial_at = now() WHERE id = ANY($1::uuid[])
+
+-- name: lock_open_attempts
+-- lock_open_attempt for a batch of call ends written in one transaction (group commit): the
+-- open ones of $1, locked in id order (two batches never deadlock). The columns are
+-- lock_open_attempt's, word for word: keep them so.
+SELECT a.id, a.contact_id, a.campaign_id, a.state, a.counts_toward_max, a.answered_at,
+       a.ended_at, a.duration_ms, a.disposition, a.callback_at, ct.attempts_used, a.attached_at,
+       ct.zone_key
+FROM attempts a JOIN contacts ct ON ct.id = a.contact_id
+WHERE a.id = ANY($1::uuid[]) AND a.state <> 'final'
+ORDER BY a.id
+FOR UPDATE OF a
+
+-- name: claim_contacts_many
+-- claim_contacts for a batch of campaigns in one statement (issue 12: 1,000 campaigns dialled
+-- within seconds): campaign $1[i] claims up to $2[i] due contacts, leased $4[i] seconds; its
+-- dials' caller IDs, carriers and Asterisk servers are $5, $6, $7 from position $8[i] on, one
+-- per dial. Per campaign it is claim_contacts' statement (the same due scan on
+-- contacts_due_idx with FOR UPDATE SKIP LOCKED, suppressions skipped, a callback's dial not
+-- counted, dialled_at now): keep the two alike. Campaigns whose window is read per contact
+-- claim through claim_contacts_zoned, one statement each.
+WITH req AS (
+    SELECT * FROM unnest($1::uuid[], $2::int[], $4::float8[], $8::int[])
+        AS r(campaign_id, n, lease, first)
+), due AS (
+    SELECT d.id, d.prev_state, req.campaign_id, req.lease, req.first
+    FROM req
+    CROSS JOIN LATERAL (
+        SELECT ct.id, ct.state AS prev_state
+        FROM contacts ct
+        WHERE ct.campaign_id = req.campaign_id
+          AND ct.state IN ('pending', 'retry_scheduled', 'callback_scheduled')
+          AND ct.next_due_at <= now()
+          AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.phone_number = ct.phone_number)
+        ORDER BY ct.next_due_at
+        LIMIT req.n
+        FOR UPDATE SKIP LOCKED
+    ) AS d
+), claimed AS (
+    UPDATE contacts c
+    SET state = 'dialing', lease_owner = $3,
+        lease_expires_at = now() + make_interval(secs => due.lease),
+        attempts_used = c.attempts_used + (due.prev_state <> 'callback_scheduled')::int
+    FROM due WHERE c.id = due.id
+    RETURNING c.id, c.phone_number, c.attempts_used, due.prev_state, due.campaign_id,
+              due.lease, due.first
+), numbered AS (
+    SELECT claimed.*, row_number() OVER (PARTITION BY claimed.campaign_id) AS rn FROM claimed
+), inserted AS (
+    INSERT INTO attempts (id, contact_id, campaign_id, attempt_number, counts_toward_max,
+                          caller_id, carrier, asterisk, daemon_id, state, dialled_at,
+                          deadline_at)
+    SELECT gen_random_uuid(), n.id, n.campaign_id,
+           (SELECT coalesce(max(a.attempt_number), 0) + 1
+              FROM attempts a WHERE a.contact_id = n.id),
+           n.prev_state <> 'callback_scheduled',
+           ($5::text[])[n.first + n.rn - 1],
+           ($6::text[])[n.first + n.rn - 1],
+           ($7::text[])[n.first + n.rn - 1],
+           $3, 'dialing', now(), now() + make_interval(secs => n.lease)
+    FROM numbered n
+    RETURNING id, contact_id, campaign_id, attempt_number, caller_id, carrier, asterisk,
+              counts_toward_max
+)
+SELECT i.id, i.contact_id, i.campaign_id, i.attempt_number, i.caller_id, i.carrier, i.asterisk,
+       i.counts_toward_max, n.phone_number, n.attempts_used
+FROM inserted i JOIN numbered n ON n.id = i.contact_id

@@ -85,9 +85,14 @@ RETURNING extract(epoch FROM a.attached_at - a.answered_at)::float8 AS waited
 -- rotation with a free slot (the slot moves, or is taken if the attempt had none); else the
 -- call is abandoned ($3: the disposition). In rotation: as `fleet_free`.
 -- Returns one row: the chosen worker and its address (NULL: abandoned), the reserved worker,
--- seconds since the answer when the answer was recorded first, and the abandoned call's
--- campaign. Without the fleet lock, a move racing a claim may give a worker one call over its
--- capacity: the worker refuses it and the dialplan plays the abandon message (docs/fleet.md).
+-- seconds since the answer when the answer was recorded first, whether the attempt row was
+-- written, and the abandoned call's campaign. Without the fleet lock, a move racing a claim
+-- may give a worker one call over its capacity: the worker refuses it and the dialplan plays
+-- the abandon message (docs/fleet.md).
+-- The attempt row is written only if no one holds it (SKIP LOCKED): at the answer the engine's
+-- `mark_answered` holds it until its commit reaches the disk (longer if it waits for another
+-- lock), and the callee must not wait for that. When skipped (`written` false), `attach_late`
+-- (a worker chosen) or `mark_abandoned` (none) writes it once Asterisk has its answer.
 WITH a AS (
     SELECT id FROM attempts WHERE id = $1
 ),
@@ -131,7 +136,8 @@ taken AS (
 ),
 attached AS (
     UPDATE attempts t SET worker = c.worker, attached_at = now()
-    FROM chosen c WHERE t.id = $1
+    FROM chosen c
+    WHERE t.id = (SELECT id FROM attempts WHERE id = $1 FOR UPDATE SKIP LOCKED)
     RETURNING extract(epoch FROM t.attached_at - t.answered_at)::float8 AS waited
 ),
 abandoned AS (
@@ -139,20 +145,42 @@ abandoned AS (
     SET disposition = $3,
         notes = 'no worker could take the call (reserved: '
                 || coalesce((SELECT worker FROM slot), '-') || ')'
-    WHERE id = $1 AND state <> 'final' AND NOT EXISTS (SELECT 1 FROM chosen)
+    WHERE id = (SELECT id FROM attempts WHERE id = $1 FOR UPDATE SKIP LOCKED)
+      AND state <> 'final' AND NOT EXISTS (SELECT 1 FROM chosen)
     RETURNING campaign_id
 )
 SELECT c.worker, c.host, c.port,
        (SELECT worker FROM slot) AS reserved,
        (SELECT waited FROM attached) AS waited,
+       EXISTS (SELECT 1 FROM attached) OR EXISTS (SELECT 1 FROM abandoned)
+       OR NOT EXISTS (SELECT 1 FROM a) AS written,
        (SELECT campaign_id FROM abandoned) AS abandoned_campaign
 FROM (SELECT 1) AS one LEFT JOIN chosen c ON true
 
+-- name: attach_late
+-- The attempt row's part of an attach that found it held (see `attach`): the worker and the
+-- attach time of its slot. Returns seconds since the answer when the answer was recorded.
+UPDATE attempts a SET worker = s.worker, attached_at = s.attached_at
+FROM worker_slots s
+WHERE a.id = $1 AND s.attempt_id = $1 AND a.attached_at IS NULL AND s.attached_at IS NOT NULL
+RETURNING extract(epoch FROM a.attached_at - a.answered_at)::float8 AS waited
+
 -- name: mark_abandoned
--- No worker can take the answered call: the dialplan plays a message and hangs up; the
--- attempt ends `abandoned` when its hang-up arrives.
+-- No worker can take the answered call (an unusable address, or the dialplan's `abandon` after
+-- a failed AudioSocket connection): the dialplan plays a message and hangs up; the attempt
+-- ends `abandoned` when its hang-up arrives. A worker's result already in stays.
 UPDATE attempts SET disposition = 'abandoned', notes = $2
-WHERE id = $1 AND state <> 'final'
+WHERE id = $1 AND state <> 'final' AND disposition IS NULL
+RETURNING campaign_id
+
+-- name: mark_socket_failed
+-- The dialplan's `abandon` (its AudioSocket() failed): the call is `abandoned` only when that
+-- came within $3 seconds of the attach — the connection was refused or the worker refused the
+-- call at once; later, the worker had the call and broke off mid-call (its result, or the
+-- result timeout, decides). A worker's result already in stays.
+UPDATE attempts SET disposition = 'abandoned', notes = $2
+WHERE id = $1 AND state <> 'final' AND disposition IS NULL
+  AND (attached_at IS NULL OR attached_at > now() - make_interval(secs => $3))
 RETURNING campaign_id
 
 -- name: disable_unlisted_config_workers
@@ -171,3 +199,8 @@ JOIN campaigns c ON c.id = a.campaign_id
 JOIN contacts ct ON ct.id = a.contact_id
 LEFT JOIN bots b ON b.id = c.bot_id
 WHERE a.id = $1
+
+-- name: call_worker
+-- The worker an attempt was attached to (NULL until attached); no row: no such attempt. The
+-- worker routes check it against the token's bound workers (docs/security.md).
+SELECT worker FROM attempts WHERE id = $1

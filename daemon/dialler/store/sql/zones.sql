@@ -58,8 +58,8 @@ WITH cancelled AS (
 SELECT zone_key, count(*)::bigint AS n FROM cancelled GROUP BY zone_key
 
 -- name: due_in_open_zones
--- The claim's `due` step for a per-contact campaign (to replace the one of claim_contacts in
--- engine.sql, with $8 the open keys): the due waiting contacts whose zone key is open now.
+-- The `due` step of claim_contacts_zoned (engine.sql, with $8 the open keys there), alone: the
+-- due waiting contacts whose zone key is open now. Keep the two the same.
 -- One index range per open key on contacts_zone_due_idx (campaign_id, zone_key, next_due_at),
 -- each read in due order and stopped after $2 rows, then merged; FOR UPDATE SKIP LOCKED
 -- inside each range, so several daemons never take the same contact and skip each other's.
