@@ -14,11 +14,14 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 
+from dialler.config import Config, parse_config
 from dialler.lab.postgres import PgCluster
+from dialler.store import Pool, create_pool
 from dialler.store.migrate import migrate
 
 # The role tests connect as: the owner of every test database, not a superuser.
@@ -123,3 +126,46 @@ async def new_empty_db(
     finally:
         for name in created:
             await _drop_database(pg_cluster, name)
+
+
+#: The FastAGI secret and AMI secret of `daemon_config` (read from these variables).
+CONFIG_ENV = {"S": "secret", "A": "agi-secret-0123456789"}
+
+
+def daemon_config(dsn: str, **sections: Any) -> Config:
+    """The smallest valid config around a test database: one Asterisk `pbx`, the FastAGI
+    secret, one carrier `lab`; `sections` add or replace top-level sections."""
+    data: dict[str, Any] = {
+        "database": {"dsn": dsn},
+        "asterisk": [{"name": "pbx", "ami": {"username": "u", "secret_env": "S"}}],
+        "listeners": {"agi": {"secret_env": "A"}},
+        "carriers": [{"name": "lab"}],
+    }
+    data.update(sections)
+    return parse_config(data, "test", env=CONFIG_ENV)
+
+
+@pytest.fixture
+def config(db_dsn: str) -> Config:
+    """`daemon_config` for this test's database."""
+    return daemon_config(db_dsn)
+
+
+@pytest.fixture
+async def pool(db_dsn: str) -> AsyncIterator[Pool]:
+    """A daemon's pool on this test's database."""
+    pool = await create_pool(db_dsn)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@pytest.fixture
+async def conn(db_dsn: str) -> AsyncIterator[Any]:
+    """A plain asyncpg connection to this test's database."""
+    connection = await asyncpg.connect(db_dsn)
+    try:
+        yield connection
+    finally:
+        await connection.close()

@@ -10,7 +10,6 @@ import asyncio
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -20,7 +19,7 @@ from dialler.ami.client import AmiUnavailable, OriginateRequest
 from dialler.campaigns import repo
 from dialler.config import AsteriskConfig, Config, parse_config
 from dialler.engine.engine import Engine
-from dialler.store import Pool, create_pool
+from dialler.store import Pool
 
 pytestmark = pytest.mark.integration
 CALLER_ID = "+441632960001"
@@ -127,15 +126,6 @@ class Rig:
 
     async def close(self) -> None:
         await self.engine.abandon()
-
-
-@pytest.fixture
-async def pool(db_dsn: str) -> AsyncIterator[Pool]:
-    pool = await create_pool(db_dsn)
-    try:
-        yield pool
-    finally:
-        await pool.close()
 
 
 async def rig(db_dsn: str, pool: Pool, caps: dict[str, int | None]) -> Rig:

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 import pytest
 
 from dialler import metrics
@@ -45,15 +44,6 @@ def make_config(db_dsn: str, rate: float, **throttle: Any) -> Config:
         "test",
         env={"S": "secret", "A": "agi-secret-0123456789"},
     )
-
-
-@pytest.fixture
-async def conn(db_dsn: str) -> AsyncIterator[Any]:
-    connection = await asyncpg.connect(db_dsn)
-    try:
-        yield connection
-    finally:
-        await connection.close()
 
 
 @pytest.fixture

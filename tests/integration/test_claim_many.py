@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -20,15 +19,6 @@ from dialler.store.engine import CampaignClaim, Claimed
 pytestmark = pytest.mark.integration
 
 CALLERS = ["+441632960001", "+441632960002", "+441632960003"]
-
-
-@pytest.fixture
-async def conn(db_dsn: str) -> AsyncIterator[Any]:
-    connection = await asyncpg.connect(db_dsn)
-    try:
-        yield connection
-    finally:
-        await connection.close()
 
 
 async def campaign(conn: Any, contacts: list[tuple[str, str, int]]) -> uuid.UUID:

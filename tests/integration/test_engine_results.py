@@ -8,55 +8,21 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-import asyncpg
 import pytest
 
 from dialler.ami.calls import CallTracker, TrackedCall
-from dialler.config import Config, parse_config
+from dialler.config import Config
 from dialler.domain.outcomes import DialResult, Outcome
 from dialler.domain.results import AudioStats, ResultRecorded, WorkerResult
 from dialler.engine.engine import Engine, Unsettled
 from dialler.engine.recovery import Recovery
 from dialler.errors import AlreadyFinal, UnknownCall
-from dialler.store import Pool, create_pool, testcall
+from dialler.store import Pool, testcall
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def config(db_dsn: str) -> Config:
-    return parse_config(
-        {
-            "database": {"dsn": db_dsn},
-            "asterisk": [{"name": "pbx", "ami": {"username": "u", "secret_env": "S"}}],
-            "listeners": {"agi": {"secret_env": "A"}},
-            "carriers": [{"name": "lab"}],
-        },
-        "test",
-        env={"S": "secret", "A": "agi-secret-0123456789"},
-    )
-
-
-@pytest.fixture
-async def pool(db_dsn: str) -> AsyncIterator[Pool]:
-    pool = await create_pool(db_dsn)
-    try:
-        yield pool
-    finally:
-        await pool.close()
-
-
-@pytest.fixture
-async def conn(db_dsn: str) -> AsyncIterator[Any]:
-    connection = await asyncpg.connect(db_dsn)
-    try:
-        yield connection
-    finally:
-        await connection.close()
 
 
 async def open_attempt(conn: Any, state: str) -> uuid.UUID:

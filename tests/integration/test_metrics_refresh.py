@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -20,15 +18,6 @@ from dialler.stats import STATES
 
 pytestmark = pytest.mark.integration
 E164 = re.compile(r"\+\d{8,}")
-
-
-@pytest.fixture
-async def conn(db_dsn: str) -> AsyncIterator[Any]:
-    connection = await asyncpg.connect(db_dsn)
-    try:
-        yield connection
-    finally:
-        await connection.close()
 
 
 @pytest.fixture

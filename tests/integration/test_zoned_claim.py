@@ -8,20 +8,19 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
 
-from dialler.config import Config, parse_config
+from dialler.config import Config
 from dialler.domain.outcomes import DialResult, Outcome
 from dialler.domain.results import ResultRecorded, WorkerResult
 from dialler.domain.rules import NextAction
 from dialler.domain.zones import CAMPAIGN_ZONE_KEY, NO_COMMON_WINDOW
 from dialler.engine.engine import Engine
-from dialler.store import Pool, create_pool
+from dialler.store import Pool
 from dialler.store import engine as store
 from dialler.store.queries import load
 
@@ -34,38 +33,6 @@ RUSSIA = (
     "Asia/Novosibirsk Asia/Omsk Asia/Sakhalin Asia/Srednekolymsk Asia/Vladivostok "
     "Asia/Yakutsk Asia/Yekaterinburg Europe/Kaliningrad Europe/Moscow Europe/Samara"
 )
-
-
-@pytest.fixture
-def config(db_dsn: str) -> Config:
-    return parse_config(
-        {
-            "database": {"dsn": db_dsn},
-            "asterisk": [{"name": "pbx", "ami": {"username": "u", "secret_env": "S"}}],
-            "listeners": {"agi": {"secret_env": "A"}},
-            "carriers": [{"name": "lab"}],
-        },
-        "test",
-        env={"S": "secret", "A": "agi-secret-0123456789"},
-    )
-
-
-@pytest.fixture
-async def pool(db_dsn: str) -> AsyncIterator[Pool]:
-    pool = await create_pool(db_dsn)
-    try:
-        yield pool
-    finally:
-        await pool.close()
-
-
-@pytest.fixture
-async def conn(db_dsn: str) -> AsyncIterator[Any]:
-    connection = await asyncpg.connect(db_dsn)
-    try:
-        yield connection
-    finally:
-        await connection.close()
 
 
 class CountingConnection:

@@ -372,8 +372,10 @@ async def mark_answered(
 async def lock_open_attempt(conn: Connection, attempt_id: uuid.UUID) -> OpenAttempt | None:
     """Lock the attempt for deciding it; None when it is final already or unknown."""
     r = await conn.fetchrow(_Q["lock_open_attempt"], attempt_id)
-    if r is None:
-        return None
+    return None if r is None else _open_attempt(r)
+
+
+def _open_attempt(r: Record) -> OpenAttempt:
     return OpenAttempt(
         r["id"],
         r["contact_id"],
@@ -612,21 +614,4 @@ async def lock_open_attempts(
     """`lock_open_attempt` for many attempts in one statement (locked in id order); the open
     ones by id (a final or unknown attempt is absent)."""
     rows = await conn.fetch(_Q["lock_open_attempts"], list(attempt_ids))
-    return {
-        r["id"]: OpenAttempt(
-            r["id"],
-            r["contact_id"],
-            r["campaign_id"],
-            r["state"],
-            r["counts_toward_max"],
-            r["answered_at"],
-            r["ended_at"],
-            r["duration_ms"],
-            r["disposition"],
-            r["callback_at"],
-            r["attempts_used"],
-            r["attached_at"],
-            r["zone_key"],
-        )
-        for r in rows
-    }
+    return {r["id"]: _open_attempt(r) for r in rows}
