@@ -18,7 +18,7 @@ from dialler.config import Config
 from dialler.domain.outcomes import DialResult, Outcome
 from dialler.domain.results import ResultRecorded, WorkerResult
 from dialler.domain.rules import NextAction
-from dialler.domain.zones import CAMPAIGN_ZONE_KEY, NO_COMMON_WINDOW
+from dialler.domain.zones import CAMPAIGN_ZONE_KEY
 from dialler.engine.engine import Engine
 from dialler.store import Pool
 from dialler.store import engine as store
@@ -367,7 +367,7 @@ async def test_a_contact_whose_zones_never_open_together_is_cancelled_with_its_r
     engine = Engine(config, pool, {}, "test")
     decision = await engine.finalise(attempt, no_answer_at(datetime.now(UTC)), "no_answer")
     assert decision is not None and decision.action is NextAction.CANCELLED
-    assert await contact_after(conn, contact) == ("cancelled", None, NO_COMMON_WINDOW)
+    assert await contact_after(conn, contact) == ("cancelled", None, "no_common_window")
     row = await conn.fetchrow("SELECT next_action, next_at FROM attempts WHERE id = $1", attempt)
     assert (row["next_action"], row["next_at"]) == ("cancelled", None)
 

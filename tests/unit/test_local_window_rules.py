@@ -21,7 +21,7 @@ from dialler.domain.rules import (
     decide,
 )
 from dialler.domain.window import DAYS, Window
-from dialler.domain.zones import NO_COMMON_WINDOW, ZonedWindow, open_zone_keys
+from dialler.domain.zones import ZonedWindow, open_zone_keys
 
 MINUTE = timedelta(minutes=1)
 #: The US rule (TCPA): 8am to 9pm in the called party's time; the campaign's own zone is far
@@ -195,7 +195,7 @@ def test_a_callback_asked_for_late_evening_moves_to_the_next_morning_there() -> 
 def test_zones_that_never_open_together_cancel_the_contact_with_a_reason() -> None:
     never = ZonedWindow.for_key(OFFICE, RUSSIA)
     ended = datetime(2026, 3, 10, 9, tzinfo=UTC)
-    cancelled = Decision(NextAction.CANCELLED, None, "cancelled", NO_COMMON_WINDOW)
+    cancelled = Decision(NextAction.CANCELLED, None, "cancelled", "no_common_window")
     assert decide(facts(ended), retry_after(60), NO_REDIAL, never) == cancelled
     callback = facts(ended, callback_at=ended + timedelta(days=1))
     assert decide(callback, retry_after(60), NO_REDIAL, never) == cancelled

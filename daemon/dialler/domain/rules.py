@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import MappingProxyType
 
-from .states import SYSTEM_DISPOSITIONS, ContactState, Disposition
+from .states import SYSTEM_DISPOSITIONS, ContactReason, ContactState, Disposition
 from .window import Window
-from .zones import NO_COMMON_WINDOW, ZonedWindow
+from .zones import ZonedWindow
 
 __all__ = [
     "COMPLETED",
@@ -175,7 +175,10 @@ def _in_window(action: NextAction, at: datetime, window: Window | ZonedWindow) -
     opening = window.next_open(at)
     if opening is None:
         return Decision(
-            NextAction.CANCELLED, None, CONTACT_STATE[NextAction.CANCELLED], NO_COMMON_WINDOW
+            NextAction.CANCELLED,
+            None,
+            CONTACT_STATE[NextAction.CANCELLED],
+            ContactReason.NO_COMMON_WINDOW,
         )
     return _decision(action, opening)
 

@@ -38,6 +38,13 @@ class ContactState(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
+class ContactReason(enum.StrEnum):
+    """`contacts.state_reason`: why a contact ended without a call (shown in the call list)."""
+
+    #: Its zones never share an open instant of the window (`window.per_contact`).
+    NO_COMMON_WINDOW = "no_common_window"
+
+
 #: Normal waiting states: due at a time, nothing to escalate.
 WAITING = frozenset(
     {ContactState.PENDING, ContactState.RETRY_SCHEDULED, ContactState.CALLBACK_SCHEDULED}

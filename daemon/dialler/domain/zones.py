@@ -31,7 +31,6 @@ from .window import Window, zone_problem
 __all__ = [
     "CAMPAIGN_ZONE_KEY",
     "NEVER_HORIZON",
-    "NO_COMMON_WINDOW",
     "UNKNOWN_ZONE",
     "ZonedWindow",
     "key_zones",
@@ -42,9 +41,6 @@ __all__ = [
 
 #: The key of contacts that follow the campaign's own zone.
 CAMPAIGN_ZONE_KEY = ""
-#: `contacts.state_reason` of a contact cancelled because its zones never share an open
-#: instant of the window (CONTRACT: "reason in the call list").
-NO_COMMON_WINDOW = "no_common_window"
 #: What `phonenumbers` answers for a number whose zone it cannot tell.
 UNKNOWN_ZONE = "Etc/Unknown"
 #: How far ahead "never share an open instant" looks: DST rules repeat yearly, so two zones
