@@ -118,3 +118,21 @@ async def test_two_daemons_claiming_at_once_never_take_the_same_contact(db_dsn: 
     assert not set(one) & set(two)
     assert len(one) + len(set(one)) == 2 * len(one)  # no contact twice within a daemon either
     assert len(one) + len(two) == 120  # every contact claimed exactly once
+
+
+async def test_equally_due_contacts_are_claimed_in_file_order(conn: Any) -> None:
+    # Heap order is not file order (the free space map places rows): write the list's lines
+    # in reverse, all due at the same instant, as an import does (one now() for all).
+    first = await campaign(conn, [])
+    await conn.execute(
+        "INSERT INTO contacts (campaign_id, phone_number, state, next_due_at, line_number) "
+        "SELECT $1, '+4477009005' || lpad(i::text, 2, '0'), 'pending', now(), i "
+        "FROM generate_series(40, 2, -1) AS i",
+        first,
+    )
+    got = await store.claim_contacts_many(conn, "d1", [claim(first, 3)])
+    assert [c.phone_number for c in got[first]] == [
+        "+447700900502",
+        "+447700900503",
+        "+447700900504",
+    ]

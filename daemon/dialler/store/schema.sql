@@ -165,16 +165,17 @@ CREATE TRIGGER contacts_touch_updated_at BEFORE UPDATE ON contacts
     FOR EACH ROW EXECUTE FUNCTION dialler_touch_updated_at();
 
 -- Drives the claim query (`... WHERE campaign_id = $1 AND state IN (<the same three>) AND
--- next_due_at <= now() ORDER BY next_due_at LIMIT n FOR UPDATE SKIP LOCKED`). Partial, so it
+-- next_due_at <= now() ORDER BY next_due_at, line_number LIMIT n FOR UPDATE SKIP LOCKED`):
+-- equally due contacts in file order, straight off the index (0009). Partial, so it
 -- holds only the waiting contacts: finished ones (most of a big campaign) cost nothing, and
 -- the scan stops at the first contact not yet due. The claim must repeat this predicate for
 -- the planner to use the index.
-CREATE INDEX contacts_due_idx ON contacts (campaign_id, next_due_at)
+CREATE INDEX contacts_due_idx ON contacts (campaign_id, next_due_at, line_number)
     WHERE state IN ('pending', 'retry_scheduled', 'callback_scheduled');
 
 -- The claim of a per-contact-window campaign: due contacts of one open zone key, in due order
 -- (0004). contacts_due_idx stays for campaigns that read the window on one clock.
-CREATE INDEX contacts_zone_due_idx ON contacts (campaign_id, zone_key, next_due_at)
+CREATE INDEX contacts_zone_due_idx ON contacts (campaign_id, zone_key, next_due_at, line_number)
     WHERE state IN ('pending', 'retry_scheduled', 'callback_scheduled');
 
 -- Per-state counts of one campaign (stats grid, completion check) without reading its rows.

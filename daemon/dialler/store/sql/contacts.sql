@@ -37,8 +37,10 @@ CREATE TEMPORARY TABLE contacts_import (
 -- the campaign) rather than rejected: the operator cannot "fix" them. The check is a
 -- correlated EXISTS on the list's key: an index probe per row, or one hash of the list when
 -- it is small, never a scan of a big list per chunk.
--- ORDER BY line: the contacts all get the same next_due_at, and inserting them in file order
--- makes equal due times come out in file order, so the list is dialled top to bottom.
+-- The contacts all get the same next_due_at; the claim breaks the tie by line_number (the
+-- last column of contacts_due_idx), so the list is dialled top to bottom. Heap order is not
+-- enough: the free space map may place later lines on earlier pages. ORDER BY line keeps the
+-- heap close to file order all the same.
 WITH inserted AS (
     INSERT INTO contacts (campaign_id, phone_number, variables, line_number, zone_key, state,
                           next_due_at)

@@ -84,7 +84,7 @@ WITH due AS (
       AND ct.state IN ('pending', 'retry_scheduled', 'callback_scheduled')
       AND ct.next_due_at <= now()
       AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.phone_number = ct.phone_number)
-    ORDER BY ct.next_due_at
+    ORDER BY ct.next_due_at, ct.line_number
     LIMIT $2
     FOR UPDATE SKIP LOCKED
 ), claimed AS (
@@ -129,18 +129,18 @@ WITH due AS (
     SELECT d.id, d.prev_state
     FROM unnest($8::text[]) AS k(zone_key)
     CROSS JOIN LATERAL (
-        SELECT ct.id, ct.state AS prev_state, ct.next_due_at
+        SELECT ct.id, ct.state AS prev_state, ct.next_due_at, ct.line_number
         FROM contacts ct
         WHERE ct.campaign_id = $1
           AND ct.zone_key = k.zone_key
           AND ct.state IN ('pending', 'retry_scheduled', 'callback_scheduled')
           AND ct.next_due_at <= now()
           AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.phone_number = ct.phone_number)
-        ORDER BY ct.next_due_at
+        ORDER BY ct.next_due_at, ct.line_number
         LIMIT $2
         FOR UPDATE SKIP LOCKED
     ) AS d
-    ORDER BY d.next_due_at
+    ORDER BY d.next_due_at, d.line_number
     LIMIT $2
 ), claimed AS (
     UPDATE contacts c
@@ -383,7 +383,7 @@ WITH req AS (
           AND ct.state IN ('pending', 'retry_scheduled', 'callback_scheduled')
           AND ct.next_due_at <= now()
           AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.phone_number = ct.phone_number)
-        ORDER BY ct.next_due_at
+        ORDER BY ct.next_due_at, ct.line_number
         LIMIT req.n
         FOR UPDATE SKIP LOCKED
     ) AS d

@@ -68,16 +68,16 @@ SELECT zone_key, count(*)::bigint AS n FROM cancelled GROUP BY zone_key
 SELECT d.id, d.prev_state
 FROM unnest($3::text[]) AS k(zone_key)
 CROSS JOIN LATERAL (
-    SELECT ct.id, ct.state AS prev_state, ct.next_due_at
+    SELECT ct.id, ct.state AS prev_state, ct.next_due_at, ct.line_number
     FROM contacts ct
     WHERE ct.campaign_id = $1
       AND ct.zone_key = k.zone_key
       AND ct.state IN ('pending', 'retry_scheduled', 'callback_scheduled')
       AND ct.next_due_at <= now()
       AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.phone_number = ct.phone_number)
-    ORDER BY ct.next_due_at
+    ORDER BY ct.next_due_at, ct.line_number
     LIMIT $2
     FOR UPDATE SKIP LOCKED
 ) AS d
-ORDER BY d.next_due_at
+ORDER BY d.next_due_at, d.line_number
 LIMIT $2
