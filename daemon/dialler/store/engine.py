@@ -326,20 +326,21 @@ async def claim_contacts(
         list(asterisk),
         *zoned,
     )
-    return [
-        Claimed(
-            r["id"],
-            r["contact_id"],
-            r["attempt_number"],
-            r["caller_id"],
-            r["carrier"],
-            r["counts_toward_max"],
-            r["phone_number"],
-            r["attempts_used"],
-            r["asterisk"],
-        )
-        for r in rows
-    ]
+    return [_claimed(r) for r in rows]
+
+
+def _claimed(r: Record) -> Claimed:
+    return Claimed(
+        r["id"],
+        r["contact_id"],
+        r["attempt_number"],
+        r["caller_id"],
+        r["carrier"],
+        r["counts_toward_max"],
+        r["phone_number"],
+        r["attempts_used"],
+        r["asterisk"],
+    )
 
 
 async def touch_numbers(conn: Connection, numbers: Sequence[str]) -> None:
@@ -560,19 +561,7 @@ async def claim_contacts_many(
     )
     claimed: dict[uuid.UUID, list[Claimed]] = {}
     for r in rows:
-        claimed.setdefault(r["campaign_id"], []).append(
-            Claimed(
-                r["id"],
-                r["contact_id"],
-                r["attempt_number"],
-                r["caller_id"],
-                r["carrier"],
-                r["counts_toward_max"],
-                r["phone_number"],
-                r["attempts_used"],
-                r["asterisk"],
-            )
-        )
+        claimed.setdefault(r["campaign_id"], []).append(_claimed(r))
     return claimed
 
 
