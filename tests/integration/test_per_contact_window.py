@@ -19,10 +19,8 @@ from dialler.campaigns.checks import StartFacts, never_open_warnings
 from dialler.campaigns.spec import CampaignSpec
 from dialler.contacts.importer import import_contacts
 from dialler.contacts.single import add_contact
-from dialler.domain.window import Window
-from dialler.domain.zones import CAMPAIGN_ZONE_KEY, open_zone_keys
+from dialler.domain.zones import CAMPAIGN_ZONE_KEY
 from dialler.errors import InvalidField
-from dialler.stats import local_windows
 from dialler.store import zones as zones_store
 from dialler.store.pool import connect
 
@@ -168,111 +166,6 @@ async def test_contacts_add_takes_a_timezone_field(conn: Any) -> None:
     assert keys[NEW_YORK] == ("Asia/Tokyo", "pending", None)
     assert keys[RUSSIAN_MOBILE][1:] == ("cancelled", "no_common_window")
     assert LOS_ANGELES not in keys
-
-
-async def test_only_contacts_of_open_zone_groups_are_due(conn: Any, tmp_path: Path) -> None:
-    campaign_id = await make_campaign(conn, zone="Asia/Tokyo")
-    source = write_csv(
-        tmp_path / "contacts.csv",
-        [["phone_number"], [NEW_YORK], [LOS_ANGELES], [LONDON], [SYDNEY], [FICTIONAL]],
-    )
-    await import_contacts(conn, campaign_id, source, "US", None)
-    window = Window.parse("09:00", "18:00", ["mon", "tue", "wed", "thu", "fri"], "Asia/Tokyo")
-    # Tuesday 15:00 UTC: 10:00 in New York, 15:00 in London; 07:00 in Los Angeles, 02:00 in
-    # Sydney, 00:00 in Tokyo (the campaign's zone, for the fictional number).
-    at = datetime(2026, 3, 3, 15, tzinfo=UTC)
-    keys = await zones_store.waiting_zone_keys(conn, campaign_id)
-    expected = {"America/Los_Angeles", "America/New_York", "Australia/Sydney", "Europe/London"}
-    assert set(keys) == {CAMPAIGN_ZONE_KEY, *expected}
-    open_keys = open_zone_keys(window, keys, at)
-    assert open_keys == ["America/New_York", "Europe/London"]
-    async with conn.transaction():
-        due = await zones_store.due_in_open_zones(conn, campaign_id, 10, open_keys)
-        phones = await conn.fetch(
-            "SELECT phone_number FROM contacts WHERE id = ANY($1::uuid[])", due
-        )
-    assert sorted(row["phone_number"] for row in phones) == sorted([NEW_YORK, LONDON])
-    # `campaign show`'s split: callable now vs waiting for their local window.
-    tallies = await zones_store.due_by_zone_key(conn, campaign_id)
-    split = local_windows(_Row(), tallies, at)
-    assert (split.any_open, split.callable_due, split.waiting_for_local_window) == (True, 2, 3)
-    # 04:00 UTC: 23:00 in New York, 04:00 in London; 15:00 in Sydney, 13:00 in Tokyo.
-    later = local_windows(_Row(), tallies, datetime(2026, 3, 3, 4, tzinfo=UTC))
-    assert (later.callable_due, later.waiting_for_local_window) == (2, 3)
-
-
-async def test_two_claimers_take_disjoint_contacts(db_dsn: str, conn: Any, tmp_path: Path) -> None:
-    campaign_id = await make_campaign(conn)
-    rows = [["phone_number"]] + [[f"+1212555{n:04d}"] for n in range(40)]
-    await import_contacts(conn, campaign_id, write_csv(tmp_path / "c.csv", rows), "US", None)
-    other = await connect(db_dsn)
-    try:
-        first_tx, second_tx = conn.transaction(), other.transaction()
-        await first_tx.start()
-        await second_tx.start()
-        try:
-            first = await zones_store.due_in_open_zones(conn, campaign_id, 25, ["America/New_York"])
-            second = await zones_store.due_in_open_zones(
-                other, campaign_id, 25, ["America/New_York"]
-            )
-        finally:
-            await first_tx.rollback()
-            await second_tx.rollback()
-    finally:
-        await other.close()
-    assert len(first) == 25
-    assert len(second) == 15  # SKIP LOCKED: the rest, none of the first's
-    assert not set(first) & set(second)
-
-
-async def test_the_due_step_reads_only_the_open_groups(conn: Any) -> None:
-    # 20 000 due contacts in a closed zone, 50 in an open one: the due step reads about 50
-    # index entries, not the closed zone's rows (an index range per open key).
-    campaign_id = await make_campaign(conn)
-    await conn.execute(
-        "INSERT INTO contacts (campaign_id, phone_number, zone_key, next_due_at)"
-        " SELECT $1, '+1310' || lpad(n::text, 7, '0'), 'America/Los_Angeles',"
-        "        now() - interval '1 hour'"
-        " FROM generate_series(1, 20000) AS n",
-        campaign_id,
-    )
-    await conn.execute(
-        "INSERT INTO contacts (campaign_id, phone_number, zone_key, next_due_at)"
-        " SELECT $1, '+1212' || lpad(n::text, 7, '0'), 'America/New_York', now()"
-        " FROM generate_series(1, 50) AS n",
-        campaign_id,
-    )
-    await conn.execute("ANALYZE contacts")
-    query = (Path(zones_store.__file__).parent / "sql" / "zones.sql").read_text()
-    due_step = query.split("-- name: due_in_open_zones", 1)[1]
-    plan_json = await conn.fetchval(
-        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + due_step,
-        campaign_id,
-        30,
-        ["America/New_York"],
-    )
-    # The pool's connections decode json already.
-    plan = (json.loads(plan_json) if isinstance(plan_json, str) else plan_json)[0]["Plan"]
-    scans = list(_nodes(plan, "Index Scan"))
-    assert any(node.get("Index Name") == "contacts_zone_due_idx" for node in scans), plan
-    assert all(node.get("Actual Rows", 0) <= 50 for node in scans), plan
-    assert plan["Actual Rows"] == 30
-
-
-def _nodes(plan: dict[str, Any], kind: str) -> list[dict[str, Any]]:
-    found = [plan] if plan.get("Node Type") == kind else []
-    for child in plan.get("Plans", []):
-        found.extend(_nodes(child, kind))
-    return found
-
-
-class _Row:
-    """The window columns of the campaign made above."""
-
-    window_start = "09:00"
-    window_end = "18:00"
-    window_days = ("mon", "tue", "wed", "thu", "fri")
-    timezone = "Asia/Tokyo"
 
 
 async def test_many_zone_groups_are_found_by_a_skip_scan(conn: Any) -> None:

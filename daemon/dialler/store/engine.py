@@ -28,8 +28,6 @@ __all__ = [
     "StaleAttempt",
     "adopt_attempt",
     "attempt_exists",
-    "campaign_caller_ids",
-    "campaign_in_flight",
     "campaign_rules",
     "campaigns_caller_ids",
     "campaigns_in_flight",
@@ -44,12 +42,10 @@ __all__ = [
     "finalise_attempt",
     "heartbeat",
     "listen_wakeups",
-    "lock_campaign_for_claim",
     "lock_campaigns_for_claim",
     "lock_open_attempt",
     "lock_open_attempts",
     "mark_answered",
-    "mark_campaign_dialled",
     "mark_campaigns_dialled",
     "mark_daemon_dead",
     "mark_wrapping",
@@ -269,29 +265,9 @@ async def campaign_rules(conn: Connection, campaign_id: uuid.UUID) -> CampaignRu
     return None if row is None else _rules(row)
 
 
-async def lock_campaign_for_claim(conn: Connection, campaign_id: uuid.UUID) -> int | None:
-    """Lock the running campaign for this claim transaction; its concurrency, None when it is
-    not running any more."""
-    concurrency: int | None = await conn.fetchval(_Q["lock_campaign_for_claim"], campaign_id)
-    return concurrency
-
-
-async def campaign_in_flight(conn: Connection, campaign_id: uuid.UUID) -> int:
-    """The campaign's contacts in a call now."""
-    return int(await conn.fetchval(_Q["campaign_in_flight"], campaign_id))
-
-
 async def carriers_in_flight(conn: Connection) -> dict[str, int]:
     """Open attempts per carrier, across campaigns and daemons."""
     return {r["carrier"]: r["n"] for r in await conn.fetch(_Q["carriers_in_flight"])}
-
-
-async def campaign_caller_ids(conn: Connection, campaign_id: uuid.UUID) -> list[CallerId]:
-    """The campaign's enabled caller IDs, least recently used first."""
-    return [
-        CallerId(r["number"], r["carrier"])
-        for r in await conn.fetch(_Q["campaign_caller_ids"], campaign_id)
-    ]
 
 
 async def claim_contacts(
@@ -346,11 +322,6 @@ def _claimed(r: Record) -> Claimed:
 async def touch_numbers(conn: Connection, numbers: Sequence[str]) -> None:
     """The caller IDs were just used (least recently used rotation)."""
     await conn.execute(_Q["touch_numbers"], list(numbers))
-
-
-async def mark_campaign_dialled(conn: Connection, campaign_id: uuid.UUID) -> None:
-    """The campaign dialled now (its `last_dial_at`)."""
-    await conn.execute(_Q["mark_campaign_dialled"], campaign_id)
 
 
 async def unclaim(conn: Connection, attempt_id: uuid.UUID) -> None:

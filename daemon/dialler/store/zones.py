@@ -21,7 +21,6 @@ __all__ = [
     "campaign_zone_window",
     "cancel_never_open",
     "due_by_zone_key",
-    "due_in_open_zones",
     "waiting_zone_keys",
 ]
 
@@ -97,12 +96,3 @@ async def cancel_never_open(
         return []
     rows = await conn.fetch(_Q["cancel_never_open"], campaign_id, list(zone_keys))
     return [ZoneCount(zone_key=row["zone_key"], n=row["n"]) for row in rows]
-
-
-async def due_in_open_zones(
-    conn: Connection, campaign_id: uuid.UUID, limit: int, open_keys: Sequence[str]
-) -> list[uuid.UUID]:
-    """The ids of up to `limit` due contacts whose zone key is open, locked (the `due` step
-    of the engine's `claim_contacts_zoned`, alone; the caller holds the transaction)."""
-    rows = await conn.fetch(_Q["due_in_open_zones"], campaign_id, limit, list(open_keys))
-    return [row["id"] for row in rows]

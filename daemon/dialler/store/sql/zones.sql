@@ -56,28 +56,3 @@ WITH cancelled AS (
     RETURNING zone_key
 )
 SELECT zone_key, count(*)::bigint AS n FROM cancelled GROUP BY zone_key
-
--- name: due_in_open_zones
--- The `due` step of claim_contacts_zoned (engine.sql, with $8 the open keys there), alone: the
--- due waiting contacts whose zone key is open now. Keep the two the same.
--- One index range per open key on contacts_zone_due_idx (campaign_id, zone_key, next_due_at),
--- each read in due order and stopped after $2 rows, then merged; FOR UPDATE SKIP LOCKED
--- inside each range, so several daemons never take the same contact and skip each other's.
--- A plain `zone_key = ANY($8)` in the original query would instead walk contacts_due_idx past
--- every due contact of a closed zone (a whole national list, at night in its west).
-SELECT d.id, d.prev_state
-FROM unnest($3::text[]) AS k(zone_key)
-CROSS JOIN LATERAL (
-    SELECT ct.id, ct.state AS prev_state, ct.next_due_at, ct.line_number
-    FROM contacts ct
-    WHERE ct.campaign_id = $1
-      AND ct.zone_key = k.zone_key
-      AND ct.state IN ('pending', 'retry_scheduled', 'callback_scheduled')
-      AND ct.next_due_at <= now()
-      AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.phone_number = ct.phone_number)
-    ORDER BY ct.next_due_at, ct.line_number
-    LIMIT $2
-    FOR UPDATE SKIP LOCKED
-) AS d
-ORDER BY d.next_due_at, d.line_number
-LIMIT $2
