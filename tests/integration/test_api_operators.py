@@ -26,7 +26,7 @@ from dialler.store.pool import create_pool
 from dialler.store.queries import load
 from dialler.triage import triage
 
-from .conftest import free_port
+from ..support import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -1,117 +1,31 @@
-"""The daemon's worker endpoints and test calls through a real HTTP listener, a real PostgreSQL
-and the real engine (`Engine.record_result`, `Engine.test_call`), with an Asterisk stand-in
-that is up or down and never dials."""
+"""The daemon's worker endpoints through a real HTTP listener, a real PostgreSQL and the real
+engine (`Engine.record_result`): registration, heartbeats, the call's context, results; a test
+call's bad fields. No Asterisk behind the engine: the test calls' refusals that need one up (with
+a stand-in) are in tests/unit/stand_ins/test_api_test_calls.py."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
-from dialler.ami.client import AmiUnavailable, OriginateRequest
-from dialler.api.server import make_app, start
-from dialler.config import parse_config
-from dialler.engine.engine import Engine
 from dialler.fleet.worker import CallStats, ControlClient
 from dialler.store import fleet
-from dialler.store.pool import create_pool
 
-from .conftest import free_port
+from ..api_support import AUTH, CALLER_ID, TOKEN, Api, serve_api
 
 pytestmark = pytest.mark.integration
-TOKEN = "t" * 24
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-CALLER_ID = "+441632960001"
-
-
-@dataclass
-class FakeAmi:
-    """What the engine asks of an AMI connection before dialling."""
-
-    config: Any  # the config's `asterisk[]` entry
-    ready: bool = True
-    name: str = "pbx"
-
-
-@dataclass
-class FakeTracker:
-    """An Asterisk that is up (or not) and cannot place the call: every dial fails as if the
-    link dropped before the Originate went out, so the refusals before it can be tested."""
-
-    ami: FakeAmi
-    on_stage: Any = None
-    dialled: list[str] = field(default_factory=list)
-    calls: dict[str, Any] = field(default_factory=dict)  # the calls it follows: none
-
-    async def dial(self, request: OriginateRequest) -> Any:
-        self.dialled.append(request.attempt_id)
-        raise AmiUnavailable("AMI pbx: not connected")
-
-
-@dataclass
-class Api:
-    url: str
-    pool: Any
-    tracker: FakeTracker
-    http: aiohttp.ClientSession
-
-    async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        async with self.http.request(method, self.url + path, json=body, headers=AUTH) as r:
-            data = await r.json() if r.content_type == "application/json" else await r.text()
-            return r.status, data
-
-    async def refused(
-        self, method: str, path: str, body: Any, status: int, code: str, field: str | None = None
-    ) -> dict[str, Any]:
-        got, data = await self.call(method, path, body)
-        assert (got, data["error"]["code"]) == (status, code), data
-        error: dict[str, Any] = data["error"]
-        assert error.get("field") == field, error
-        return error
-
-    async def fetchrow(self, query: str, *args: Any) -> Any:
-        async with self.pool.acquire() as conn:
-            return await conn.fetchrow(query, *args)
-
-    async def execute(self, query: str, *args: Any) -> None:
-        async with self.pool.acquire() as conn:
-            await conn.execute(query, *args)
 
 
 @pytest.fixture
-async def api(db_dsn: str, tmp_path: Any) -> AsyncIterator[Api]:
-    tokens = tmp_path / "tokens"
-    tokens.write_text(f"# workers\n{TOKEN}\n")
-    config = parse_config(
-        {
-            "database": {"dsn": db_dsn},
-            "asterisk": [{"name": "pbx", "ami": {"username": "u", "secret_env": "S"}}],
-            "listeners": {"agi": {"secret_env": "A"}},
-            "carriers": [{"name": "lab"}],
-            "numbers": [{"number": CALLER_ID, "carrier": "lab"}],
-            "api": {"tokens_file": str(tokens)},
-            "fleet": {"heartbeat_timeout": "1s"},
-        },
-        "test",
-        env={"S": "secret", "A": "agi-secret-0123456789"},
-    )
-    pool = await create_pool(db_dsn)
-    tracker = FakeTracker(FakeAmi(config.asterisk[0]))
-    engine = Engine(config, pool, {"pbx": tracker}, "api-test")  # type: ignore[dict-item]
-    port = free_port()
-    runner = await start(
-        make_app(config, pool, engine.record_result, engine.test_call), "127.0.0.1", port
-    )
-    async with aiohttp.ClientSession() as http:
-        yield Api(f"http://127.0.0.1:{port}", pool, tracker, http)
-    await runner.cleanup()
-    await pool.close()
+async def api(db_dsn: str, tmp_path: Path) -> AsyncIterator[Api]:
+    async with serve_api(db_dsn, tmp_path) as served:
+        yield served
 
 
 async def _free(api: Api) -> list[tuple[str, int]]:
@@ -352,54 +266,6 @@ async def test_the_reference_workers_result_is_accepted(api: Api) -> None:
 
 async def _bot(api: Api) -> None:
     await api.execute("INSERT INTO bots (name, prompt) VALUES ('renewals-bot', 'Hello')")
-
-
-async def test_test_call_of_an_unknown_bot(api: Api) -> None:
-    await api.refused(
-        "POST", "/v1/test-calls", {"bot": "nobody", "to": "+447700900001"}, 404, "not_found", "bot"
-    )
-
-
-async def test_test_call_without_a_free_worker(api: Api) -> None:
-    await _bot(api)
-    await api.refused(
-        "POST", "/v1/test-calls", {"bot": "renewals-bot", "to": "+447700900001"}, 503, "no_capacity"
-    )
-    assert api.tracker.dialled == []
-
-
-async def test_test_call_to_a_number_in_a_call(api: Api) -> None:
-    await _bot(api)
-    await api.execute("""
-        WITH c AS (INSERT INTO campaigns (name, bot_id, state)
-                   SELECT 'test-call: renewals-bot', id, 'paused' FROM bots RETURNING id)
-        INSERT INTO contacts (campaign_id, phone_number, state, next_due_at)
-        SELECT id, '+447700900001', 'dialing', NULL FROM c""")
-    await api.refused(
-        "POST",
-        "/v1/test-calls",
-        {"bot": "renewals-bot", "to": "07700 900001"},
-        409,
-        "in_progress",
-        "to",
-    )
-
-
-async def test_test_call_while_ami_is_down(api: Api) -> None:
-    await _bot(api)
-    api.tracker.ami.ready = False
-    await api.refused(
-        "POST", "/v1/test-calls", {"bot": "renewals-bot", "to": "+447700900001"}, 503, "unavailable"
-    )
-    api.tracker.ami.ready = True  # up, but the Originate cannot go out: nothing is left held
-    await api.call(
-        "POST", "/v1/workers", {"name": "w1", "host": "127.0.0.1", "port": 57001, "capacity": 1}
-    )
-    await api.refused(
-        "POST", "/v1/test-calls", {"bot": "renewals-bot", "to": "+447700900001"}, 503, "unavailable"
-    )
-    assert len(api.tracker.dialled) == 1
-    assert await _free(api) == [("w1", 1)]
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from dialler.fleet.attach import AttachServer
 from dialler.store import fleet
 from dialler.store.pool import create_pool
 
-from .conftest import free_port
+from ..support import free_port
 
 pytestmark = pytest.mark.integration
 SECRET = "agi-secret-0123456789abcdef"

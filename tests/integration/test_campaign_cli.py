@@ -19,8 +19,8 @@ from dialler.api.server import make_app, start
 from dialler.config import load_config
 from dialler.store.pool import create_pool
 
+from ..support import free_port
 from .cli_helpers import AGI_SECRET, AGI_SECRET_ENV, AMI_SECRET_ENV, LISTENERS_YAML, run_cli
-from .conftest import free_port
 
 pytestmark = pytest.mark.integration
 

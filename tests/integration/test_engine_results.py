@@ -8,19 +8,18 @@ import asyncio
 import logging
 import time
 import uuid
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from dialler.ami.calls import CallTracker, TrackedCall
+from dialler.ami.calls import TrackedCall
 from dialler.config import Config
 from dialler.domain.outcomes import DialResult, Outcome
 from dialler.domain.results import AudioStats, ResultRecorded, WorkerResult
 from dialler.engine.engine import Engine, Unsettled
-from dialler.engine.recovery import Recovery
 from dialler.errors import AlreadyFinal, UnknownCall
-from dialler.store import Pool, testcall
+from dialler.store import Pool, create_pool, testcall
 
 pytestmark = pytest.mark.integration
 
@@ -111,20 +110,21 @@ async def test_a_result_after_the_hang_up_decides_the_attempt(
         await engine.record_result(attempt, WorkerResult("completed"))
 
 
-class _DownPool:
-    """A pool whose database has gone away."""
-
-    def acquire(self, *, timeout: float | None = None) -> AbstractAsyncContextManager[Any]:
-        raise ConnectionRefusedError("the database is restarting")
-
-    async def close(self) -> None:
-        pass
+@pytest.fixture
+async def down_pool(closed_port: int) -> AsyncIterator[Pool]:
+    """A real pool whose database is not there: every connection is refused (nothing listens
+    on the port), as while PostgreSQL restarts."""
+    pool = await create_pool(f"postgresql://dialler@127.0.0.1:{closed_port}/dialler", min_size=0)
+    try:
+        yield pool
+    finally:
+        await pool.close()
 
 
 async def test_a_call_end_that_cannot_be_written_is_logged_and_kept(
-    config: Config, caplog: pytest.LogCaptureFixture
+    config: Config, down_pool: Pool, caplog: pytest.LogCaptureFixture
 ) -> None:
-    engine = Engine(config, _DownPool(), {}, "test")
+    engine = Engine(config, down_pool, {}, "test")
     loop = asyncio.get_running_loop()
     call = TrackedCall("x", 30.0, time.time(), loop.create_future())
     attempt = uuid.uuid4()
@@ -141,9 +141,9 @@ async def test_a_call_end_that_cannot_be_written_is_logged_and_kept(
 
 
 async def test_an_answer_write_that_fails_is_logged_not_lost(
-    config: Config, caplog: pytest.LogCaptureFixture
+    config: Config, down_pool: Pool, caplog: pytest.LogCaptureFixture
 ) -> None:
-    engine = Engine(config, _DownPool(), {}, "test")
+    engine = Engine(config, down_pool, {}, "test")
     call = TrackedCall(
         str(uuid.uuid4()), 30.0, time.time(), asyncio.get_running_loop().create_future()
     )
@@ -156,46 +156,3 @@ async def test_an_answer_write_that_fails_is_logged_not_lost(
     assert "background write failed" in caplog.text
     assert engine.database_up is False  # an outage, said once: no traceback per call
     assert not engine._background
-
-
-class _QuietAmi:
-    """An Asterisk with no channel up."""
-
-    name = "pbx"
-    ready = True
-
-    def add_listener(self, _listener: Any) -> None:
-        pass
-
-    def on_up(self, _callback: Any) -> None:
-        pass
-
-    async def live_channels(self) -> dict[str, str]:
-        return {}
-
-
-async def test_recovery_writes_the_end_it_kept_instead_of_a_timeout(
-    config: Config, pool: Pool, conn: Any
-) -> None:
-    engine = Engine(config, pool, {"pbx": CallTracker(_QuietAmi())}, "test")  # type: ignore[arg-type]
-    attempt = await open_attempt(conn, "dialing")
-    await conn.execute(
-        "UPDATE attempts SET asterisk = 'pbx', answered_at = NULL, "
-        "deadline_at = now() - interval '1 s' WHERE id = $1",
-        attempt,
-    )
-    ended = time.time()
-    engine.unsettled[attempt] = Unsettled(
-        DialResult(Outcome.REJECTED, 486, ended_at=ended), "rejected"
-    )
-    assert await Recovery(engine).run_once() == 1
-    row = await conn.fetchrow(
-        "SELECT state, outcome, sip_code, disposition FROM attempts WHERE id = $1", attempt
-    )
-    assert dict(row) == {
-        "state": "final",
-        "outcome": "rejected",
-        "sip_code": 486,
-        "disposition": "rejected",
-    }
-    assert engine.unsettled == {}

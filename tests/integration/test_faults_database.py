@@ -1,8 +1,9 @@
 """PostgreSQL outages against a real, private PostgreSQL that the tests stop and start: a call's
 end is kept (memory and the results journal on disk) until it is written, survives a daemon
-restart, is written once the database is back and is never guessed as `timeout`; calls whose
-end this daemon lost are reconciled at once, not at their deadline; an Originate Asterisk
-refused is requeued without using an attempt; a test call never dials a suppressed number."""
+restart, is written once the database is back and is never guessed as `timeout`; an answered call no
+worker took is abandoned at its end; an Originate Asterisk refused is requeued without using an
+attempt. (Recovery's reading of Asterisk's channels, with a stand-in for it, is in
+tests/unit/stand_ins/test_recovery.py.)"""
 
 from __future__ import annotations
 
@@ -13,26 +14,21 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
-import asyncpg
 import pytest
 
 from dialler import metrics
-from dialler.ami.calls import CallTracker, TrackedCall
 from dialler.app import journal_dir
 from dialler.config import Config, parse_config
 from dialler.domain.outcomes import DialResult, Outcome
 from dialler.domain.results import ResultRecorded, WorkerResult
 from dialler.engine.engine import MAX_REQUEUES, Engine, Unsettled
 from dialler.engine.journal import Journal, JournalLocked
-from dialler.engine.recovery import Recovery
-from dialler.errors import NumberSuppressed, TestCallRefused
 from dialler.lab.postgres import PgCluster
 from dialler.store import Pool, create_pool
 from dialler.store.migrate import migrate
 
-from .conftest import free_port
+from ..support import attempt_row, call_of, free_port, open_attempt, query, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -95,106 +91,6 @@ def journal_path() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
-
-
-async def query(dsn: str, sql: str, *args: Any) -> Any:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return await conn.fetch(sql, *args)
-    finally:
-        await conn.close()
-
-
-async def open_attempt(dsn: str, state: str, daemon_id: str = "test", attempts: int = 1) -> Any:
-    """A running campaign (retries on everything, 3 attempts) with one contact in a call on
-    Asterisk `pbx`; its open attempt, in `state`, with its deadline an hour away."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        bot = await conn.fetchval(
-            "INSERT INTO bots (name, prompt) VALUES ($1, 'hi') RETURNING id", f"b-{uuid.uuid4()}"
-        )
-        campaign = await conn.fetchval(
-            """INSERT INTO campaigns (name, bot_id, state, window_start, window_end, window_days,
-                                      timezone, started_at, retry_max_attempts, retry_on_system)
-               VALUES ($1, $2, 'running', '00:00', '24:00', '{mon,tue,wed,thu,fri,sat,sun}',
-                       'UTC', now(), 3, '{no_answer,rejected,error,timeout}')
-               RETURNING id""",
-            f"c-{uuid.uuid4()}",
-            bot,
-        )
-        contact = await conn.fetchval(
-            """INSERT INTO contacts (campaign_id, phone_number, state, attempts_used)
-               VALUES ($1, '+447700900001', $2, $3) RETURNING id""",
-            campaign,
-            state,
-            attempts,
-        )
-        attempt = uuid.uuid4()
-        answered = "now() - interval '15 s'" if state == "connected" else "NULL"
-        await conn.execute(
-            f"""INSERT INTO attempts (id, contact_id, campaign_id, attempt_number, daemon_id,
-                                      asterisk, state, dialled_at, answered_at, attached_at,
-                                      deadline_at)
-                VALUES ($1, $2, $3, $4, $5, 'pbx', $6, now() - interval '20 s', {answered},
-                        {answered}, now() + interval '1 hour')""",
-            attempt,
-            contact,
-            campaign,
-            attempts,
-            daemon_id,
-            state,
-        )
-        await conn.execute(
-            "INSERT INTO daemons (id, hostname, pid) VALUES ($1, 'h', 1) ON CONFLICT DO NOTHING",
-            daemon_id,
-        )
-        return attempt
-    finally:
-        await conn.close()
-
-
-async def attempt_row(dsn: str, attempt: uuid.UUID) -> dict[str, Any]:
-    rows = await query(
-        dsn,
-        """SELECT a.state, a.outcome, a.sip_code, a.disposition, a.next_action,
-                  c.state AS contact, c.attempts_used
-           FROM attempts a JOIN contacts c ON c.id = a.contact_id WHERE a.id = $1""",
-        attempt,
-    )
-    return dict(rows[0])
-
-
-async def wait_for(condition: Any, what: str, timeout: float = 15.0) -> None:
-    """Wait until `condition()` (a coroutine function) is true; fail with the last value."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await condition()
-        if last is True:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{what}: not after {timeout}s; last seen {last!r}")
-
-
-class _QuietAmi:
-    """An Asterisk that is up with no channel (every call of the test has ended)."""
-
-    name = "pbx"
-    ready = True
-
-    def add_listener(self, _listener: Any) -> None:
-        pass
-
-    def on_up(self, _callback: Any) -> None:
-        pass
-
-    async def live_channels(self) -> dict[str, str]:
-        return {}
-
-
-def call_of(attempt: uuid.UUID, *, placed: bool = True) -> TrackedCall:
-    loop = asyncio.get_running_loop()
-    return TrackedCall(str(attempt), 30.0, time.time(), loop.create_future(), placed=placed)
 
 
 # --- the journal -----------------------------------------------------------------------------
@@ -350,7 +246,7 @@ async def test_a_daemon_restarted_during_an_outage_loses_no_end(
     try:
         journal = Journal(journal_path)
         journal.open()
-        engine = Engine(config, pool, {"pbx": CallTracker(_QuietAmi())}, "new", journal)  # type: ignore[arg-type]
+        engine = Engine(config, pool, {}, "new", journal)
         assert engine.replay_journal() == 1
         assert await engine.settle_kept() == 0
         row = await attempt_row(dsn, attempt)
@@ -363,28 +259,6 @@ async def test_a_daemon_restarted_during_an_outage_loses_no_end(
         journal.close()
     finally:
         await pool.close()
-
-
-async def test_calls_lost_during_an_outage_are_reconciled_at_once_not_at_their_deadline(
-    dsn: str, config: Config, pool: Pool
-) -> None:
-    lost = await open_attempt(dsn, "connected", daemon_id="me")
-    followed = await open_attempt(dsn, "connected", daemon_id="me")
-    engine = Engine(config, pool, {"pbx": CallTracker(_QuietAmi())}, "me")  # type: ignore[arg-type]
-    call = call_of(followed)
-    engine.follow(followed, call)
-    try:
-        assert await Recovery(engine).run_once() == 1  # deadlines are an hour away
-        row = await attempt_row(dsn, lost)
-        assert (row["state"], row["disposition"], row["next_action"]) == (
-            "final",
-            "timeout",
-            "retry",
-        )
-        assert (await attempt_row(dsn, followed))["state"] == "connected"  # left to its call
-    finally:
-        call.result.cancel()
-        await engine.abandon()
 
 
 async def test_an_answered_call_no_worker_took_is_abandoned_at_its_end_not_left_waiting(
@@ -403,22 +277,6 @@ async def test_an_answered_call_no_worker_took_is_abandoned_at_its_end_not_left_
         "answered",
         "abandoned",
         "done",  # `abandoned` is not in this campaign's retry rules
-    )
-
-
-async def test_a_lost_call_keeps_its_workers_result_instead_of_timeout(
-    dsn: str, config: Config, pool: Pool
-) -> None:
-    attempt = await open_attempt(dsn, "connected", daemon_id="me")
-    engine = Engine(config, pool, {"pbx": CallTracker(_QuietAmi())}, "me")  # type: ignore[arg-type]
-    await engine.record_result(attempt, WorkerResult("completed"))  # while the call was up
-    assert await Recovery(engine).run_once() == 1  # then Asterisk crashed with the call
-    row = await attempt_row(dsn, attempt)
-    assert (row["state"], row["outcome"], row["disposition"], row["contact"]) == (
-        "final",
-        "answered",
-        "completed",
-        "done",
     )
 
 
@@ -475,50 +333,3 @@ async def test_an_originate_refused_again_and_again_stops_being_requeued(
         await engine.settle_end(attempt, Unsettled(refused, "error", requeue=True))
     row = await attempt_row(dsn, attempt)
     assert (row["next_action"], row["contact"]) == ("retry", "retry_scheduled")
-
-
-# --- test calls ------------------------------------------------------------------------------
-
-
-async def test_a_test_call_to_a_suppressed_number_is_refused_and_never_dialled(
-    dsn: str, config: Config, pool: Pool
-) -> None:
-    await query(dsn, "INSERT INTO bots (name, prompt) VALUES ('sales', 'hi')")
-    await query(dsn, "INSERT INTO suppressions (phone_number) VALUES ('+447700900009')")
-    # A tracker whose AMI has no `originate`: reaching the dial would fail loudly.
-    engine = Engine(config, pool, {"pbx": CallTracker(_QuietAmi())}, "test")  # type: ignore[arg-type]
-    with pytest.raises(NumberSuppressed) as refused:
-        await engine.test_call("sales", "+447700900009", "+441234567890", "lab", 10.0)
-    assert isinstance(refused.value, TestCallRefused)  # answered like any refused test call
-    assert refused.value.field == "to"
-    assert await query(dsn, "SELECT id FROM attempts") == []
-    assert await query(dsn, "SELECT id FROM contacts") == []
-
-
-class _VanishingAmi(_QuietAmi):
-    """An Asterisk whose one channel hangs up right after the first listing (its Hangup goes
-    by before anyone follows the call)."""
-
-    def __init__(self, channel: str) -> None:
-        self.listings = [{channel: "6"}]
-
-    async def live_channels(self) -> dict[str, str]:
-        return self.listings.pop(0) if self.listings else {}
-
-
-async def test_a_call_that_ends_while_being_adopted_is_not_followed_forever(
-    dsn: str, config: Config, pool: Pool
-) -> None:
-    attempt = await open_attempt(dsn, "connected", daemon_id="dead")
-    await query(dsn, "UPDATE daemons SET heartbeat_at = '-infinity' WHERE id = 'dead'")
-    engine = Engine(config, pool, {"pbx": CallTracker(_VanishingAmi(str(attempt)))}, "me")  # type: ignore[arg-type]
-    await Recovery(engine).run_once()  # adopts it, then finds it gone
-    await wait_for(lambda: _open(dsn, attempt), "the adopted call closed")
-    row = await attempt_row(dsn, attempt)
-    assert (row["state"], row["outcome"], row["disposition"]) == ("final", "answered", "timeout")
-    assert not engine.live
-
-
-async def _open(dsn: str, attempt: uuid.UUID) -> bool | str:
-    state = (await attempt_row(dsn, attempt))["state"]
-    return state == "final" or state

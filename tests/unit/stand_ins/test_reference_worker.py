@@ -1,5 +1,9 @@
-"""The reference worker against a stand-in daemon API (a real aiohttp server) and a TCP client
-that speaks AudioSocket the way Asterisk does, echoing the media like the lab carrier."""
+"""The reference worker (the real process and its code).
+
+**Faked: the daemon's API and Asterisk** — `FakeDaemon` (a real aiohttp server with the four
+worker endpoints, recording every request) and a TCP client that speaks AudioSocket the way
+Asterisk does, echoing the media like the lab carrier. The real thing: tests/e2e/test_fleet.py
+(the reference worker taking calls from the lab's Asterisk and reporting to a real daemon)."""
 
 from __future__ import annotations
 
@@ -35,7 +39,7 @@ from dialler.fleet.audiosocket import (
 from dialler.fleet.greeting import HEARD_THRESHOLD, greeting_frames
 from dialler.fleet.worker import ReferenceWorker, WorkerSettings
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.stand_in
 
 TOKEN = "test-token-0123456789abcdef"
 TALK = 2.0

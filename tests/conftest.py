@@ -1,4 +1,5 @@
-"""Fixtures for tests against a real PostgreSQL.
+"""Fixtures for tests against a real PostgreSQL (tests/integration/ and the stand-in tests in
+tests/unit/stand_ins/, which share the session's cluster).
 
 One throwaway cluster per test session (`pg_cluster`), one database with every migration
 applied (`migrated_template`), and per test a fresh clone of it (`db_dsn`): cloning a template
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -24,17 +24,11 @@ from dialler.lab.postgres import PgCluster
 from dialler.store import Pool, create_pool
 from dialler.store.migrate import migrate
 
+from .support import free_port
+
 # The role tests connect as: the owner of every test database, not a superuser.
 DB_OWNER = "dialler"
 TEMPLATE_DB = "dialler_template"
-
-
-def free_port() -> int:
-    """A TCP port free right now on loopback (the kernel's pick for port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture

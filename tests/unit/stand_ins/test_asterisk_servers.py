@@ -1,8 +1,11 @@
-"""Several Asterisk servers, against a real PostgreSQL and the real engine and call tracker, with
-AMI stand-ins that are up or down and place nothing: dials dealt least loaded first within each
-server's cap, only to servers up; a dial whose server went away before its Originate is put back
-and sent elsewhere (never twice); calls of a server that stays away are closed once they must
-have ended. The lab version with real Asterisks: tests/e2e/test_asterisk_servers.py."""
+"""Several Asterisk servers, against a real PostgreSQL and the real engine and call tracker.
+
+**Faked: Asterisk's AMI** (`StubAmi`: a link that is up or down and places nothing, so a
+server can go away between a claim and its Originate on demand). Dials dealt least loaded
+first within each server's cap, only to servers up; a dial whose server went away before its
+Originate is put back and sent elsewhere (never twice); calls of a server that stays away are
+closed once they must have ended. The lab version with real Asterisks:
+tests/e2e/test_asterisk_servers.py."""
 
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from dialler.config import AsteriskConfig, Config, parse_config
 from dialler.engine.engine import Engine
 from dialler.store import Pool
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.stand_in
 CALLER_ID = "+441632960001"
 
 
