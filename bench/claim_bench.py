@@ -1,30 +1,36 @@
 """Claim throughput and latency by table size.
 
-For each size, a fresh database gets one running campaign with SIZE pending contacts (loaded
-with COPY), then the engine's own claim transaction (engine.sql: lock the campaign, count its
-in-flight contacts and carriers, deal caller IDs, `claim_contacts`, touch numbers) runs
-ROUNDS times claiming BATCH contacts each; claimed contacts are settled outside the timed part
-so in-flight stays low, as in a running campaign. Prints claims/s and p50/p99/max latency of
-the claim transaction.
+For each size, a fresh database gets one running campaign with SIZE pending contacts (made
+server side), then the engine's own claim transaction (store/engine.py, as Engine._claim_many
+runs it: lock the campaigns, count their in-flight contacts and the carriers', list caller IDs,
+`claim_contacts`, touch the numbers, mark the campaigns) runs ROUNDS times claiming BATCH
+contacts each; claimed contacts are settled outside the timed part so in-flight stays low, as
+in a running campaign. Prints claims/s and p50/p99/max latency of the claim transaction.
 
-    .venv/bin/python bench/claim_bench.py --sizes 100000 1000000 [--dsn DSN]
+With `--baseline REV`, each size is run first with the claim statement of git revision REV
+(its engine.sql's `claim_contacts_many`, or its batch `claim_contacts`), then with today's,
+on the same database, and the ratio is printed.
+
+    .venv/bin/python bench/claim_bench.py --sizes 100000 1000000 [--baseline REV]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import statistics
+import subprocess
 import time
 import uuid
 from typing import Any
 
 import asyncpg
 
+from dialler.store import connect
+from dialler.store import engine as store
 from dialler.store.migrate import migrate
-from dialler.store.queries import load
 
-Q = load("engine.sql")
 LAB_ADMIN = "postgresql://postgres@127.0.0.1:55432/postgres"
 
 
@@ -62,29 +68,50 @@ async def load_campaign(conn: Any, size: int) -> uuid.UUID:
     return campaign
 
 
-async def claim_once(conn: Any, campaign: uuid.UUID, batch: int) -> list[Any]:
+def statement_of(rev: str) -> str:
+    """The batch claim statement of git revision `rev` (8 parameters or more: the first 8 are
+    today's)."""
+    text = subprocess.run(
+        ["git", "show", f"{rev}:daemon/dialler/store/sql/engine.sql"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    parts = re.split(r"^--\s*name:\s*([a-z_0-9]+)\s*$", text, flags=re.MULTILINE)
+    queries = dict(zip(parts[1::2], parts[2::2], strict=True))
+    many = queries.get("claim_contacts_many") or queries["claim_contacts"]
+    return many.strip().rstrip(";")
+
+
+async def claim_once(
+    conn: Any, campaign: uuid.UUID, batch: int, statement: str | None
+) -> list[Any]:
+    """The engine's claim transaction for one campaign of `batch` dials; with `statement`, the
+    claim step runs that (a baseline's) statement instead of today's."""
     async with conn.transaction():
-        await conn.fetchval(Q["lock_campaign_for_claim"], campaign)
-        await conn.fetchval(Q["campaign_in_flight"], campaign)
-        await conn.fetch(Q["carriers_in_flight"])
-        numbers = await conn.fetch(Q["campaign_caller_ids"], campaign)
-        rows: list[Any] = await conn.fetch(
-            Q["claim_contacts"],
-            campaign,
-            batch,
-            "bench",
-            60.0,
-            [numbers[0]["number"]],
-            [numbers[0]["carrier"]],
-            ["lab"],
-        )
-        await conn.execute(Q["touch_numbers"], [numbers[0]["number"]])
-        await conn.execute(Q["mark_campaign_dialled"], campaign)
+        await store.lock_campaigns_for_claim(conn, [campaign])
+        await store.campaigns_in_flight(conn, [campaign])
+        await store.carriers_in_flight(conn)
+        numbers = (await store.campaigns_caller_ids(conn, [campaign]))[campaign]
+        callers = [numbers[0].number] * batch
+        carriers = [numbers[0].carrier] * batch
+        servers = ["lab"] * batch
+        rows: list[Any]
+        if statement is None:
+            claim = store.CampaignClaim(campaign, 60.0, callers, carriers, servers)
+            rows = (await store.claim_contacts(conn, "bench", [claim])).get(campaign, [])
+        else:
+            params = ([campaign], [batch], "bench", [60.0], callers, carriers, servers, [1])
+            extra = ([False], [], []) if "$9" in statement else ()
+            rows = await conn.fetch(statement, *params, *extra)
+        await store.touch_numbers(conn, [numbers[0].number])
+        await store.mark_campaigns_dialled(conn, [campaign])
     return rows
 
 
 async def settle(conn: Any, rows: list[Any]) -> None:
     ids = [r["id"] for r in rows]
+    contacts = [r["contact_id"] for r in rows]
     await conn.execute(
         "UPDATE attempts SET state = 'final', outcome = 'answered', disposition = 'completed',"
         " next_action = 'done', finalised_at = now() WHERE id = ANY($1)",
@@ -93,13 +120,16 @@ async def settle(conn: Any, rows: list[Any]) -> None:
     await conn.execute(
         "UPDATE contacts SET state = 'done', lease_owner = NULL, lease_expires_at = NULL"
         " WHERE id = ANY($1)",
-        [r["contact_id"] for r in rows],
+        contacts,
     )
 
 
-async def bench(admin_dsn: str, size: int, rounds: int, batch: int) -> dict[str, float]:
+async def bench(
+    admin_dsn: str, size: int, rounds: int, batch: int, statement: str | None = None
+) -> dict[str, float]:
+    """One size on a fresh database; `statement`: a baseline's claim statement."""
     dsn = await fresh_db(admin_dsn, f"dialler_bench_{size}")
-    conn = await asyncpg.connect(dsn)
+    conn = await connect(dsn)
     t0 = time.perf_counter()
     campaign = await load_campaign(conn, size)
     load_s = time.perf_counter() - t0
@@ -108,7 +138,7 @@ async def bench(admin_dsn: str, size: int, rounds: int, batch: int) -> dict[str,
     timed = 0.0
     for _ in range(rounds):
         t = time.perf_counter()
-        rows = await claim_once(conn, campaign, batch)
+        rows = await claim_once(conn, campaign, batch, statement)
         dt = time.perf_counter() - t
         timed += dt
         latencies.append(dt)
@@ -122,9 +152,16 @@ async def bench(admin_dsn: str, size: int, rounds: int, batch: int) -> dict[str,
         "claimed": claimed,
         "claims_per_s": claimed / timed,
         "p50_ms": statistics.median(latencies) * 1000,
-        "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
+        "p99_ms": latencies[max(int(len(latencies) * 0.99) - 1, 0)] * 1000,
         "max_ms": latencies[-1] * 1000,
     }
+
+
+def row(label: str, size: int, r: dict[str, float]) -> str:
+    return (
+        f"{label:>9} {size:>10} {r['load_s']:7.1f} {r['claims_per_s']:9.0f} {r['p50_ms']:7.2f} "
+        f"{r['p99_ms']:7.2f} {r['max_ms']:7.2f}"
+    )
 
 
 async def main() -> None:
@@ -133,21 +170,28 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--admin-dsn", default=LAB_ADMIN)
+    parser.add_argument("--baseline", metavar="REV", help="also run REV's claim statement")
     args = parser.parse_args()
+    baseline = statement_of(args.baseline) if args.baseline else None
     print(f"claim transaction, batch {args.batch}, {args.rounds} rounds per size")
     print(
-        f"{'contacts':>10} {'load s':>7} {'claims/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7}"
+        f"{'statement':>9} {'contacts':>10} {'load s':>7} {'claims/s':>9} {'p50 ms':>7} "
+        f"{'p99 ms':>7} {'max ms':>7}"
     )
-    base: float | None = None
+    smallest: float | None = None
     for size in args.sizes:
+        if baseline is not None:
+            old = await bench(args.admin_dsn, size, args.rounds, args.batch, baseline)
+            print(row(args.baseline[:9], size, old), flush=True)
         r = await bench(args.admin_dsn, size, args.rounds, args.batch)
-        base = base or r["p99_ms"]
-        print(
-            f"{size:>10} {r['load_s']:7.1f} {r['claims_per_s']:9.0f} {r['p50_ms']:7.2f} "
-            f"{r['p99_ms']:7.2f} {r['max_ms']:7.2f}   p99 x{r['p99_ms'] / base:.2f} "
-            f"of the smallest",
-            flush=True,
-        )
+        smallest = smallest or r["p99_ms"]
+        line = row("today", size, r) + f"   p99 x{r['p99_ms'] / smallest:.2f} of the smallest"
+        if baseline is not None:
+            line += (
+                f"; vs {args.baseline}: claims/s x{r['claims_per_s'] / old['claims_per_s']:.2f},"
+                f" p50 x{r['p50_ms'] / old['p50_ms']:.2f}"
+            )
+        print(line, flush=True)
 
 
 if __name__ == "__main__":

@@ -104,3 +104,55 @@ async def wait_for(condition: Any, what: str, timeout: float = 15.0) -> None:
 def call_of(attempt: uuid.UUID, *, placed: bool = True) -> TrackedCall:
     loop = asyncio.get_running_loop()
     return TrackedCall(str(attempt), 30.0, time.time(), loop.create_future(), placed=placed)
+
+
+def index_reads(plan: dict[str, Any], table: str) -> dict[str | None, dict[str, Any]]:
+    """Every read of `table` that ran in an `EXPLAIN (ANALYZE, FORMAT JSON)` plan, by the index
+    it went through (None: a sequential scan). A Bitmap Heap Scan's index is its Bitmap Index
+    Scan child's; nodes planned but never run (0 loops) are left out."""
+    nodes, stack = [], [plan]
+    while stack:
+        node = stack.pop()
+        nodes.append(node)
+        stack.extend(node.get("Plans", []))
+    run = [n for n in nodes if n.get("Actual Loops", 0) > 0]
+    reads: dict[str | None, dict[str, Any]] = {
+        n.get("Index Name"): n
+        for n in run
+        if n.get("Relation Name") == table
+        and n["Node Type"].endswith("Scan")
+        and n["Node Type"] != "Bitmap Heap Scan"
+    }
+    reads |= {
+        n["Index Name"]: n
+        for n in run
+        if n["Node Type"] == "Bitmap Index Scan" and n["Index Name"].startswith(table)
+    }
+    return reads
+
+
+class CountingConnection:
+    """A real connection that counts the statements sent through it."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.statements: list[str] = []
+
+    async def fetch(self, query: str, *args: Any) -> Any:
+        self.statements.append(query)
+        return await self.conn.fetch(query, *args)
+
+    async def fetchrow(self, query: str, *args: Any) -> Any:
+        self.statements.append(query)
+        return await self.conn.fetchrow(query, *args)
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        self.statements.append(query)
+        return await self.conn.fetchval(query, *args)
+
+    async def execute(self, query: str, *args: Any) -> Any:
+        self.statements.append(query)
+        return await self.conn.execute(query, *args)
+
+    def transaction(self, **options: Any) -> Any:
+        return self.conn.transaction(**options)

@@ -22,8 +22,8 @@ from dialler.api.server import make_app, start
 from dialler.config import Config, parse_config
 from dialler.engine.engine import Engine
 from dialler.report import FIXED, write_report
+from dialler.store.engine import CampaignClaim, claim_contacts
 from dialler.store.pool import create_pool
-from dialler.store.queries import load
 from dialler.triage import triage
 
 from ..support import free_port
@@ -930,17 +930,12 @@ async def test_suppression_cancels_waiting_contacts_and_blocks_claims(api: Api) 
         "WHERE phone_number = '+447700900123' AND campaign_id = $1",
         uuid.UUID(second),
     )
-    claimed = await api.fetch(
-        load("engine.sql")["claim_contacts"],
-        uuid.UUID(second),
-        10,
-        "test-daemon",
-        60.0,
-        [NUMBERS[0]],
-        ["lab"],
-        ["pbx"],
-    )
-    assert [row["phone_number"] for row in claimed] == ["+447700900124"]
+    async with api.pool.acquire() as conn:
+        offer = CampaignClaim(
+            uuid.UUID(second), 60.0, [NUMBERS[0]] * 10, ["lab"] * 10, ["pbx"] * 10
+        )
+        claimed = await claim_contacts(conn, "test-daemon", [offer])
+    assert [c.phone_number for c in claimed[uuid.UUID(second)]] == ["+447700900124"]
 
     again = await api.ok(
         "POST", "/v1/suppressions", 200, json_body={"phone_number": "+447700900123"}

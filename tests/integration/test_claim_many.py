@@ -1,12 +1,13 @@
-"""The batch claim (`store.engine.claim_contacts_many`, issue 12: many campaigns claimed in one
+"""The batch claim (`store.engine.claim_contacts`, issue 12: many campaigns claimed in one
 statement) on a real PostgreSQL: each campaign takes at most its share, only due contacts,
 never a suppressed number, a callback's dial uses no attempt, every dial gets the caller ID,
 carrier and Asterisk server dealt to it — and two daemons claiming at once never take the
-same contact."""
+same contact; the claim of a big campaign reads only what it takes."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from typing import Any
 
@@ -15,6 +16,9 @@ import pytest
 
 from dialler.store import engine as store
 from dialler.store.engine import CampaignClaim, Claimed
+from dialler.store.queries import load
+
+from ..support import index_reads
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +67,7 @@ async def test_each_campaign_takes_its_share_of_due_contacts_in_one_statement(co
     )
     later = await campaign(conn, [("+447700900301", "pending", 3600)])  # not due yet
 
-    got = await store.claim_contacts_many(
+    got = await store.claim_contacts(
         conn, "d1", [claim(first, 2, "pbx"), claim(second, 3, "pbx-2"), claim(later, 2)]
     )
 
@@ -105,7 +109,7 @@ async def test_two_daemons_claiming_at_once_never_take_the_same_contact(db_dsn: 
         try:
             for _ in range(30):
                 async with connection.transaction():
-                    got = await store.claim_contacts_many(
+                    got = await store.claim_contacts(
                         connection, name, [claim(c, 3) for c in campaigns]
                     )
                 taken += [c.contact_id for claimed in got.values() for c in claimed]
@@ -130,9 +134,45 @@ async def test_equally_due_contacts_are_claimed_in_file_order(conn: Any) -> None
         "FROM generate_series(40, 2, -1) AS i",
         first,
     )
-    got = await store.claim_contacts_many(conn, "d1", [claim(first, 3)])
+    got = await store.claim_contacts(conn, "d1", [claim(first, 3)])
     assert [c.phone_number for c in got[first]] == [
         "+447700900502",
         "+447700900503",
         "+447700900504",
     ]
+
+
+async def test_a_claim_of_30_from_100k_due_contacts_reads_30_index_entries(conn: Any) -> None:
+    # The planner guesses a per-campaign LIMIT at a tenth of the table; joined to contacts, that
+    # guess once made every claim read the whole table. The claim must find its rows by key.
+    first = await campaign(conn, [])
+    await conn.execute(
+        "INSERT INTO contacts (campaign_id, phone_number, next_due_at, line_number)"
+        " SELECT $1, '+4477' || lpad(n::text, 9, '0'), now() - n * interval '1 ms', n"
+        " FROM generate_series(1, 100000) AS n",
+        first,
+    )
+    await conn.execute("ANALYZE contacts")
+    tx = conn.transaction()
+    await tx.start()
+    try:
+        plan_json = await conn.fetchval(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + load("engine.sql")["claim_contacts"],
+            [first],
+            [30],
+            "d1",
+            [60.0],
+            CALLERS[:1] * 30,
+            ["lab"] * 30,
+            ["pbx"] * 30,
+            [1],
+            [False],
+            [],
+            [],
+        )
+    finally:
+        await tx.rollback()
+    reads = index_reads(json.loads(plan_json)[0]["Plan"], "contacts")
+    assert set(reads) == {"contacts_due_idx", "contacts_pkey"}, reads  # no sequential scan
+    assert reads["contacts_due_idx"]["Actual Rows"] == 30
+    assert reads["contacts_pkey"]["Actual Rows"] == 30

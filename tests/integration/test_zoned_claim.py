@@ -22,9 +22,22 @@ from dialler.domain.zones import CAMPAIGN_ZONE_KEY
 from dialler.engine.engine import Engine
 from dialler.store import Pool
 from dialler.store import engine as store
+from dialler.store.engine import CampaignClaim, Claimed
 from dialler.store.queries import load
 
+from ..support import CountingConnection, index_reads
+
 pytestmark = pytest.mark.integration
+
+
+async def claim(
+    conn: Any, campaign_id: uuid.UUID, n: int, daemon: str, keys: list[str] | None
+) -> list[Claimed]:
+    """The engine's claim statement for this one campaign: up to `n` dials (one caller ID,
+    carrier `lab`, server `pbx` each), within the open zone `keys` (None: one window)."""
+    one = CampaignClaim(campaign_id, 60.0, ["+441632960001"] * n, ["lab"] * n, ["pbx"] * n, keys)
+    return (await store.claim_contacts(conn, daemon, [one])).get(campaign_id, [])
+
 
 ALL_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 #: Every zone a Russian mobile number may be in: no 09:00-17:00 weekday moment in common.
@@ -33,30 +46,6 @@ RUSSIA = (
     "Asia/Novosibirsk Asia/Omsk Asia/Sakhalin Asia/Srednekolymsk Asia/Vladivostok "
     "Asia/Yakutsk Asia/Yekaterinburg Europe/Kaliningrad Europe/Moscow Europe/Samara"
 )
-
-
-class CountingConnection:
-    """A real connection that counts the statements sent through it."""
-
-    def __init__(self, conn: Any) -> None:
-        self.conn = conn
-        self.statements: list[str] = []
-
-    async def fetch(self, query: str, *args: Any) -> Any:
-        self.statements.append(query)
-        return await self.conn.fetch(query, *args)
-
-    async def fetchrow(self, query: str, *args: Any) -> Any:
-        self.statements.append(query)
-        return await self.conn.fetchrow(query, *args)
-
-    async def fetchval(self, query: str, *args: Any) -> Any:
-        self.statements.append(query)
-        return await self.conn.fetchval(query, *args)
-
-    async def execute(self, query: str, *args: Any) -> Any:
-        self.statements.append(query)
-        return await self.conn.execute(query, *args)
 
 
 def etc_zone(offset: int) -> str:
@@ -135,9 +124,7 @@ async def test_only_contacts_whose_zones_are_open_now_are_claimed_in_one_stateme
         keys = await engine._open_zone_keys(counted, rules)
         assert keys == [open_zone]
         assert len(counted.statements) == 1  # the zone keys: a loose index scan
-        claimed = await store.claim_contacts(
-            counted, campaign_id, 10, "daemon-z", 60.0, ["+441632960001"], ["lab"], ["pbx"], keys
-        )
+        claimed = await claim(counted, campaign_id, 10, "daemon-z", keys)
     assert len(counted.statements) == 2  # the claim itself: one statement
     assert sorted(c.phone_number for c in claimed) == sorted(callable_now)
     assert {(c.attempt_number, c.attempts_used, c.carrier) for c in claimed} == {(1, 1, "lab")}
@@ -159,9 +146,7 @@ async def test_only_contacts_whose_zones_are_open_now_are_claimed_in_one_stateme
     # Nothing open: nothing claimed, and no statement sent for it.
     async with conn.transaction():
         counted = CountingConnection(conn)
-        none = await store.claim_contacts(
-            counted, campaign_id, 10, "daemon-z", 60.0, ["+441632960001"], ["lab"], ["pbx"], []
-        )
+        none = await claim(counted, campaign_id, 10, "daemon-z", [])
     assert none == [] and counted.statements == []
 
 
@@ -176,9 +161,7 @@ async def test_a_campaign_on_its_own_window_claims_any_due_contact(
     assert not rules.per_contact and engine._dialable_now(rules, datetime.now(UTC))
     async with conn.transaction():
         keys = await engine._open_zone_keys(conn, rules)
-        claimed = await store.claim_contacts(
-            conn, campaign_id, 10, "daemon-z", 60.0, ["+441632960001"], ["lab"], ["pbx"], keys
-        )
+        claimed = await claim(conn, campaign_id, 10, "daemon-z", keys)
     assert keys is None and len(claimed) == 2
 
 
@@ -190,15 +173,14 @@ async def test_two_daemons_claiming_at_once_never_take_the_same_contact(
     await add_contacts(conn, campaign_id, "Europe/London", 15)
     await add_contacts(conn, campaign_id, "Australia/Sydney", 10)  # closed: never taken
     keys = ["America/New_York", "Europe/London"]
-    caller = (["+441632960001"], ["lab"], ["pbx"])
     other = await asyncpg.connect(db_dsn)
     try:
         first_tx, second_tx = conn.transaction(), other.transaction()
         await first_tx.start()
         await second_tx.start()
         try:
-            first = await store.claim_contacts(conn, campaign_id, 30, "a", 60.0, *caller, keys)
-            second = await store.claim_contacts(other, campaign_id, 30, "b", 60.0, *caller, keys)
+            first = await claim(conn, campaign_id, 30, "a", keys)
+            second = await claim(other, campaign_id, 30, "b", keys)
         finally:
             await first_tx.commit()
             await second_tx.commit()
@@ -207,7 +189,7 @@ async def test_two_daemons_claiming_at_once_never_take_the_same_contact(
         # first commits. In the engine the campaign's row lock serialises its claimers.)
         assert len(first) == 30 and len(second) <= 10
         assert not {c.contact_id for c in first} & {c.contact_id for c in second}
-        third = await store.claim_contacts(other, campaign_id, 30, "b", 60.0, *caller, keys)
+        third = await claim(other, campaign_id, 30, "b", keys)
     finally:
         await other.close()
     assert len(first) + len(second) + len(third) == 40
@@ -216,13 +198,6 @@ async def test_two_daemons_claiming_at_once_never_take_the_same_contact(
         campaign_id,
     )
     assert [(r["zone_key"], r["state"]) for r in left] == [("Australia/Sydney", "pending")] * 10
-
-
-def _nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
-    found = [plan]
-    for child in plan.get("Plans", []):
-        found.extend(_nodes(child))
-    return found
 
 
 async def test_the_zoned_claim_reads_only_the_open_groups_of_100k_contacts(conn: Any) -> None:
@@ -244,19 +219,22 @@ async def test_the_zoned_claim_reads_only_the_open_groups_of_100k_contacts(conn:
         campaign_id,
     )
     await conn.execute("ANALYZE contacts")
-    claim = load("engine.sql")["claim_contacts_zoned"]
+    statement = load("engine.sql")["claim_contacts"]
     tx = conn.transaction()
     await tx.start()
     try:
         plan_json = await conn.fetchval(
-            "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + claim,
-            campaign_id,
-            30,
+            "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + statement,
+            [campaign_id],
+            [30],
             "daemon-z",
-            60.0,
-            ["+441632960001"],
-            ["lab"],
-            ["pbx"],
+            [60.0],
+            ["+441632960001"] * 30,
+            ["lab"] * 30,
+            ["pbx"] * 30,
+            [1],
+            [True],
+            [campaign_id],
             ["America/New_York"],
         )
         claimed_zones = await conn.fetch(
@@ -267,17 +245,13 @@ async def test_the_zoned_claim_reads_only_the_open_groups_of_100k_contacts(conn:
     finally:
         await tx.rollback()
     plan = json.loads(plan_json)[0]["Plan"]
-    scans = {
-        node.get("Index Name"): node
-        for node in _nodes(plan)
-        if node.get("Relation Name") == "contacts" and "Scan" in node["Node Type"]
-    }
+    reads = index_reads(plan, "contacts")  # (the one-window branch is planned, never run)
     # The due step: the open key's range of contacts_zone_due_idx, stopped after the limit;
-    # the UPDATE finds each claimed row by its key. No other read of contacts at all.
-    assert set(scans) == {"contacts_zone_due_idx", "contacts_pkey"}, plan
-    due = scans["contacts_zone_due_idx"]
+    # the UPDATE finds the claimed rows by their key. No other read of contacts at all.
+    assert set(reads) == {"contacts_zone_due_idx", "contacts_pkey"}, plan
+    due = reads["contacts_zone_due_idx"]
     assert (due["Node Type"], due["Actual Rows"], due["Actual Loops"]) == ("Index Scan", 30, 1)
-    assert scans["contacts_pkey"]["Actual Loops"] == 30
+    assert reads["contacts_pkey"]["Actual Rows"] == 30
     assert [(r["zone_key"], r["n"]) for r in claimed_zones] == [("America/New_York", 30)]
 
 

@@ -115,6 +115,16 @@ class Dial:
     asterisk: str  # the server it goes through (dealt at the claim)
 
 
+@dataclass(frozen=True, slots=True)
+class _Offer:
+    """What one campaign of a claim batch may claim: the caller IDs dealt to it (with their
+    carriers), and for a campaign whose window is read per contact, the zone keys open now."""
+
+    rules: CampaignRules
+    caller_ids: list[tuple[str, str]]
+    zone_keys: list[str] | None
+
+
 class Engine:
     def __init__(
         self,
@@ -292,9 +302,9 @@ class Engine:
         free places counted; the fleet and the carriers' room are read once (`_free_workers`,
         `_carrier_room`: their locks are held to the commit). Each campaign is offered up to
         its free places — or its due contacts, `hints`, if fewer — from the slots and room
-        left, in turn; then one statement claims for them all (`claim_contacts_many`), and a
-        campaign whose window is read per contact claims on its own (`_claim_one`). Bounds as
-        exact as one claim per transaction, for a few statements per batch."""
+        left, in turn (a campaign whose window is read per contact, within the zone keys open
+        now); then one statement claims for them all (`claim_contacts`). Bounds as exact as one
+        claim per transaction, for a few statements per batch."""
         poll = self.config.scheduler.poll_interval
         delay = poll
         dials: list[Dial] = []
@@ -315,9 +325,7 @@ class Engine:
                     return [], poll  # no bot free: never dial
                 room = await self._carrier_room(conn)
                 caller_ids = await store.campaigns_caller_ids(conn, list(wanted))
-                offers, delay = await self._offer(
-                    conn, batch, wanted, slots, room, caller_ids, tracker, dials
-                )
+                offers, delay = await self._offer(conn, batch, wanted, slots, room, caller_ids)
                 if offers:
                     new, got_all = await self._claim_offers(conn, offers, tracker)
                     self._take(new, tracker, dials)
@@ -349,37 +357,27 @@ class Engine:
         slots: int,
         room: dict[str, int],
         caller_ids: Mapping[uuid.UUID, list[store.CallerId]],
-        tracker: Servers,
-        dials: list[Dial],
-    ) -> tuple[list[tuple[CampaignRules, list[tuple[str, str]]]], float]:
+    ) -> tuple[list[_Offer], float]:
         """Deal each campaign of the batch, in turn, caller IDs for up to its wanted dials from
-        the fleet's `slots` and the carriers' `room` left (decremented); a campaign whose window
-        is read per contact claims at once (its own statement, its dials into `dials`). The
-        offers for `_claim_offers`, and how soon claiming again is worth it."""
+        the fleet's `slots` and the carriers' `room` left (decremented); a campaign whose
+        window is read per contact is offered only with a zone key open. The offers for
+        `_claim_offers`, and how soon claiming again is worth it (pacing)."""
         delay = self.config.scheduler.poll_interval
-        offers: list[tuple[CampaignRules, list[tuple[str, str]]]] = []
+        offers: list[_Offer] = []
         for rules in batch:
             free = min(wanted.get(rules.id, 0), slots)
             if free <= 0:
                 continue
+            zone_keys = await self._open_zone_keys(conn, rules)
+            if zone_keys is not None and not zone_keys:
+                continue  # none of its contacts' zones is open now
             numbers = [(n.number, n.carrier) for n in caller_ids.get(rules.id, [])]
-            if not rules.per_contact:
-                offered = deal_caller_ids(numbers, room, free)
-                if offered:
-                    offers.append((rules, offered))
-                    slots -= len(offered)
-                else:
-                    delay = min(delay, self._pacing_delay(numbers))
-                continue
-            one = await self._claim_one(conn, rules, tracker, numbers, room, free)
-            if one is None:
+            offered = deal_caller_ids(numbers, room, free)
+            if offered:
+                offers.append(_Offer(rules, offered, zone_keys))
+                slots -= len(offered)
+            else:
                 delay = min(delay, self._pacing_delay(numbers))
-                continue
-            new, got_all = one
-            self._take(new, tracker, dials)
-            slots -= len(new)
-            if got_all:
-                delay = 0.0  # it took all it asked for: more may be due
         return offers, delay
 
     def _take(self, new: list[Dial], tracker: Servers, dials: list[Dial]) -> None:
@@ -390,34 +388,33 @@ class Engine:
         tracker.reserve((d.attempt_id, d.asterisk) for d in new)
 
     async def _claim_offers(
-        self,
-        conn: Connection,
-        offers: list[tuple[CampaignRules, list[tuple[str, str]]]],
-        tracker: Servers,
+        self, conn: Connection, offers: list[_Offer], tracker: Servers
     ) -> tuple[list[Dial], bool]:
         """Claim what each campaign was offered (caller IDs dealt), in one statement, after
         one deal of Asterisk servers for them all (offers past the servers' caps are dropped,
         the last first); the dials, and whether some campaign got all it was offered."""
-        dealt, asterisk = self._deal_servers(tracker, [d for _r, offer in offers for d in offer])
+        dealt, asterisk = self._deal_servers(tracker, [d for o in offers for d in o.caller_ids])
         margin = self.config.scheduler.dial_margin
         claims: list[store.CampaignClaim] = []
-        for rules, offer in offers:
-            part = offer[: len(dealt) - sum(len(c.caller_ids) for c in claims)]
+        start = 0
+        for offer in offers:
+            part = offer.caller_ids[: len(dealt) - start]
             if not part:
                 break  # every Asterisk up is at its channel cap
-            start = sum(len(c.caller_ids) for c in claims)
             claims.append(
                 store.CampaignClaim(
-                    rules.id,
-                    rules.ring_timeout + margin,
+                    offer.rules.id,
+                    offer.rules.ring_timeout + margin,
                     [n for n, _c in part],
                     [c for _n, c in part],
                     asterisk[start : start + len(part)],
+                    offer.zone_keys,
                 )
             )
+            start += len(part)
         if not claims:
             return [], False
-        claimed = await store.claim_contacts_many(conn, self.daemon_id, claims)
+        claimed = await store.claim_contacts(conn, self.daemon_id, claims)
         dials: list[Dial] = []
         got_all = False
         for claim in claims:
@@ -438,57 +435,6 @@ class Engine:
                 for c in rows
             )
         return dials, got_all
-
-    async def _claim_one(
-        self,
-        conn: Connection,
-        rules: CampaignRules,
-        tracker: Servers,
-        numbers: list[tuple[str, str]],
-        room: dict[str, int],
-        free: int,
-    ) -> tuple[list[Dial], bool] | None:
-        """One campaign's part of a batch claim: up to `free` dials within the carriers'
-        `room` (decremented by what it claims); None when no carrier has room (pacing), else
-        the dials and whether it got all it asked for."""
-        offered = deal_caller_ids(numbers, room, free)
-        if not offered:
-            return None
-        dealt, asterisk = self._deal_servers(tracker, offered)
-        if not dealt:
-            for _number, carrier in offered:
-                room[carrier] += 1
-            return [], False  # every Asterisk up is at its channel cap
-        deadline = rules.ring_timeout + self.config.scheduler.dial_margin
-        claimed = await store.claim_contacts(
-            conn,
-            rules.id,
-            len(dealt),
-            self.daemon_id,
-            deadline,
-            [d[0] for d in dealt],
-            [d[1] for d in dealt],
-            asterisk,
-            zone_keys=await self._open_zone_keys(conn, rules),
-        )
-        # The claim takes the first dealt caller IDs; the rest of the room is still there.
-        for _number, carrier in offered[len(claimed) :]:
-            room[carrier] += 1
-        dials = [
-            Dial(
-                c.id,
-                c.contact_id,
-                rules.id,
-                c.phone_number,
-                c.caller_id,
-                c.carrier,
-                c.attempts_used,
-                c.counts_toward_max,
-                c.asterisk,
-            )
-            for c in claimed
-        ]
-        return dials, len(claimed) == len(dealt)
 
     async def _free_workers(self, conn: Connection) -> list[WorkerFree]:
         """Lock the fleet and count its free slots (claims and test calls): slots reserved

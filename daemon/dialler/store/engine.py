@@ -33,7 +33,6 @@ __all__ = [
     "campaigns_in_flight",
     "carriers_in_flight",
     "claim_contacts",
-    "claim_contacts_many",
     "claimable_campaigns",
     "complete_finished_campaigns",
     "daemons_of_host",
@@ -270,41 +269,6 @@ async def carriers_in_flight(conn: Connection) -> dict[str, int]:
     return {r["carrier"]: r["n"] for r in await conn.fetch(_Q["carriers_in_flight"])}
 
 
-async def claim_contacts(
-    conn: Connection,
-    campaign_id: uuid.UUID,
-    limit: int,
-    daemon_id: str,
-    lease: float,
-    caller_ids: Sequence[str],
-    carriers: Sequence[str],
-    asterisk: Sequence[str],
-    zone_keys: Sequence[str] | None = None,
-) -> list[Claimed]:
-    """Claim up to `limit` due contacts and create their attempts (`dialing`, leased for
-    `lease` s), caller IDs and their carriers dealt round robin, and the Asterisk servers
-    `asterisk` (one per dial, in order) too.
-
-    With `zone_keys` (a campaign whose window is read per contact), only contacts whose zone
-    key is one of them — the keys open now — are claimed (`claim_contacts_zoned`); none open
-    claims nothing, without a round trip."""
-    if zone_keys is not None and not zone_keys:
-        return []
-    zoned = () if zone_keys is None else (list(zone_keys),)
-    rows = await conn.fetch(
-        _Q["claim_contacts" if zone_keys is None else "claim_contacts_zoned"],
-        campaign_id,
-        limit,
-        daemon_id,
-        lease,
-        list(caller_ids),
-        list(carriers),
-        list(asterisk),
-        *zoned,
-    )
-    return [_claimed(r) for r in rows]
-
-
 def _claimed(r: Record) -> Claimed:
     return Claimed(
         r["id"],
@@ -500,27 +464,35 @@ async def claimable_campaigns(conn: Connection) -> dict[uuid.UUID, int]:
 
 @dataclass(frozen=True, slots=True)
 class CampaignClaim:
-    """One campaign's part of `claim_contacts_many`: up to one dial per caller ID given."""
+    """One campaign's part of `claim_contacts`: up to one dial per caller ID given (with its
+    carrier and Asterisk server, in order). `zone_keys`: for a campaign whose window is read
+    per contact, the zone keys open now — only contacts with one of them are claimed; None for
+    a campaign with one window."""
 
     campaign_id: uuid.UUID
     lease: float  # seconds
     caller_ids: Sequence[str]
     carriers: Sequence[str]
     asterisk: Sequence[str]
+    zone_keys: Sequence[str] | None = None
 
 
-async def claim_contacts_many(
+async def claim_contacts(
     conn: Connection, daemon_id: str, claims: Sequence[CampaignClaim]
 ) -> dict[uuid.UUID, list[Claimed]]:
-    """`claim_contacts` for many campaigns in one statement: each claims up to as many due
-    contacts as it has caller IDs dealt (its carriers and servers alongside, in order); the
-    claimed, by campaign (absent: none)."""
+    """Claim due contacts for many campaigns in one statement and create their attempts
+    (`dialing`, leased): each claims up to as many as it has caller IDs dealt; the claimed, by
+    campaign (absent: none). A per-contact campaign with no zone key open claims nothing."""
+    claims = [c for c in claims if c.caller_ids and (c.zone_keys is None or c.zone_keys)]
+    if not claims:
+        return {}
     firsts, position = [], 1
     for claim in claims:
         firsts.append(position)
         position += len(claim.caller_ids)
+    keyed = [(c.campaign_id, k) for c in claims for k in c.zone_keys or ()]
     rows = await conn.fetch(
-        _Q["claim_contacts_many"],
+        _Q["claim_contacts"],
         [c.campaign_id for c in claims],
         [len(c.caller_ids) for c in claims],
         daemon_id,
@@ -529,6 +501,9 @@ async def claim_contacts_many(
         [n for c in claims for n in c.carriers],
         [n for c in claims for n in c.asterisk],
         firsts,
+        [c.zone_keys is not None for c in claims],
+        [campaign for campaign, _key in keyed],
+        [key for _campaign, key in keyed],
     )
     claimed: dict[uuid.UUID, list[Claimed]] = {}
     for r in rows:

@@ -44,137 +44,14 @@ SELECT c.id, c.state, c.cancelled_at, c.window_start, c.window_end, c.window_day
        c.window_per_contact
 FROM campaigns c WHERE c.id = $1
 
--- name: lock_campaign_for_claim
--- Serialises the claimers of one campaign (across daemons) for the length of the claim
--- transaction, so the in-flight count read next cannot be raced past `concurrency`.
-SELECT concurrency FROM campaigns
-WHERE id = $1 AND state = 'running' AND cancelled_at IS NULL
-FOR UPDATE
-
--- name: campaign_in_flight
-SELECT count(*) FROM contacts
-WHERE campaign_id = $1 AND state IN ('dialing', 'connected', 'wrapping')
-
 -- name: carriers_in_flight
 -- Open attempts per carrier, across campaigns and daemons (partial index on open attempts).
 SELECT carrier, count(*) AS n FROM attempts
 WHERE state <> 'final' AND carrier IS NOT NULL
 GROUP BY carrier
 
--- name: campaign_caller_ids
--- The campaign's enabled caller IDs, least recently used first.
-SELECT n.number, n.carrier
-FROM campaign_numbers cn JOIN numbers n ON n.number = cn.number
-WHERE cn.campaign_id = $1 AND n.enabled
-ORDER BY n.last_used_at NULLS FIRST, n.number
-
--- name: claim_contacts
--- Claims up to $2 due contacts of campaign $1 and creates one attempt each, in one statement.
--- FOR UPDATE SKIP LOCKED: several daemons claim from one campaign without blocking each other
--- and never take the same contact; contacts_due_idx (partial, waiting states) serves the scan.
--- Suppressed numbers are never claimed. A callback's dial does not count toward max_attempts.
--- Caller IDs ($5) and their carriers ($6) are dealt round robin over the claimed rows, and so
--- are the Asterisk servers ($7, one per dial: the engine deals them least loaded first).
--- dialled_at is set here: the originate is sent right after commit, and for recovery an
--- attempt that exists counts as "may have been dialled" (at-most-once).
-WITH due AS (
-    SELECT ct.id, ct.state AS prev_state
-    FROM contacts ct
-    WHERE ct.campaign_id = $1
-      AND ct.state IN ('pending', 'retry_scheduled', 'callback_scheduled')
-      AND ct.next_due_at <= now()
-      AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.phone_number = ct.phone_number)
-    ORDER BY ct.next_due_at, ct.line_number
-    LIMIT $2
-    FOR UPDATE SKIP LOCKED
-), claimed AS (
-    UPDATE contacts c
-    SET state = 'dialing', lease_owner = $3,
-        lease_expires_at = now() + make_interval(secs => $4),
-        attempts_used = c.attempts_used + (due.prev_state <> 'callback_scheduled')::int
-    FROM due WHERE c.id = due.id
-    RETURNING c.id, c.phone_number, c.attempts_used, c.variables, due.prev_state
-), numbered AS (
-    SELECT claimed.*, row_number() OVER () AS rn FROM claimed
-), inserted AS (
-    INSERT INTO attempts (id, contact_id, campaign_id, attempt_number, counts_toward_max,
-                          caller_id, carrier, asterisk, daemon_id, state, dialled_at,
-                          deadline_at)
-    SELECT gen_random_uuid(), n.id, $1,
-           (SELECT coalesce(max(a.attempt_number), 0) + 1
-              FROM attempts a WHERE a.contact_id = n.id),
-           n.prev_state <> 'callback_scheduled',
-           ($5::text[])[1 + (n.rn - 1) % cardinality($5::text[])],
-           ($6::text[])[1 + (n.rn - 1) % cardinality($6::text[])],
-           ($7::text[])[1 + (n.rn - 1) % cardinality($7::text[])],
-           $3, 'dialing', now(), now() + make_interval(secs => $4)
-    FROM numbered n
-    RETURNING id, contact_id, attempt_number, caller_id, carrier, asterisk, counts_toward_max
-)
-SELECT i.id, i.contact_id, i.attempt_number, i.caller_id, i.carrier, i.asterisk,
-       i.counts_toward_max, n.phone_number, n.attempts_used
-FROM inserted i JOIN numbered n ON n.id = i.contact_id
-
--- name: claim_contacts_zoned
--- claim_contacts for a campaign whose window is read per contact (CONTRACT, "Campaign window
--- per contact"): only due contacts whose zone key is one of $8 (the keys open now, worked out
--- by the scheduler: one window check per key, domain/zones.py) — '' stands for the campaign's
--- own zone and is in $8 when that zone is open. One index range per open key on
--- contacts_zone_due_idx (campaign_id, zone_key, next_due_at), each read in due order and
--- stopped after $2 rows, then merged: a closed zone's due contacts (a whole national list, at
--- night in its west) are never read. FOR UPDATE SKIP LOCKED inside each range; a range's rows
--- past the final LIMIT stay locked (not claimed) until commit, which other claimers skip.
--- From `claimed` on, the statement is claim_contacts' own, word for word: keep them so.
-WITH due AS (
-    SELECT d.id, d.prev_state
-    FROM unnest($8::text[]) AS k(zone_key)
-    CROSS JOIN LATERAL (
-        SELECT ct.id, ct.state AS prev_state, ct.next_due_at, ct.line_number
-        FROM contacts ct
-        WHERE ct.campaign_id = $1
-          AND ct.zone_key = k.zone_key
-          AND ct.state IN ('pending', 'retry_scheduled', 'callback_scheduled')
-          AND ct.next_due_at <= now()
-          AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.phone_number = ct.phone_number)
-        ORDER BY ct.next_due_at, ct.line_number
-        LIMIT $2
-        FOR UPDATE SKIP LOCKED
-    ) AS d
-    ORDER BY d.next_due_at, d.line_number
-    LIMIT $2
-), claimed AS (
-    UPDATE contacts c
-    SET state = 'dialing', lease_owner = $3,
-        lease_expires_at = now() + make_interval(secs => $4),
-        attempts_used = c.attempts_used + (due.prev_state <> 'callback_scheduled')::int
-    FROM due WHERE c.id = due.id
-    RETURNING c.id, c.phone_number, c.attempts_used, c.variables, due.prev_state
-), numbered AS (
-    SELECT claimed.*, row_number() OVER () AS rn FROM claimed
-), inserted AS (
-    INSERT INTO attempts (id, contact_id, campaign_id, attempt_number, counts_toward_max,
-                          caller_id, carrier, asterisk, daemon_id, state, dialled_at,
-                          deadline_at)
-    SELECT gen_random_uuid(), n.id, $1,
-           (SELECT coalesce(max(a.attempt_number), 0) + 1
-              FROM attempts a WHERE a.contact_id = n.id),
-           n.prev_state <> 'callback_scheduled',
-           ($5::text[])[1 + (n.rn - 1) % cardinality($5::text[])],
-           ($6::text[])[1 + (n.rn - 1) % cardinality($6::text[])],
-           ($7::text[])[1 + (n.rn - 1) % cardinality($7::text[])],
-           $3, 'dialing', now(), now() + make_interval(secs => $4)
-    FROM numbered n
-    RETURNING id, contact_id, attempt_number, caller_id, carrier, asterisk, counts_toward_max
-)
-SELECT i.id, i.contact_id, i.attempt_number, i.caller_id, i.carrier, i.asterisk,
-       i.counts_toward_max, n.phone_number, n.attempts_used
-FROM inserted i JOIN numbered n ON n.id = i.contact_id
-
 -- name: touch_numbers
 UPDATE numbers SET last_used_at = now() WHERE number = ANY($1::text[])
-
--- name: mark_campaign_dialled
-UPDATE campaigns SET last_dial_at = now() WHERE id = $1
 
 -- name: unclaim
 -- The originate was never sent (AMI down between claim and send): as if never claimed.
@@ -325,23 +202,23 @@ CROSS JOIN LATERAL (
 WHERE c.state = 'running' AND c.cancelled_at IS NULL AND d.n > 0
 
 -- name: lock_campaigns_for_claim
--- lock_campaign_for_claim for a batch of campaigns claimed in one transaction: the running
--- ones of $1, locked in id order (two daemons claiming overlapping batches never deadlock),
--- with their concurrency.
+-- Serialises the claimers of a batch of campaigns (across daemons) for the length of the claim
+-- transaction, so the in-flight counts read next cannot be raced past `concurrency`: the
+-- running ones of $1, locked in id order (two daemons claiming overlapping batches never
+-- deadlock), with their concurrency.
 SELECT id, concurrency FROM campaigns
 WHERE id = ANY($1::uuid[]) AND state = 'running' AND cancelled_at IS NULL
 ORDER BY id
 FOR UPDATE
 
 -- name: campaigns_in_flight
--- campaign_in_flight for a batch of campaigns (absent: none in flight).
+-- Each campaign's contacts in a call now (absent: none in flight).
 SELECT campaign_id, count(*) AS n FROM contacts
 WHERE campaign_id = ANY($1::uuid[]) AND state IN ('dialing', 'connected', 'wrapping')
 GROUP BY campaign_id
 
 -- name: campaigns_caller_ids
--- campaign_caller_ids for a batch of campaigns: each one's enabled caller IDs, least recently
--- used first.
+-- Each campaign's enabled caller IDs, least recently used first.
 SELECT cn.campaign_id, n.number, n.carrier
 FROM campaign_numbers cn JOIN numbers n ON n.number = cn.number
 WHERE cn.campaign_id = ANY($1::uuid[]) AND n.enabled
@@ -362,22 +239,39 @@ WHERE a.id = ANY($1::uuid[]) AND a.state <> 'final'
 ORDER BY a.id
 FOR UPDATE OF a
 
--- name: claim_contacts_many
--- claim_contacts for a batch of campaigns in one statement (issue 12: 1,000 campaigns dialled
--- within seconds): campaign $1[i] claims up to $2[i] due contacts, leased $4[i] seconds; its
--- dials' caller IDs, carriers and Asterisk servers are $5, $6, $7 from position $8[i] on, one
--- per dial. Per campaign it is claim_contacts' statement (the same due scan on
--- contacts_due_idx with FOR UPDATE SKIP LOCKED, suppressions skipped, a callback's dial not
--- counted, dialled_at now): keep the two alike. Campaigns whose window is read per contact
--- claim through claim_contacts_zoned, one statement each.
+-- name: claim_contacts
+-- The claim: for a batch of campaigns in one statement (issue 12: 1,000 campaigns dialled
+-- within seconds), campaign $1[i] claims up to $2[i] due contacts and creates one attempt
+-- each, leased $4[i] seconds; its dials' caller IDs, carriers and Asterisk servers are $5, $6,
+-- $7 from position $8[i] on, one per dial (the engine deals caller IDs round robin and servers
+-- least loaded first).
+--
+-- Which contacts: due ones in due order, then file order (a whole import is due at one
+-- instant, and its lines are dialled as listed), never a suppressed number. FOR UPDATE SKIP
+-- LOCKED: several daemons claim from one campaign without blocking each other and never take
+-- the same contact.
+-- * A campaign with one window ($9[i] false) walks contacts_due_idx (partial: waiting states).
+-- * A campaign whose window is read per contact ($9[i] true; CONTRACT, "Campaign window per
+--   contact") claims only contacts whose zone key is open now: the pairs ($10[j], $11[j]) list
+--   its open keys (worked out by the scheduler, one window check per key, domain/zones.py;
+--   '' stands for the campaign's own zone). One contacts_zone_due_idx range per open key, each
+--   read in due order and stopped after $2[i] rows, then merged: a closed zone's due contacts
+--   (a whole national list, at night in its west) are never read. A range's rows past the
+--   merge's LIMIT stay locked (not claimed) until commit, which other claimers skip.
+-- A callback's dial does not count toward max_attempts. dialled_at is set here: the Originate
+-- is sent right after commit, and for recovery an attempt that exists counts as "may have been
+-- dialled" (at-most-once).
 WITH req AS (
-    SELECT * FROM unnest($1::uuid[], $2::int[], $4::float8[], $8::int[])
-        AS r(campaign_id, n, lease, first)
+    SELECT * FROM unnest($1::uuid[], $2::int[], $4::float8[], $8::int[], $9::bool[])
+        AS r(campaign_id, n, lease, first, zoned)
+), open_key AS (
+    SELECT * FROM unnest($10::uuid[], $11::text[]) AS k(campaign_id, zone_key)
 ), due AS (
-    SELECT d.id, d.prev_state, req.campaign_id, req.lease, req.first
+    SELECT d.id, d.prev_state, d.next_due_at, d.line_number, req.campaign_id, req.lease,
+           req.first
     FROM req
     CROSS JOIN LATERAL (
-        SELECT ct.id, ct.state AS prev_state
+        SELECT ct.id, ct.state AS prev_state, ct.next_due_at, ct.line_number
         FROM contacts ct
         WHERE ct.campaign_id = req.campaign_id
           AND ct.state IN ('pending', 'retry_scheduled', 'callback_scheduled')
@@ -387,16 +281,49 @@ WITH req AS (
         LIMIT req.n
         FOR UPDATE SKIP LOCKED
     ) AS d
+    WHERE NOT req.zoned
+    UNION ALL
+    SELECT z.id, z.prev_state, z.next_due_at, z.line_number, req.campaign_id, req.lease,
+           req.first
+    FROM req
+    CROSS JOIN LATERAL (
+        SELECT d.id, d.prev_state, d.next_due_at, d.line_number
+        FROM open_key k
+        CROSS JOIN LATERAL (
+            SELECT ct.id, ct.state AS prev_state, ct.next_due_at, ct.line_number
+            FROM contacts ct
+            WHERE ct.campaign_id = req.campaign_id
+              AND ct.zone_key = k.zone_key
+              AND ct.state IN ('pending', 'retry_scheduled', 'callback_scheduled')
+              AND ct.next_due_at <= now()
+              AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.phone_number = ct.phone_number)
+            ORDER BY ct.next_due_at, ct.line_number
+            LIMIT req.n
+            FOR UPDATE SKIP LOCKED
+        ) AS d
+        WHERE k.campaign_id = req.campaign_id
+        ORDER BY d.next_due_at, d.line_number
+        LIMIT req.n
+    ) AS z
+    WHERE req.zoned
 ), claimed AS (
+    -- Found by key, whatever the planner guesses of `due`'s size (a LIMIT per campaign is
+    -- estimated at a tenth of the table: joined, that guess picked a full scan of contacts).
+    -- SET reads the row as it was: a callback's dial does not count toward max_attempts.
     UPDATE contacts c
     SET state = 'dialing', lease_owner = $3,
-        lease_expires_at = now() + make_interval(secs => due.lease),
-        attempts_used = c.attempts_used + (due.prev_state <> 'callback_scheduled')::int
-    FROM due WHERE c.id = due.id
-    RETURNING c.id, c.phone_number, c.attempts_used, due.prev_state, due.campaign_id,
-              due.lease, due.first
+        lease_expires_at = now() + make_interval(
+            secs => (SELECT r.lease FROM req r WHERE r.campaign_id = c.campaign_id)),
+        attempts_used = c.attempts_used + (c.state <> 'callback_scheduled')::int
+    WHERE c.id = ANY (ARRAY(SELECT due.id FROM due))
+    RETURNING c.id, c.campaign_id, c.phone_number, c.attempts_used
 ), numbered AS (
-    SELECT claimed.*, row_number() OVER (PARTITION BY claimed.campaign_id) AS rn FROM claimed
+    -- In due order within each campaign: its dials are dealt their caller IDs and servers,
+    -- and sent, in that order.
+    SELECT claimed.*, due.prev_state, due.lease, due.first,
+           row_number() OVER (PARTITION BY claimed.campaign_id
+                              ORDER BY due.next_due_at, due.line_number) AS rn
+    FROM claimed JOIN due ON due.id = claimed.id
 ), inserted AS (
     INSERT INTO attempts (id, contact_id, campaign_id, attempt_number, counts_toward_max,
                           caller_id, carrier, asterisk, daemon_id, state, dialled_at,
@@ -416,3 +343,4 @@ WITH req AS (
 SELECT i.id, i.contact_id, i.campaign_id, i.attempt_number, i.caller_id, i.carrier, i.asterisk,
        i.counts_toward_max, n.phone_number, n.attempts_used
 FROM inserted i JOIN numbered n ON n.id = i.contact_id
+ORDER BY n.first, n.rn
