@@ -27,7 +27,7 @@ from .config import Config
 from .domain.outcomes import Outcome
 from .domain.states import CampaignState
 from .domain.throttle import Pacing, at_claim, fresh
-from .stats import ABANDON_WINDOW, IN_FLIGHT, STATES, campaign_show, window_open_at
+from .stats import ABANDON_WINDOW, IN_FLIGHT, STATES, campaigns_show, window_open_at
 from .store import fleet
 from .store import metrics as store
 from .store import pacing as pacing_store
@@ -255,8 +255,9 @@ _published: dict[Gauge, set[Labels]] = {}
 async def refresh(conn: Connection, config: Config, now: datetime | None = None) -> None:
     """Re-read the database gauges of running and paused campaigns and of the fleet.
 
-    One query per concern, in one read-only snapshot; the stall verdict is `campaign show`'s
-    (`stats.campaign_show`), taken for every running campaign.
+    One query per concern, in one read-only snapshot; the stall verdict is `campaign show`'s,
+    taken for every running campaign at once (`stats.campaigns_show`: one statement per
+    concern for all of them, not one `campaign show` per campaign).
     """
     now = now or datetime.now(UTC)
     async with conn.transaction(isolation="repeatable_read", readonly=True):
@@ -266,19 +267,14 @@ async def refresh(conn: Connection, config: Config, now: datetime | None = None)
         capacity = await fleet.fleet_capacity(conn, config.fleet.heartbeat_timeout)
         busy = await store.fleet_busy(conn)
         paced = await pacing_store.pacing_states(conn)
-        shown = {
-            c.id: await campaign_show(conn, config, c.id, now)
-            for c in campaigns
-            if c.state == CampaignState.RUNNING
-        }
-        # Paused campaigns: their abandon rate only (one indexed query each).
-        abandon = {
-            c.id: _abandon_rate(
-                await stats_store.attempt_outcomes(conn, c.id, now - ABANDON_WINDOW)
-            )
-            for c in campaigns
-            if c.id not in shown
-        }
+        running = [c.id for c in campaigns if c.state == CampaignState.RUNNING]
+        shown = await campaigns_show(conn, config, running, now) if running else {}
+        # Paused campaigns: their abandon rate only (one indexed query for all).
+        paused = [c.id for c in campaigns if c.id not in shown]
+        outcomes = (
+            await stats_store.attempt_outcomes(conn, paused, now - ABANDON_WINDOW) if paused else {}
+        )
+        abandon = {c: _abandon_rate(outcomes.get(c, [])) for c in paused}
     stalled = {campaign: bool(show["stalled"]) for campaign, show in shown.items()}
     # A running campaign's window is open when `campaign show` says so: for a per-contact
     # window, when some contacts' zones are open (stats.local_windows), not the campaign zone.

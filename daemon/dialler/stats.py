@@ -49,6 +49,7 @@ __all__ = [
     "call_items",
     "campaign_settings",
     "campaign_show",
+    "campaigns_show",
     "local_windows",
     "rfc3339",
     "window_open",
@@ -169,40 +170,95 @@ async def campaign_show(
     conn: Connection, config: Config, campaign_id: UUID, now: datetime | None = None
 ) -> dict[str, Any]:
     """The JSON of `campaign show ID --json`; `UnknownCampaign` when there is none."""
-    now = now or datetime.now(UTC)
-    row = await campaigns_store.get_campaign(conn, campaign_id)
-    if row is None:
+    shown = await campaigns_show(conn, config, [campaign_id], now)
+    if campaign_id not in shown:
         raise UnknownCampaign(str(campaign_id))
+    return shown[campaign_id]
+
+
+@dataclass(frozen=True, slots=True)
+class _Shared:
+    """What every campaign's `campaign show` reads of the fleet and the carriers, once."""
+
+    fleet: int  # bot slots of the workers alive
+    fleet_full: bool  # every slot reserved (by any campaign): no free slot, so no stall
+    open_by_carrier: dict[str, int]
+    paced: dict[str, pacing_store.CarrierPacing]
+
+
+async def campaigns_show(
+    conn: Connection, config: Config, campaign_ids: Sequence[UUID], now: datetime | None = None
+) -> dict[UUID, dict[str, Any]]:
+    """`campaign_show` of many campaigns (the metrics refresh: every running one each 5 s),
+    set-based: each concern is one statement for all of them, not one per campaign. By id;
+    an id that is no campaign is absent."""
+    now = now or datetime.now(UTC)
+    rows = await campaigns_store.get_campaigns(conn, campaign_ids)
+    if not rows:
+        return {}
+    ids = list(rows)
+    counts = await store.contact_counts(conn, ids)
+    outcomes = await store.attempt_outcomes(conn, ids, now - ABANDON_WINDOW)
+    carriers = await store.campaign_carriers(conn, ids)
+    zoned = [row.id for row in rows.values() if row.window_per_contact]
+    zones = await zones_store.due_by_zone_key(conn, zoned) if zoned else {}
+    timeout = config.fleet.heartbeat_timeout
+    shared = _Shared(
+        fleet=await fleet_store.fleet_capacity(conn, timeout),
+        fleet_full=not await fleet_store.fleet_free(conn, timeout),
+        open_by_carrier=await store.open_attempts_by_carrier(conn),
+        paced={p.carrier: p for p in await pacing_store.pacing_states(conn)},
+    )
+    return {
+        cid: _show(
+            config,
+            row,
+            counts.get(cid, []),
+            outcomes.get(cid, []),
+            carriers.get(cid, []),
+            zones.get(cid, []),
+            shared,
+            now,
+        )
+        for cid, row in rows.items()
+    }
+
+
+def _show(
+    config: Config,
+    row: CampaignRow,
+    contact_counts: Iterable[store.ContactCount],
+    outcomes: Iterable[store.OutcomeCount],
+    carriers: Sequence[str],
+    zone_tallies: Iterable[ZoneTally],
+    shared: _Shared,
+    now: datetime,
+) -> dict[str, Any]:
+    """One campaign's `campaign show` from what was read for it (no I/O)."""
     counts = {state: 0 for state in STATES}
     due = retries_left = 0
-    for count in await store.contact_counts(conn, campaign_id, row.retry_max_attempts):
+    for count in contact_counts:
         counts[ContactState(count.state)] = count.n
         due += count.due
         retries_left += count.retries_left or 0
-    outcomes = await store.attempt_outcomes(conn, campaign_id, now - ABANDON_WINDOW)
     configured = {carrier.name for carrier in config.carriers}
-    carriers = await store.campaign_carriers(conn, campaign_id)
     carrier_channels = sum(config.carrier(c).max_channels for c in carriers if c in configured)
-    fleet = await fleet_store.fleet_capacity(conn, config.fleet.heartbeat_timeout)
     effective = min(row.concurrency, carrier_channels) if carriers else row.concurrency
     capped_by = "carrier" if carriers and carrier_channels < row.concurrency else None
-    if fleet < effective:
-        effective, capped_by = fleet, "fleet"
+    if shared.fleet < effective:
+        effective, capped_by = shared.fleet, "fleet"
 
-    open_by_carrier = await store.open_attempts_by_carrier(conn)
     carriers_full = bool(carriers) and all(
-        open_by_carrier.get(c, 0) >= config.carrier(c).max_channels
+        shared.open_by_carrier.get(c, 0) >= config.carrier(c).max_channels
         for c in carriers
         if c in configured
     )
-    # Every bot slot reserved (by this campaign or any other): no free slot, so no stall.
-    fleet_full = not await fleet_store.fleet_free(conn, config.fleet.heartbeat_timeout)
     in_flight = sum(counts[s] for s in IN_FLIGHT)
     waiting_for_local_window = 0
     if row.window_per_contact:
         # The callee's own window: "inside its window" means some zone group is open, and
         # only the due contacts of open groups are callable now (one evaluation per key).
-        split = local_windows(row, await zones_store.due_by_zone_key(conn, campaign_id), now)
+        split = local_windows(row, zone_tallies, now)
         is_open, callable_due = split.any_open, split.callable_due
         waiting_for_local_window = split.waiting_for_local_window
     else:
@@ -216,11 +272,11 @@ async def campaign_show(
         and callable_due > 0
         and in_flight < effective
         and not carriers_full
-        and not fleet_full
+        and not shared.fleet_full
         and idle_for > config.scheduler.stall_after
     )
-    capped_by = await _pacing_cap(
-        conn, config, carriers, capped_by, callable_due > 0 and in_flight < effective
+    capped_by = _pacing_cap(
+        config, carriers, shared.paced, capped_by, callable_due > 0 and in_flight < effective
     )
     by_outcome = {str(outcome): 0 for outcome in Outcome}
     answered_recent = abandoned_recent = 0
@@ -254,8 +310,12 @@ async def campaign_show(
     }
 
 
-async def _pacing_cap(
-    conn: Connection, config: Config, carriers: Iterable[str], capped_by: str | None, wants: bool
+def _pacing_cap(
+    config: Config,
+    carriers: Iterable[str],
+    paced: dict[str, pacing_store.CarrierPacing],
+    capped_by: str | None,
+    wants: bool,
 ) -> str | None:
     """`capped_by` with the carriers' shared pacing: `carrier_throttle` while a carrier of the
     campaign is throttled (429/503), `carrier` when the campaign wants dials (callable contacts
@@ -264,7 +324,6 @@ async def _pacing_cap(
     mine = [c for c in carriers if c in settings]
     if not mine:
         return capped_by
-    paced = {p.carrier: p for p in await pacing_store.pacing_states(conn)}
     views = [
         at_claim(p.state, settings[c].calls_per_second, p.now, settings[c].throttle)
         for c in mine

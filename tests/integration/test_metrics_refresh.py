@@ -16,6 +16,8 @@ from dialler.config import Config, parse_config
 from dialler.domain.window import DAYS
 from dialler.stats import STATES
 
+from ..support import CountingConnection
+
 pytestmark = pytest.mark.integration
 E164 = re.compile(r"\+\d{8,}")
 
@@ -248,3 +250,49 @@ async def test_refresh_follows_dials_and_drops_campaigns_that_end(
     await conn.execute("UPDATE campaigns SET state = 'completed', completed_at = now()")
     await metrics.refresh(conn, config)
     assert not [key for key in scrape() if ("campaign", r) in key[1]]
+
+
+async def test_refresh_reads_each_concern_once_for_every_running_campaign(
+    conn: Any, config: Config
+) -> None:
+    # Each running campaign gets its own `campaign show` verdict, from statements shared by
+    # all of them: 22 running campaigns cost the refresh no more statements than 2.
+    bot = await conn.fetchval("INSERT INTO bots (name, prompt) VALUES ('b', 'Hi') RETURNING id")
+    await conn.execute("""INSERT INTO workers (name, host, port, capacity, source)
+                          VALUES ('w1', '127.0.0.1', 57001, 4, 'config')""")
+    idle = await campaign(conn, bot, "idle", "running", last_dial="10 minutes")
+    await contacts(conn, idle, {"pending": 2}, first=1)
+    busy = await campaign(conn, bot, "busy", "running", last_dial="1 second")
+    made = await contacts(conn, busy, {"pending": 1, "done": 1}, first=10)
+    await conn.execute(
+        """INSERT INTO attempts (id, contact_id, campaign_id, attempt_number, daemon_id, state,
+                                 dialled_at, answered_at, ended_at, deadline_at, finalised_at,
+                                 outcome, disposition, next_action)
+           VALUES (gen_random_uuid(), $1, $2, 1, 'd1', 'final', now() - interval '1 minute',
+                   now() - interval '50 seconds', now(), now(), now(), 'answered', 'abandoned',
+                   'done')""",
+        made["done"][0],
+        busy,
+    )
+
+    counted = CountingConnection(conn)
+    await metrics.refresh(counted, config)
+    statements = len(counted.statements)
+    samples = scrape()
+    i, b = str(idle), str(busy)
+    assert value(samples, "dialler_campaign_stalled", campaign=i) == 1  # due, no dial for 10 min
+    assert value(samples, "dialler_campaign_stalled", campaign=b) == 0  # dialled a second ago
+    assert value(samples, "dialler_campaign_contacts_due", campaign=i) == 2
+    assert value(samples, "dialler_campaign_contacts_due", campaign=b) == 1
+    assert value(samples, "dialler_campaign_abandon_rate", campaign=i) == 0
+    assert value(samples, "dialler_campaign_abandon_rate", campaign=b) == 1
+
+    for n in range(20):
+        more = await campaign(conn, bot, f"more-{n}", "running", last_dial="1 second")
+        await contacts(conn, more, {"pending": 1}, first=100 + n)
+    counted = CountingConnection(conn)
+    await metrics.refresh(counted, config)
+    assert len(counted.statements) == statements
+    samples = scrape()
+    assert value(samples, "dialler_campaign_stalled", campaign=i) == 1
+    assert value(samples, "dialler_campaign_contacts_due", campaign=str(more)) == 1

@@ -43,6 +43,7 @@ __all__ = [
     "disable_unconfigured_numbers",
     "get_bot",
     "get_campaign",
+    "get_campaigns",
     "has_contacts",
     "insert_bot",
     "insert_campaign",
@@ -377,8 +378,15 @@ def _campaign(row: Record) -> CampaignRow:
 
 async def get_campaign(conn: Connection, campaign_id: uuid.UUID) -> CampaignRow | None:
     """The campaign, or None."""
-    row = await conn.fetchrow(_Q["get_campaign"], campaign_id)
-    return None if row is None else _campaign(row)
+    return (await get_campaigns(conn, [campaign_id])).get(campaign_id)
+
+
+async def get_campaigns(
+    conn: Connection, campaign_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, CampaignRow]:
+    """The campaigns of `campaign_ids` that exist, by id."""
+    rows = await conn.fetch(_Q["get_campaigns"], list(campaign_ids))
+    return {row["id"]: _campaign(row) for row in rows}
 
 
 async def lock_campaign(conn: Connection, campaign_id: uuid.UUID) -> CampaignRow | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -69,15 +69,16 @@ class CallRow:
 
 
 async def contact_counts(
-    conn: Connection, campaign_id: uuid.UUID, max_attempts: int
-) -> list[ContactCount]:
-    """The campaign's contacts by state (states without contacts are absent)."""
-    return [
-        ContactCount(
-            state=row["state"], n=row["n"], due=row["due"], retries_left=row["retries_left"]
+    conn: Connection, campaign_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[ContactCount]]:
+    """Each campaign's contacts by state (states without contacts, campaigns without any,
+    are absent)."""
+    counts: dict[uuid.UUID, list[ContactCount]] = {}
+    for row in await conn.fetch(_Q["contact_counts"], list(campaign_ids)):
+        counts.setdefault(row["campaign_id"], []).append(
+            ContactCount(row["state"], row["n"], row["due"], row["retries_left"])
         )
-        for row in await conn.fetch(_Q["contact_counts"], campaign_id, max_attempts)
-    ]
+    return counts
 
 
 async def attempt_rates(conn: Connection, campaign_id: uuid.UUID) -> AttemptRates:
@@ -87,11 +88,14 @@ async def attempt_rates(conn: Connection, campaign_id: uuid.UUID) -> AttemptRate
     return AttemptRates(attempts=row["attempts"], answered=row["answered"])
 
 
-async def campaign_carriers(conn: Connection, campaign_id: uuid.UUID) -> list[str]:
-    """The carriers of the campaign's enabled caller IDs, each once."""
-    return [
-        row["carrier"] for row in await conn.fetch(_Q["campaign_carrier_capacity"], campaign_id)
-    ]
+async def campaign_carriers(
+    conn: Connection, campaign_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[str]]:
+    """The carriers of each campaign's enabled caller IDs, each once (absent: none)."""
+    carriers: dict[uuid.UUID, list[str]] = {}
+    for row in await conn.fetch(_Q["campaign_carriers"], list(campaign_ids)):
+        carriers.setdefault(row["campaign_id"], []).append(row["carrier"])
+    return carriers
 
 
 async def open_attempts_by_carrier(conn: Connection) -> dict[str, int]:
@@ -111,13 +115,16 @@ class OutcomeCount:
 
 
 async def attempt_outcomes(
-    conn: Connection, campaign_id: uuid.UUID, since: datetime
-) -> list[OutcomeCount]:
-    """The campaign's final attempts by outcome (outcomes without attempts are absent)."""
-    return [
-        OutcomeCount(row["outcome"], row["n"], row["recent"], row["abandoned"])
-        for row in await conn.fetch(_Q["attempt_outcomes"], campaign_id, since)
-    ]
+    conn: Connection, campaign_ids: Sequence[uuid.UUID], since: datetime
+) -> dict[uuid.UUID, list[OutcomeCount]]:
+    """Each campaign's final attempts by outcome (outcomes without attempts, campaigns
+    without any, are absent)."""
+    outcomes: dict[uuid.UUID, list[OutcomeCount]] = {}
+    for row in await conn.fetch(_Q["attempt_outcomes"], list(campaign_ids), since):
+        outcomes.setdefault(row["campaign_id"], []).append(
+            OutcomeCount(row["outcome"], row["n"], row["recent"], row["abandoned"])
+        )
+    return outcomes
 
 
 async def call_page(

@@ -81,10 +81,16 @@ async def waiting_zone_keys(conn: Connection, campaign_id: uuid.UUID) -> list[st
     return [row["zone_key"] for row in rows]
 
 
-async def due_by_zone_key(conn: Connection, campaign_id: uuid.UUID) -> list[ZoneDue]:
-    """Waiting and due-now contacts of the campaign, per zone key."""
-    rows = await conn.fetch(_Q["due_by_zone_key"], campaign_id)
-    return [ZoneDue(row["zone_key"], row["waiting"], row["due"]) for row in rows]
+async def due_by_zone_key(
+    conn: Connection, campaign_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[ZoneDue]]:
+    """Waiting and due-now contacts of each campaign, per zone key (absent: none waiting)."""
+    tallies: dict[uuid.UUID, list[ZoneDue]] = {}
+    for row in await conn.fetch(_Q["due_by_zone_key"], list(campaign_ids)):
+        tallies.setdefault(row["campaign_id"], []).append(
+            ZoneDue(row["zone_key"], row["waiting"], row["due"])
+        )
+    return tallies
 
 
 async def cancel_never_open(

@@ -183,7 +183,7 @@ async def _read(conn: Connection, config: Config, campaign_id: UUID, now: dateti
             overdue[state] = attempt
     zones_open = None
     if campaign.window_per_contact:
-        tallies = await zones_store.due_by_zone_key(conn, campaign_id)
+        tallies = (await zones_store.due_by_zone_key(conn, [campaign_id])).get(campaign_id, [])
         zones_open = local_windows(campaign, tallies, now).any_open
     return Facts(
         zones_open=zones_open,

@@ -41,7 +41,8 @@ DELETE FROM campaign_numbers WHERE campaign_id = $1;
 -- name: insert_campaign_numbers
 INSERT INTO campaign_numbers (campaign_id, number) SELECT $1, unnest($2::text[]);
 
--- name: get_campaign
+-- name: get_campaigns
+-- The campaigns of $1 (one or many: `campaign show`, the metrics refresh of every running one).
 SELECT c.id, c.name, c.state, c.cancelled_at, c.bot_id, b.name AS bot_name, c.concurrency,
        c.window_start, c.window_end, c.window_days, c.timezone, c.window_per_contact,
        c.always_on, c.ring_timeout_ms,
@@ -51,7 +52,7 @@ SELECT c.id, c.name, c.state, c.cancelled_at, c.bot_id, b.name AS bot_name, c.co
        ARRAY(SELECT cn.number FROM campaign_numbers cn WHERE cn.campaign_id = c.id
              ORDER BY cn.number) AS numbers
 FROM campaigns c LEFT JOIN bots b ON b.id = c.bot_id
-WHERE c.id = $1;
+WHERE c.id = ANY($1::uuid[]);
 
 -- name: lock_campaign
 -- get_campaign, holding the campaign's row until the transaction ends: start, resume and edit

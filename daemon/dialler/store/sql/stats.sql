@@ -1,38 +1,40 @@
 -- Live activity and stats of campaigns (`campaign show`, `calls`). See docs/engine.md.
 
 -- name: contact_counts
--- One scan of the campaign's contacts (contacts_campaign_state_idx) for the whole grid.
-SELECT state, count(*) AS n,
-       count(*) FILTER (WHERE state IN ('pending', 'retry_scheduled', 'callback_scheduled')
-                         AND next_due_at <= now()) AS due,
-       sum(GREATEST(0, $2 - attempts_used)) FILTER (
-           WHERE state IN ('retry_scheduled', 'callback_scheduled')
-              OR (state = 'pending' AND attempts_used >= 1)) AS retries_left
-FROM contacts WHERE campaign_id = $1
-GROUP BY state
+-- The grid of each campaign of $1: one scan of its contacts (contacts_campaign_state_idx);
+-- retries left against the campaign's own max_attempts.
+SELECT ct.campaign_id, ct.state, count(*) AS n,
+       count(*) FILTER (WHERE ct.state IN ('pending', 'retry_scheduled', 'callback_scheduled')
+                         AND ct.next_due_at <= now()) AS due,
+       sum(GREATEST(0, c.retry_max_attempts - ct.attempts_used)) FILTER (
+           WHERE ct.state IN ('retry_scheduled', 'callback_scheduled')
+              OR (ct.state = 'pending' AND ct.attempts_used >= 1)) AS retries_left
+FROM contacts ct JOIN campaigns c ON c.id = ct.campaign_id
+WHERE ct.campaign_id = ANY($1::uuid[])
+GROUP BY ct.campaign_id, ct.state
 
 -- name: attempt_rates
 SELECT count(*) AS attempts, count(*) FILTER (WHERE outcome = 'answered') AS answered
 FROM attempts WHERE campaign_id = $1 AND state = 'final'
 
--- name: campaign_carrier_capacity
--- Channels the campaign's enabled caller IDs' carriers offer (each carrier counted once).
-SELECT DISTINCT n.carrier
+-- name: campaign_carriers
+-- The carriers of each campaign's enabled caller IDs (each carrier once per campaign).
+SELECT DISTINCT cn.campaign_id, n.carrier
 FROM campaign_numbers cn JOIN numbers n ON n.number = cn.number
-WHERE cn.campaign_id = $1 AND n.enabled
+WHERE cn.campaign_id = ANY($1::uuid[]) AND n.enabled
 
 -- name: open_attempts_by_carrier
 SELECT carrier, count(*) AS n FROM attempts
 WHERE state <> 'final' AND carrier IS NOT NULL GROUP BY carrier
 
 -- name: attempt_outcomes
--- Final attempts of the campaign by outcome (attempts_report_idx), and for the abandon rate
--- the answered ones that ended since $2 and how many of those no worker could take.
-SELECT outcome, count(*) AS n,
+-- Final attempts of each campaign of $1 by outcome (attempts_report_idx), and for the abandon
+-- rate the answered ones that ended since $2 and how many of those no worker could take.
+SELECT campaign_id, outcome, count(*) AS n,
        count(*) FILTER (WHERE ended_at >= $2) AS recent,
        count(*) FILTER (WHERE ended_at >= $2 AND disposition = 'abandoned') AS abandoned
-FROM attempts WHERE campaign_id = $1 AND state = 'final'
-GROUP BY outcome
+FROM attempts WHERE campaign_id = ANY($1::uuid[]) AND state = 'final'
+GROUP BY campaign_id, outcome
 
 -- name: call_page
 -- A page of the call list (keyset pagination): the contacts after the one with id $2 in the

@@ -36,13 +36,14 @@ WITH RECURSIVE keys AS (
 SELECT zone_key FROM keys WHERE zone_key IS NOT NULL
 
 -- name: due_by_zone_key
--- Waiting contacts per zone key, and how many of them are due now (stats: callable now vs
--- waiting for their local window).
-SELECT zone_key, count(*)::bigint AS waiting,
+-- Waiting contacts of each campaign of $1 per zone key, and how many of them are due now
+-- (stats: callable now vs waiting for their local window).
+SELECT campaign_id, zone_key, count(*)::bigint AS waiting,
        count(*) FILTER (WHERE next_due_at <= now())::bigint AS due
 FROM contacts
-WHERE campaign_id = $1 AND state IN ('pending', 'retry_scheduled', 'callback_scheduled')
-GROUP BY zone_key
+WHERE campaign_id = ANY($1::uuid[])
+  AND state IN ('pending', 'retry_scheduled', 'callback_scheduled')
+GROUP BY campaign_id, zone_key
 
 -- name: cancel_never_open
 -- Contacts whose zones never share an open instant of the window are cancelled, never left
