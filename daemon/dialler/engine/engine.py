@@ -24,10 +24,10 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from .. import metrics
 from ..ami.calls import CallResultLost, CallTracker, TrackedCall
@@ -94,6 +94,10 @@ TICK_GAP = 0.02
 COMPLETE_EVERY = 0.25
 #: How often the calls of an Asterisk whose AMI is down are looked at (`close_lost_calls`).
 SERVER_CHECK_INTERVAL = 1.0
+
+
+#: What is kept while the database cannot take it: a call end or a worker's result.
+_Kept = TypeVar("_Kept", Unsettled, WorkerResult)
 
 
 def utc(ts: float | None) -> datetime | None:
@@ -731,24 +735,55 @@ class Engine:
     def keep(self, attempt_id: uuid.UUID, end: Unsettled) -> None:
         """Keep a call end that could not be written: in memory, and in the journal (so a
         restart loses nothing either); the settler writes it as soon as it can."""
-        self.unsettled[attempt_id] = end
+        write = None if self.journal is None else self.journal.write
+        self._keep(self.unsettled, attempt_id, end, write)
+
+    def keep_result(self, attempt_id: uuid.UUID, result: WorkerResult) -> None:
+        """Keep a worker's result the database could not take (memory and journal)."""
+        write = None if self.journal is None else self.journal.write_result
+        self._keep(self.kept_results, attempt_id, result, write)
+
+    def _forget_kept(self, attempt_id: uuid.UUID) -> None:
+        remove = None if self.journal is None else self.journal.remove
+        self._forget(self.unsettled, attempt_id, remove)
+
+    def _forget_kept_result(self, attempt_id: uuid.UUID) -> None:
+        remove = None if self.journal is None else self.journal.remove_result
+        self._forget(self.kept_results, attempt_id, remove)
+
+    def _keep(
+        self,
+        kept: dict[uuid.UUID, _Kept],
+        attempt_id: uuid.UUID,
+        item: _Kept,
+        write: Callable[[uuid.UUID, _Kept], None] | None,
+    ) -> None:
+        """The one way something unwritten is kept (a call end or a worker's result): in
+        `kept`, counted, and in the journal when there is one; the settler is woken."""
+        kept[attempt_id] = item
         self._count_kept()
-        if self.journal is not None:
+        if write is not None:
             try:
-                self.journal.write(attempt_id, end)
+                write(attempt_id, item)
             except OSError:
                 log.exception(
-                    "results journal write failed; the end is kept in memory only",
+                    "results journal write failed; kept in memory only",
                     extra={"attempt_id": str(attempt_id)},
                 )
         self._kept.set()
 
-    def _forget_kept(self, attempt_id: uuid.UUID) -> None:
-        self.unsettled.pop(attempt_id, None)
+    def _forget(
+        self,
+        kept: dict[uuid.UUID, _Kept],
+        attempt_id: uuid.UUID,
+        remove: Callable[[uuid.UUID], None] | None,
+    ) -> None:
+        """Written: out of `kept` and of the journal."""
+        kept.pop(attempt_id, None)
         self._count_kept()
-        if self.journal is not None:
+        if remove is not None:
             try:
-                self.journal.remove(attempt_id)
+                remove(attempt_id)
             except OSError:
                 log.exception(
                     "results journal entry not removed (replaying it is harmless)",
@@ -818,11 +853,7 @@ class Engine:
             else:
                 self.set_database_up(True)
                 log.info("kept worker result written", extra={"attempt_id": str(attempt_id)})
-            self.kept_results.pop(attempt_id, None)
-            self._count_kept()
-            if self.journal is not None:
-                with contextlib.suppress(OSError):
-                    self.journal.remove_result(attempt_id)
+            self._forget_kept_result(attempt_id)
         return self._left()
 
     def _left(self) -> int:
@@ -977,20 +1008,6 @@ class Engine:
                 extra={"attempt_id": str(attempt_id)},
             )
             return ResultRecorded.STORED
-
-    def keep_result(self, attempt_id: uuid.UUID, result: WorkerResult) -> None:
-        """Keep a worker's result the database could not take (memory and journal)."""
-        self.kept_results[attempt_id] = result
-        self._count_kept()
-        if self.journal is not None:
-            try:
-                self.journal.write_result(attempt_id, result)
-            except OSError:
-                log.exception(
-                    "results journal write failed; the result is kept in memory only",
-                    extra={"attempt_id": str(attempt_id)},
-                )
-        self._kept.set()
 
     def _count_kept(self) -> None:
         metrics.RESULTS_UNWRITTEN.set(len(self.unsettled) + len(self.kept_results))
