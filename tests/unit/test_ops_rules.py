@@ -32,6 +32,7 @@ ALERTS = {
     "DiallerFleetSaturated",
     "DiallerInFlightBuildUp",
     "DiallerAmiDown",
+    "DiallerAsteriskServerUnused",
     "DiallerDatabaseUnreachable",
     "DiallerDown",
     "DiallerCarrierThrottled",
