@@ -49,6 +49,18 @@ async def test_register_heartbeat_and_lapse(api: Api) -> None:
     assert "register first" in error["message"]
 
 
+async def test_a_worker_that_leaves_is_out_of_rotation_at_once(api: Api) -> None:
+    await api.call(
+        "POST", "/v1/workers", {"name": "w1", "host": "127.0.0.1", "port": 57001, "capacity": 4}
+    )
+    assert await _free(api) == [("w1", 4)]
+    assert (await api.call("POST", "/v1/workers/w1/leave"))[0] == 204
+    assert await _free(api) == []  # no call reserved for it any more, before its port closes
+    assert (await api.call("POST", "/v1/workers/w1/heartbeat"))[0] == 204
+    assert await _free(api) == [("w1", 4)]  # a heartbeat brings it back
+    await api.refused("POST", "/v1/workers/nobody/leave", None, 404, "not_found", "name")
+
+
 @pytest.mark.parametrize(
     ("headers", "status"),
     [

@@ -36,6 +36,7 @@ WORKER_ROUTES = frozenset(
     {
         ("POST", "/v1/workers"),
         ("POST", "/v1/workers/{name}/heartbeat"),
+        ("POST", "/v1/workers/{name}/leave"),
         ("GET", "/v1/calls/{attempt_id}/context"),
         ("POST", "/v1/calls/{attempt_id}/result"),
     }

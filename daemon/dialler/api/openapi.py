@@ -1061,6 +1061,15 @@ def _paths() -> dict[str, Any]:
                 params=("worker",),
             )
         },
+        "/v1/workers/{name}/leave": {
+            "post": _op(
+                "take a stopping worker out of rotation (before it closes its port)",
+                "workers",
+                _empty("out of rotation"),
+                404,
+                params=("worker",),
+            )
+        },
         "/v1/calls/{attempt_id}/context": {
             "get": _op(
                 "the call's bot, prompt and variables (for the worker)",

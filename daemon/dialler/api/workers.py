@@ -56,6 +56,7 @@ def add_routes(router: web.UrlDispatcher) -> None:
     """Register the worker routes (`server.make_app` calls this)."""
     router.add_post("/v1/workers", register_worker)
     router.add_post("/v1/workers/{name}/heartbeat", heartbeat)
+    router.add_post("/v1/workers/{name}/leave", leave)
     router.add_get("/v1/calls/{attempt_id}/context", call_context)
     router.add_post("/v1/calls/{attempt_id}/result", call_result)
 
@@ -106,6 +107,19 @@ async def heartbeat(request: web.Request) -> web.Response:
         found = await fleet.heartbeat_worker(conn, name)
     if not found:
         raise UnknownWorker(name)
+    return web.Response(status=204)
+
+
+async def leave(request: web.Request) -> web.Response:
+    """`POST /v1/workers/{name}/leave`: 204; the worker is out of rotation until it registers
+    or heart-beats again (a stopping worker, before it closes its port); 404 when unknown."""
+    name = request.match_info["name"]
+    _check_name(request, name)
+    async with request.app[POOL].acquire() as conn:
+        found = await fleet.leave_rotation(conn, name)
+    if not found:
+        raise UnknownWorker(name)
+    log.info("worker left rotation", extra={"worker": name})
     return web.Response(status=204)
 
 

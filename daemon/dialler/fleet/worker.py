@@ -61,6 +61,10 @@ MAX_LATENESS = 0.2
 MAX_RECORDING_BYTES = 600 * SAMPLE_RATE * 2
 #: Time allowed after the talk time for a sender stuck on a peer that does not read.
 STUCK_GRACE = 1.0
+#: A stopping worker keeps its port open this long after the daemon took it out of rotation:
+#: an attach that chose it just before reaches the port within milliseconds (the FastAGI
+#: answer, then Asterisk's connect).
+LEAVE_GRACE = 1.0
 
 
 #: The scoring process's niceness: scoring a recording is background work, the accept loop,
@@ -216,6 +220,10 @@ class ControlClient:
         """`POST /v1/workers/{name}/heartbeat`; a 404 means: register again."""
         await self._request("POST", f"/v1/workers/{quote(name, safe='')}/heartbeat")
 
+    async def leave(self, name: str) -> None:
+        """`POST /v1/workers/{name}/leave`: out of rotation before the port closes."""
+        await self._request("POST", f"/v1/workers/{quote(name, safe='')}/leave")
+
     async def context(self, attempt_id: str) -> dict[str, Any]:
         """`GET /v1/calls/{attempt_id}/context`: bot, rendered prompt, variables."""
         body = await self._request("GET", f"/v1/calls/{quote(attempt_id, safe='')}/context")
@@ -337,15 +345,24 @@ class ReferenceWorker:
         )
 
     async def stop(self, drain_timeout: float | None = None) -> None:
-        """Stop accepting calls; wait up to `drain_timeout` seconds (None: no limit) for live
-        calls to end and post their results; cancel what is left. Safe to call again."""
-        self._accepting = False
-        if self._server is not None:
-            self._server.close()
+        """Leave rotation, then stop accepting calls; wait up to `drain_timeout` seconds (None:
+        no limit) for live calls to end and post their results; cancel what is left. Safe to
+        call again.
+
+        The port stays open until the daemon has taken the worker out of rotation (and
+        `LEAVE_GRACE` after, for an attach already on its way): from then on an answered call
+        reserved for it is attached to another worker, so Asterisk's AudioSocket never meets a
+        closed port (a failed connect is the path of Asterisk 22.10's double close,
+        docs/asterisk.md). With `drain_timeout` 0 the port closes at once."""
         if self._control_task is not None:
             self._control_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._control_task
+        if self._accepting and self.registered and drain_timeout != 0:
+            await self._leave_rotation()
+        self._accepting = False
+        if self._server is not None:
+            self._server.close()
         pending = {task for task in self._connections if not task.done()}
         if pending and (drain_timeout is None or drain_timeout > 0):
             await asyncio.wait(pending, timeout=drain_timeout)
@@ -356,6 +373,21 @@ class ReferenceWorker:
             await self._server.wait_closed()
         self._scorer.close()
         await self.control.close()
+
+    async def _leave_rotation(self) -> None:
+        """Tell the daemon this worker is leaving (best effort: a daemon that is away takes it
+        out when its heartbeats stop), then keep serving `LEAVE_GRACE` seconds."""
+        try:
+            await self.control.leave(self.settings.name)
+        except ControlError as exc:
+            log.warning(
+                "could not leave rotation: out when its heartbeats stop",
+                extra={"worker": self.settings.name, "error": str(exc)},
+            )
+            return
+        self.registered = False
+        log.info("left rotation", extra={"worker": self.settings.name})
+        await asyncio.sleep(LEAVE_GRACE)
 
     # --- registration ----------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ __all__ = [
     "fleet_capacity",
     "fleet_free",
     "heartbeat_worker",
+    "leave_rotation",
     "lock_fleet",
     "locked_fleet_free",
     "mark_abandoned",
@@ -134,6 +135,11 @@ async def register_worker(conn: Connection, name: str, host: str, port: int, cap
 async def heartbeat_worker(conn: Connection, name: str) -> bool:
     """A registered worker's heartbeat; False when no worker has that name."""
     return await conn.fetchval(_Q["heartbeat_worker"], name) is not None
+
+
+async def leave_rotation(conn: Connection, name: str) -> bool:
+    """A stopping worker leaves rotation now; False when no worker has that name."""
+    return await conn.fetchval(_Q["leave_rotation"], name) is not None
 
 
 async def config_workers(conn: Connection) -> list[ConfigWorker]:

@@ -62,10 +62,13 @@ class Seen:
 
 @dataclass
 class FakeDaemon:
-    """The four worker endpoints of the daemon's API, recording every request."""
+    """The worker endpoints of the daemon's API, recording every request."""
 
     requests: list[Seen] = field(default_factory=list)
     workers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: For each worker that left rotation: whether its AudioSocket port still accepted a
+    #: connection when it said so.
+    port_open_at_leave: dict[str, bool] = field(default_factory=dict)
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
     runner: web.AppRunner | None = None
     port: int = 0
@@ -95,6 +98,19 @@ class FakeDaemon:
             return web.json_response({"error": {"message": "unknown worker"}}, status=404)
         return web.Response(status=204)
 
+    async def leave(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in self.workers:
+            return web.json_response({"error": {"message": "unknown worker"}}, status=404)
+        try:
+            _reader, writer = await asyncio.open_connection("127.0.0.1", self.workers[name]["port"])
+        except OSError:
+            self.port_open_at_leave[name] = False
+        else:
+            writer.close()  # a probe: connect and close, as the daemon's attach does
+            self.port_open_at_leave[name] = True
+        return web.Response(status=204)
+
     async def context(self, request: web.Request) -> web.Response:
         attempt_id = request.match_info["attempt_id"]
         return web.json_response(
@@ -117,6 +133,7 @@ class FakeDaemon:
         app = web.Application(middlewares=[self.record])
         app.router.add_post("/v1/workers", self.register)
         app.router.add_post("/v1/workers/{name}/heartbeat", self.heartbeat)
+        app.router.add_post("/v1/workers/{name}/leave", self.leave)
         app.router.add_get("/v1/calls/{attempt_id}/context", self.context)
         app.router.add_post("/v1/calls/{attempt_id}/result", self.result)
         self.runner = web.AppRunner(app, access_log=None)
@@ -341,6 +358,27 @@ async def test_probe_connection_is_not_a_call(worker: ReferenceWorker) -> None:
     assert (worker.calls_handled, worker.calls_refused, worker.active_calls) == (0, 0, 0)
 
 
+async def test_a_stopping_worker_leaves_rotation_before_closing_its_port(
+    daemon: FakeDaemon, tmp_path: Path
+) -> None:
+    # Closing the port while still in rotation would let the daemon send an answered call to a
+    # closed port (Asterisk's AudioSocket failing to connect: docs/asterisk.md).
+    worker = ReferenceWorker(settings(daemon.url, record_dir=tmp_path / "rec"))
+    await worker.start()
+    await eventually(lambda: worker.registered)
+    await worker.stop(drain_timeout=5)
+    assert len(daemon.seen("POST", "/ref-test/leave")) == 1
+    assert daemon.port_open_at_leave == {"ref-test": True}
+    with pytest.raises(OSError):
+        await asyncio.open_connection("127.0.0.1", worker.port)  # closed after leaving
+
+
+async def test_a_worker_stopped_at_once_just_closes(daemon: FakeDaemon, tmp_path: Path) -> None:
+    async with ReferenceWorker(settings(daemon.url, record_dir=tmp_path / "rec")) as worker:
+        await eventually(lambda: worker.registered)
+    assert daemon.seen("POST", "/ref-test/leave") == []  # drain_timeout 0: no leave, no wait
+
+
 async def test_daemon_down_at_start(tmp_path: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -499,5 +537,7 @@ async def test_command_runs_until_sigterm(daemon: FakeDaemon, tmp_path: Path) ->
             process.kill()
             await process.wait()
     assert process.returncode == 0, stderr.decode()
+    assert len(daemon.seen("POST", "/cli-worker/leave")) == 1  # out of rotation, then closed
+    assert daemon.port_open_at_leave == {"cli-worker": True}
     assert stdout == b""  # a long-running command: everything it says is a log line
     assert b"registered with the daemon" in stderr and b"+44" not in stderr

@@ -18,6 +18,13 @@ SET host = EXCLUDED.host, port = EXCLUDED.port, capacity = EXCLUDED.capacity,
 -- name: heartbeat_worker
 UPDATE workers SET last_heartbeat_at = now() WHERE name = $1 RETURNING name
 
+-- name: leave_rotation
+-- A worker that is stopping leaves rotation at once ('-infinity', as a failed health check): no
+-- call is reserved for it any more, and an answered call already reserved for it is attached
+-- to another worker (`attach`), so it can close its port without Asterisk's AudioSocket ever
+-- failing to connect to it. A registration or a heartbeat brings it back.
+UPDATE workers SET last_heartbeat_at = '-infinity' WHERE name = $1 RETURNING name
+
 -- name: config_workers
 -- The static workers in rotation, for the daemons' health check.
 SELECT name, host, port FROM workers WHERE source = 'config' AND enabled ORDER BY name
