@@ -12,6 +12,9 @@ With `--baseline REV`, each size is run first with the claim statement of git re
 on the same database, and the ratio is printed.
 
     .venv/bin/python bench/claim_bench.py --sizes 100000 1000000 [--baseline REV]
+
+On a private PostgreSQL 15 this script starts (fsync on, as an unprivileged user), or with
+`--admin-dsn` on another (a superuser DSN; a role `dialler` must exist there).
 """
 
 from __future__ import annotations
@@ -19,19 +22,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
+import shutil
+import socket
 import statistics
 import subprocess
+import tempfile
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 
+from dialler.lab.postgres import PgCluster
 from dialler.store import connect
 from dialler.store import engine as store
 from dialler.store.migrate import migrate
-
-LAB_ADMIN = "postgresql://postgres@127.0.0.1:55432/postgres"
 
 
 async def fresh_db(admin_dsn: str, name: str) -> str:
@@ -66,6 +72,13 @@ async def load_campaign(conn: Any, size: int) -> uuid.UUID:
     )
     await conn.execute("ANALYZE contacts")
     return campaign
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def statement_of(rev: str) -> str:
@@ -110,8 +123,9 @@ async def claim_once(
 
 
 async def settle(conn: Any, rows: list[Any]) -> None:
-    ids = [r["id"] for r in rows]
-    contacts = [r["contact_id"] for r in rows]
+    """Claimed rows (`Claimed`, or a baseline statement's records) made final and done."""
+    ids = [r.id if isinstance(r, store.Claimed) else r["id"] for r in rows]
+    contacts = [r.contact_id if isinstance(r, store.Claimed) else r["contact_id"] for r in rows]
     await conn.execute(
         "UPDATE attempts SET state = 'final', outcome = 'answered', disposition = 'completed',"
         " next_action = 'done', finalised_at = now() WHERE id = ANY($1)",
@@ -164,14 +178,31 @@ def row(label: str, size: int, r: dict[str, float]) -> str:
     )
 
 
-async def main() -> None:
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--rounds", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=50)
-    parser.add_argument("--admin-dsn", default=LAB_ADMIN)
+    parser.add_argument("--admin-dsn", help="a superuser DSN (default: a private cluster)")
     parser.add_argument("--baseline", metavar="REV", help="also run REV's claim statement")
     args = parser.parse_args()
+    if args.admin_dsn:
+        asyncio.run(run(args, args.admin_dsn))
+        return
+    base = Path(tempfile.mkdtemp(prefix="dialler-claim-bench-"))
+    base.chmod(0o755)
+    cluster = PgCluster(base / "data", port=free_port(), fast=False)
+    try:
+        cluster.init()
+        cluster.start()
+        cluster.ensure_database("dialler", "dialler")
+        asyncio.run(run(args, cluster.dsn("postgres", cluster.superuser)))
+    finally:
+        cluster.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+async def run(args: argparse.Namespace, admin_dsn: str) -> None:
     baseline = statement_of(args.baseline) if args.baseline else None
     print(f"claim transaction, batch {args.batch}, {args.rounds} rounds per size")
     print(
@@ -181,9 +212,9 @@ async def main() -> None:
     smallest: float | None = None
     for size in args.sizes:
         if baseline is not None:
-            old = await bench(args.admin_dsn, size, args.rounds, args.batch, baseline)
+            old = await bench(admin_dsn, size, args.rounds, args.batch, baseline)
             print(row(args.baseline[:9], size, old), flush=True)
-        r = await bench(args.admin_dsn, size, args.rounds, args.batch)
+        r = await bench(admin_dsn, size, args.rounds, args.batch)
         smallest = smallest or r["p99_ms"]
         line = row("today", size, r) + f"   p99 x{r['p99_ms'] / smallest:.2f} of the smallest"
         if baseline is not None:
@@ -195,4 +226,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

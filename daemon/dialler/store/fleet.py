@@ -13,7 +13,7 @@ import asyncpg
 from ..domain.states import Disposition
 from ..errors import OperationalError
 from .conn import Connection, Pool
-from .pool import _init_connection
+from .pool import SERVER_SETTINGS, _init_connection
 from .queries import load
 
 __all__ = [
@@ -209,7 +209,11 @@ async def attach_pool(dsn: str, size: int) -> Pool:
             timeout=10,
             max_inactive_connection_lifetime=0,  # warm connections stay open
             # Named, so that its sessions stand out in pg_stat_activity.
-            server_settings={"synchronous_commit": "off", "application_name": "dialler-attach"},
+            server_settings={
+                **SERVER_SETTINGS,
+                "synchronous_commit": "off",
+                "application_name": "dialler-attach",
+            },
         )
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         raise OperationalError(f"cannot reach the database: {exc}") from None

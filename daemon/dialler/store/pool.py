@@ -23,6 +23,13 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 
 
+#: Session settings of every connection. `jit`: off — the daemon's statements are short
+#: (OLTP); where the planner guesses a large row count (a per-campaign LIMIT is guessed at a
+#: tenth of the table) PostgreSQL would JIT-compile the claim, ~40 ms a time at a million
+#: contacts for a statement that runs in a few (docs/benchmarks.md, claim_bench).
+SERVER_SETTINGS = {"jit": "off"}
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     # json/jsonb columns come back as Python objects and go in from them.
     for kind in ("json", "jsonb"):
@@ -33,7 +40,12 @@ async def create_pool(dsn: str, min_size: int = 1, max_size: int = 10) -> Pool:
     """A connection pool; `OperationalError` (exit 1) when the database cannot be reached."""
     try:
         pool = await asyncpg.create_pool(
-            dsn, min_size=min_size, max_size=max_size, init=_init_connection, timeout=10
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            init=_init_connection,
+            timeout=10,
+            server_settings=SERVER_SETTINGS,
         )
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         raise OperationalError(f"cannot reach the database: {exc}") from None
@@ -43,7 +55,7 @@ async def create_pool(dsn: str, min_size: int = 1, max_size: int = 10) -> Pool:
 async def connect(dsn: str) -> Connection:
     """One connection (for CLI commands)."""
     try:
-        conn = await asyncpg.connect(dsn, timeout=10)
+        conn = await asyncpg.connect(dsn, timeout=10, server_settings=SERVER_SETTINGS)
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         raise OperationalError(f"cannot reach the database: {exc}") from None
     await _init_connection(conn)
