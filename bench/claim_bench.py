@@ -22,19 +22,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
-import shutil
-import socket
 import statistics
 import subprocess
-import tempfile
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 
-from dialler.lab.postgres import PgCluster
+from dialler.lab.postgres import throwaway_cluster
 from dialler.store import connect
 from dialler.store import engine as store
 from dialler.store.migrate import migrate
@@ -72,13 +68,6 @@ async def load_campaign(conn: Any, size: int) -> uuid.UUID:
     )
     await conn.execute("ANALYZE contacts")
     return campaign
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def statement_of(rev: str) -> str:
@@ -189,17 +178,9 @@ def main() -> None:
     if args.admin_dsn:
         asyncio.run(run(args, args.admin_dsn))
         return
-    base = Path(tempfile.mkdtemp(prefix="dialler-claim-bench-"))
-    base.chmod(0o755)
-    cluster = PgCluster(base / "data", port=free_port(), fast=False)
-    try:
-        cluster.init()
-        cluster.start()
+    with throwaway_cluster("dialler-claim-bench-", fast=False) as cluster:
         cluster.ensure_database("dialler", "dialler")
         asyncio.run(run(args, cluster.dsn("postgres", cluster.superuser)))
-    finally:
-        cluster.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 async def run(args: argparse.Namespace, admin_dsn: str) -> None:

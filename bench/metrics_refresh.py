@@ -19,31 +19,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
-import socket
 import statistics
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from dialler import metrics
 from dialler.config import Config, parse_config
-from dialler.lab.postgres import PgCluster
+from dialler.lab.postgres import PgCluster, throwaway_cluster
 from dialler.stats import campaign_show, campaigns_show
 from dialler.store import connect
 from dialler.store.migrate import migrate
 
 OWNER = "dialler"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def config_for(dsn: str) -> Config:
@@ -173,16 +162,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
-    base = Path(tempfile.mkdtemp(prefix="dialler-metrics-bench-"))
-    base.chmod(0o755)
-    cluster = PgCluster(base / "data", port=free_port(), fast=False)
-    try:
-        cluster.init()
-        cluster.start()
+    with throwaway_cluster("dialler-metrics-bench-", fast=False) as cluster:
         asyncio.run(run(cluster, args.sizes, args.rounds))
-    finally:
-        cluster.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":

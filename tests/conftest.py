@@ -9,18 +9,15 @@ is a file copy, far faster than migrating each test's database.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 
 from dialler.config import Config, parse_config
-from dialler.lab.postgres import PgCluster
+from dialler.lab.postgres import PgCluster, throwaway_cluster
 from dialler.store import Pool, create_pool
 from dialler.store.migrate import migrate
 
@@ -40,18 +37,8 @@ def closed_port() -> int:
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[PgCluster]:
     """A private PostgreSQL 15 cluster (fsync off) for the whole session."""
-    # Not pytest's tmp_path: its directories are 0700 root-owned, and the cluster runs as an
-    # unprivileged user (when the tests run as root) who must be able to reach its datadir.
-    base = Path(tempfile.mkdtemp(prefix="dialler-pg-"))
-    base.chmod(0o755)
-    cluster = PgCluster(base / "data", port=free_port(), fast=True)
-    try:
-        cluster.init()
-        cluster.start()
+    with throwaway_cluster("dialler-pg-", fast=True) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

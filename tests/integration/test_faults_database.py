@@ -24,11 +24,11 @@ from dialler.domain.outcomes import DialResult, Outcome
 from dialler.domain.results import ResultRecorded, WorkerResult
 from dialler.engine.engine import MAX_REQUEUES, Engine, Unsettled
 from dialler.engine.journal import Journal, JournalLocked
-from dialler.lab.postgres import PgCluster
+from dialler.lab.postgres import PgCluster, throwaway_cluster
 from dialler.store import Pool, create_pool
 from dialler.store.migrate import migrate
 
-from ..support import attempt_row, call_of, free_port, open_attempt, query, wait_for
+from ..support import attempt_row, call_of, open_attempt, query, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -38,16 +38,8 @@ OWNER = "dialler"
 @pytest.fixture(scope="module")
 def own_cluster() -> Iterator[PgCluster]:
     """A PostgreSQL of this module's own: the tests stop and start it."""
-    base = Path(tempfile.mkdtemp(prefix="dialler-pg-faults-"))
-    base.chmod(0o755)
-    cluster = PgCluster(base / "data", port=free_port(), fast=True)
-    try:
-        cluster.init()
-        cluster.start()
+    with throwaway_cluster("dialler-pg-faults-", fast=True) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -101,26 +102,30 @@ async def register_worker(request: web.Request) -> web.Response:
 
 async def heartbeat(request: web.Request) -> web.Response:
     """`POST /v1/workers/{name}/heartbeat`: 204; 404 when the worker must register first."""
-    name = request.match_info["name"]
-    _check_name(request, name)
-    async with request.app[POOL].acquire() as conn:
-        found = await fleet.heartbeat_worker(conn, name)
-    if not found:
-        raise UnknownWorker(name)
+    await _for_worker(request, fleet.heartbeat_worker)
     return web.Response(status=204)
 
 
 async def leave(request: web.Request) -> web.Response:
     """`POST /v1/workers/{name}/leave`: 204; the worker is out of rotation until it registers
     or heart-beats again (a stopping worker, before it closes its port); 404 when unknown."""
+    name = await _for_worker(request, fleet.leave_rotation)
+    log.info("worker left rotation", extra={"worker": name})
+    return web.Response(status=204)
+
+
+async def _for_worker(
+    request: web.Request, change: Callable[[Connection, str], Awaitable[bool]]
+) -> str:
+    """`change` for the worker named in the path, by a token allowed to act for it; the name.
+    `UnknownWorker` when `change` finds no such worker."""
     name = request.match_info["name"]
     _check_name(request, name)
     async with request.app[POOL].acquire() as conn:
-        found = await fleet.leave_rotation(conn, name)
+        found = await change(conn, name)
     if not found:
         raise UnknownWorker(name)
-    log.info("worker left rotation", extra={"worker": name})
-    return web.Response(status=204)
+    return name
 
 
 async def _check_call(request: web.Request, conn: Connection, call: uuid.UUID) -> None:
