@@ -21,7 +21,7 @@ import pytest
 from dialler.api.http import serve
 from dialler.api.server import make_app
 from dialler.config import Config, parse_config
-from dialler.domain.results import ResultRecorded
+from dialler.engine.engine import Engine
 from dialler.store.conn import Pool
 from dialler.store.pool import create_pool
 
@@ -50,7 +50,14 @@ class Listener:
     http: aiohttp.ClientSession
     config: Config
     pool: Pool
-    results: list[Any]
+
+    async def disposition(self, attempt: uuid.UUID) -> str | None:
+        """The worker's result stored on the attempt (None: none)."""
+        async with self.pool.acquire() as conn:
+            found: str | None = await conn.fetchval(
+                "SELECT disposition FROM attempts WHERE id = $1", attempt
+            )
+            return found
 
     async def call(
         self,
@@ -106,17 +113,17 @@ async def listener(db_dsn: str, tmp_path: Path) -> AsyncIterator[Listener]:
     )
     pool = await create_pool(db_dsn)
 
-    results: list[Any] = []
-
-    async def on_result(*args: Any) -> Any:
-        results.append(args)
-        return ResultRecorded.STORED
-
+    # The real engine behind the result route (no Asterisk: results need none).
+    engine = Engine(config, pool, {}, "security-test")
     runner, port = await serve(
-        make_app(config, pool, on_result), "127.0.0.1", 0, idle_timeout=IDLE, max_connections=CAP
+        make_app(config, pool, engine.record_result),
+        "127.0.0.1",
+        0,
+        idle_timeout=IDLE,
+        max_connections=CAP,
     )
     async with aiohttp.ClientSession() as http:
-        yield Listener(f"http://127.0.0.1:{port}", port, http, config, pool, results)
+        yield Listener(f"http://127.0.0.1:{port}", port, http, config, pool)
     await runner.cleanup()
     await pool.close()
 
@@ -230,12 +237,12 @@ async def test_a_worker_token_reads_and_reports_only_its_own_calls(listener: Lis
     # w1's token: neither the call's context (contact variables) nor its result.
     assert await listener.code("GET", context, WORKER_1) == (403, "forbidden")
     assert await listener.code("POST", result, WORKER_1, done) == (403, "forbidden")
-    assert listener.results == []
+    assert await listener.disposition(call) is None
     # w2's token, the call's own worker: both.
     status, body = await listener.call("GET", context, WORKER_2)
     assert (status, body["attempt_id"]) == (200, str(call))
     assert (await listener.call("POST", result, WORKER_2, done))[0] == 204
-    assert [args[0] for args in listener.results] == [call]
+    assert await listener.disposition(call) == "completed"  # stored on the attempt
     # An unknown call is 404 for a worker token too (no existence oracle beyond that).
     unknown = f"/v1/calls/{uuid.uuid4()}/context"
     assert (await listener.code("GET", unknown, WORKER_1))[0] == 404
