@@ -66,6 +66,10 @@ log = logging.getLogger(__name__)
 DRAIN_TIMEOUT = 120.0
 #: How long the exit waits for the database connections to close cleanly (seconds).
 POOL_CLOSE_TIMEOUT = 5.0
+#: Each other step of the shutdown (live calls let go, each listener closed, each AMI link,
+#: the daemon's row) gets this long; one that takes longer is left behind, named in a warning
+#: with what every task still running waits on: the daemon exits within its stop timeout.
+SHUTDOWN_STEP_TIMEOUT = 10.0
 RECOVERY_INTERVAL = 5.0
 METRICS_INTERVAL = 5.0
 WAKEUP_PING = 5.0
@@ -246,7 +250,7 @@ async def run_daemon(
     hostname = socket.gethostname()
     daemon_id = f"{hostname}:{os.getpid()}:{secrets.token_hex(3)}"
     clients = [AmiClient(pbx) for pbx in config.asterisk]
-    closers: list[Callable[[], Awaitable[None]]] = []
+    closers: list[tuple[str, Callable[[], Awaitable[None]]]] = []
     engine: Engine | None = None
     try:
         await _check_schema(pool)
@@ -265,7 +269,7 @@ async def run_daemon(
         await _sync_fleet(pool, config)
         attach = AttachServer(config, pool)
         await attach.start(config.listeners.agi.host, config.listeners.agi.port)
-        closers.append(attach.close)
+        closers.append(("agi listener", attach.close))
 
         api = make_app(
             config,
@@ -277,7 +281,7 @@ async def run_daemon(
         )
         console.setup(api)  # the operator console on the same listener (docs/console.md)
         runner = await start(api, config.listeners.http.host, config.listeners.http.port)
-        closers.append(runner.cleanup)
+        closers.append(("http listener", runner.cleanup))
         metrics.start_server(config.listeners.metrics.host, config.listeners.metrics.port)
         recovery = Recovery(engine)
         await recovery.run_once()  # reconcile before dialling anything
@@ -314,15 +318,12 @@ async def run_daemon(
     finally:
         log.info("shutting down: closing listeners and connections")
         if engine is not None:
-            await engine.abandon()
-        for close in reversed(closers):
-            with contextlib.suppress(Exception):
-                await close()
+            await _shutdown_step("live calls", engine.abandon())
+        for name, close in reversed(closers):
+            await _shutdown_step(name, close())
         for client in clients:
-            await client.close()
-        with contextlib.suppress(Exception):
-            async with pool.acquire() as conn:
-                await store.unregister_daemon(conn, daemon_id)
+            await _shutdown_step(f"ami {client.name}", client.close())
+        await _shutdown_step("daemon row", _unregister(pool, daemon_id))
         try:
             # Every task is done by now; a connection still out would make close() wait for
             # ever (asyncpg waits for it to be released): bounded, then closed regardless.
@@ -332,6 +333,45 @@ async def run_daemon(
             pool.terminate()
         if journal is not None:
             journal.close()
+        # What asyncio.run still cancels and awaits on its way out (none of ours should be
+        # left): named, so that an exit that hangs after this line says where.
+        log.info("daemon stopped", extra={"tasks_left": _waiting_tasks()})
+
+
+async def _shutdown_step(name: str, step: Awaitable[object]) -> None:
+    """Await one step of the shutdown for at most `SHUTDOWN_STEP_TIMEOUT` seconds. A step
+    that fails is logged; one that takes longer is cancelled and left behind (never awaited
+    again: a step that ignores its cancellation cannot hold the exit), with a warning naming
+    it and where every other task still waits."""
+    task = asyncio.ensure_future(step)
+    # Whatever a left-behind step ends with is read here, never reported as "never retrieved".
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
+    done, _pending = await asyncio.wait({task}, timeout=SHUTDOWN_STEP_TIMEOUT)
+    if not done:
+        task.cancel()
+        log.warning(
+            "shutdown step took too long; left behind",
+            extra={"step": name, "seconds": SHUTDOWN_STEP_TIMEOUT, "waiting": _waiting_tasks()},
+        )
+    elif task.exception() is not None:
+        log.warning("shutdown step failed", extra={"step": name}, exc_info=task.exception())
+
+
+def _waiting_tasks() -> str:
+    """Each unfinished task of the loop, with the line it waits at (for a shutdown warning)."""
+    found = []
+    for task in asyncio.all_tasks():
+        if task is asyncio.current_task() or task.done():
+            continue
+        frames = task.get_stack(limit=1)
+        where = f"{frames[-1].f_code.co_filename}:{frames[-1].f_lineno}" if frames else "?"
+        found.append(f"{task.get_name()}@{where}")
+    return "; ".join(sorted(found))
+
+
+async def _unregister(pool: Pool, daemon_id: str) -> None:
+    async with pool.acquire() as conn:
+        await store.unregister_daemon(conn, daemon_id)
 
 
 def _loops(

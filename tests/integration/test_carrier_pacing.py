@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import pytest
 
 from dialler import metrics
@@ -20,6 +21,8 @@ from dialler.engine.engine import Engine
 from dialler.engine.pacing import TokenBucket, carrier_room
 from dialler.stats import campaign_show
 from dialler.store import Pool, create_pool
+from dialler.store import engine as engine_store
+from dialler.store import pacing as pacing_store
 
 pytestmark = pytest.mark.integration
 
@@ -286,3 +289,36 @@ async def test_a_contact_requeued_max_requeues_times_gets_an_ordinary_attempt(
     assert await refused(contacts[1]) == "requeue"  # the cap is per contact
     used = await conn.fetchval("SELECT attempts_used FROM contacts WHERE id = $1", contacts[0])
     assert used == 1  # the two requeues were uncounted (the claim counted each dial)
+
+
+async def test_a_claim_and_a_throttling_requeue_never_deadlock(db_dsn: str, conn: Any) -> None:
+    # Found by repeating the e2e suite: a settle that tripped the carrier's throttling holds the
+    # carrier's pacing row and requeues refusals it finalised earlier in its transaction — a
+    # second write of those rows, which checks their campaign's foreign key (FOR KEY SHARE). A
+    # claim holds its campaigns' rows and waits for the pacing row. Neither may wait for the
+    # other: PostgreSQL would abort one ("deadlock detected").
+    campaign, [contact] = await campaign_with_contacts(conn, 1)
+    settle, claim = await asyncpg.connect(db_dsn), await asyncpg.connect(db_dsn)
+    try:
+        async with claim.transaction():
+            await pacing_store.lock_pacing(claim, {"lab": 10.0})  # the row exists from here on
+        settling = settle.transaction()
+        await settling.start()
+        await settle.execute("UPDATE contacts SET state = 'retry_scheduled' WHERE id = $1", contact)
+        await pacing_store.lock_pacing(settle, {"lab": 10.0})  # the AIMD cut holds the row
+        claiming = claim.transaction()
+        await claiming.start()
+        assert await engine_store.lock_campaigns_for_claim(claim, [campaign]) == {campaign: 30}
+        waiting = asyncio.create_task(pacing_store.lock_pacing(claim, {"lab": 10.0}))
+        await asyncio.sleep(0.2)  # the claim now waits for the pacing row
+        assert not waiting.done()
+        # The requeue writes the contact a second time in the settle's transaction.
+        await asyncio.wait_for(
+            settle.execute("UPDATE contacts SET state = 'pending' WHERE id = $1", contact), 5
+        )
+        await settling.commit()
+        assert [row.carrier for row in await asyncio.wait_for(waiting, 5)] == ["lab"]
+        await claiming.commit()
+    finally:
+        await settle.close()
+        await claim.close()

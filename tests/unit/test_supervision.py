@@ -8,6 +8,7 @@ import logging
 
 import pytest
 
+from dialler import app
 from dialler.app import Loop, LoopFailed, OnFailure, supervise
 
 
@@ -85,3 +86,48 @@ async def test_cancelling_a_supervised_loop_is_not_a_failure(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert "daemon loop failed" not in caplog.text
+
+
+async def test_a_shutdown_step_that_hangs_is_left_behind_and_named(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A stop must end within its timeout whatever one step does (an e2e daemon once sat 60 s
+    # after "shutting down"): each step is bounded, and the one that hung is named with where
+    # the tasks still running wait.
+    monkeypatch.setattr(app, "SHUTDOWN_STEP_TIMEOUT", 0.2)
+
+    async def deaf() -> None:  # ignores its cancellation once
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.5)
+            raise RuntimeError("late failure, after the shutdown went on") from None
+
+    started = asyncio.get_running_loop().time()
+    with caplog.at_level(logging.WARNING, logger="dialler.app"):
+        await app._shutdown_step("http listener", deaf())
+        await app._shutdown_step("daemon row", asyncio.sleep(0))
+    assert asyncio.get_running_loop().time() - started < 0.5  # not held by the deaf step
+    [warning] = caplog.records
+    assert warning.getMessage() == "shutdown step took too long; left behind"
+    assert warning.__dict__["step"] == "http listener"
+    assert "test_supervision.py" in warning.__dict__["waiting"]  # where the deaf step waits
+    await asyncio.sleep(0.6)  # its late failure is read by the step's callback, not lost
+
+
+async def test_a_failing_shutdown_step_is_logged_and_the_next_runs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def broken() -> None:
+        raise OSError("connection refused")
+
+    ran: list[str] = []
+
+    async def next_step() -> None:
+        ran.append("next")
+
+    with caplog.at_level(logging.WARNING, logger="dialler.app"):
+        await app._shutdown_step("daemon row", broken())
+        await app._shutdown_step("ami lab", next_step())
+    assert ran == ["next"]
+    assert [r.getMessage() for r in caplog.records] == ["shutdown step failed"]

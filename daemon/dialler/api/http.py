@@ -30,6 +30,7 @@ from .limits import (
     MAX_HEADERS,
     MAX_JSON_DEPTH,
     MAX_LINE_SIZE,
+    SHUTDOWN_TIMEOUT,
 )
 
 __all__ = [
@@ -351,6 +352,7 @@ async def serve(
         max_line_size=MAX_LINE_SIZE,  # completes its request's headers
         max_field_size=MAX_FIELD_SIZE,
         max_headers=MAX_HEADERS,
+        shutdown_timeout=SHUTDOWN_TIMEOUT,
     )
     await runner.setup()
     site = CappedSite(runner, host, port, max_connections)

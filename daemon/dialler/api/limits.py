@@ -41,6 +41,9 @@ WORKER_ROUTES = frozenset(
         ("POST", "/v1/calls/{attempt_id}/result"),
     }
 )
+#: When the daemon stops, an API request still being answered gets this long (seconds) to
+#: finish; then it is cancelled (aiohttp's own default is 60 s: as long as a stop may take).
+SHUTDOWN_TIMEOUT = 5.0
 #: A connection that sends no complete request for this long (seconds) is closed: idle
 #: keep-alive connections and requests whose line and headers trickle in alike.
 IDLE_TIMEOUT = 15.0

@@ -205,11 +205,15 @@ WHERE c.state = 'running' AND c.cancelled_at IS NULL AND d.n > 0
 -- Serialises the claimers of a batch of campaigns (across daemons) for the length of the claim
 -- transaction, so the in-flight counts read next cannot be raced past `concurrency`: the
 -- running ones of $1, locked in id order (two daemons claiming overlapping batches never
--- deadlock), with their concurrency.
+-- deadlock), with their concurrency. FOR NO KEY UPDATE, not FOR UPDATE: claimers still exclude
+-- each other, but a foreign-key check on the campaign (FOR KEY SHARE: a settle that writes an
+-- attempt or contact row it already wrote in its transaction, as the throttling requeue does)
+-- does not wait for the claim. With FOR UPDATE it did, while holding the carrier's pacing row
+-- the claim waits for next: a deadlock (found by repeating the e2e suite, docs/testing.md).
 SELECT id, concurrency FROM campaigns
 WHERE id = ANY($1::uuid[]) AND state = 'running' AND cancelled_at IS NULL
 ORDER BY id
-FOR UPDATE
+FOR NO KEY UPDATE
 
 -- name: campaigns_in_flight
 -- Each campaign's contacts in a call now (absent: none in flight).
