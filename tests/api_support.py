@@ -13,11 +13,11 @@ from typing import Any
 import aiohttp
 
 from dialler.api.server import make_app, start
-from dialler.config import AsteriskConfig, parse_config
+from dialler.config import AsteriskConfig
 from dialler.engine.engine import Engine
 from dialler.store.pool import create_pool
 
-from .support import free_port
+from .support import daemon_config, free_port
 
 TOKEN = "t" * 24
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -64,18 +64,11 @@ async def serve_api(
     in the config; `trackers` builds the engine's trackers from that Asterisk's config."""
     tokens = tmp_path / "tokens"
     tokens.write_text(f"# workers\n{TOKEN}\n")
-    config = parse_config(
-        {
-            "database": {"dsn": db_dsn},
-            "asterisk": [{"name": "pbx", "ami": {"username": "u", "secret_env": "S"}}],
-            "listeners": {"agi": {"secret_env": "A"}},
-            "carriers": [{"name": "lab"}],
-            "numbers": [{"number": CALLER_ID, "carrier": "lab"}],
-            "api": {"tokens_file": str(tokens)},
-            "fleet": {"heartbeat_timeout": "1s"},
-        },
-        "test",
-        env={"S": "secret", "A": "agi-secret-0123456789"},
+    config = daemon_config(
+        db_dsn,
+        numbers=[{"number": CALLER_ID, "carrier": "lab"}],
+        api={"tokens_file": str(tokens)},
+        fleet={"heartbeat_timeout": "1s"},
     )
     pool = await create_pool(db_dsn)
     engine = Engine(config, pool, dict(trackers(config.asterisk[0])), "api-test")

@@ -16,12 +16,12 @@ from typing import Any
 import asyncpg
 import pytest
 
-from dialler.config import Config, parse_config
+from dialler.config import Config
 from dialler.lab.postgres import PgCluster, throwaway_cluster
 from dialler.store import Pool, create_pool
 from dialler.store.migrate import migrate
 
-from .support import free_port
+from .support import daemon_config, free_port
 
 # The role tests connect as: the owner of every test database, not a superuser.
 DB_OWNER = "dialler"
@@ -107,23 +107,6 @@ async def new_empty_db(
     finally:
         for name in created:
             await _drop_database(pg_cluster, name)
-
-
-#: The FastAGI secret and AMI secret of `daemon_config` (read from these variables).
-CONFIG_ENV = {"S": "secret", "A": "agi-secret-0123456789"}
-
-
-def daemon_config(dsn: str, **sections: Any) -> Config:
-    """The smallest valid config around a test database: one Asterisk `pbx`, the FastAGI
-    secret, one carrier `lab`; `sections` add or replace top-level sections."""
-    data: dict[str, Any] = {
-        "database": {"dsn": dsn},
-        "asterisk": [{"name": "pbx", "ami": {"username": "u", "secret_env": "S"}}],
-        "listeners": {"agi": {"secret_env": "A"}},
-        "carriers": [{"name": "lab"}],
-    }
-    data.update(sections)
-    return parse_config(data, "test", env=CONFIG_ENV)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 
 from dialler.ami.calls import TrackedCall
+from dialler.config import Config, parse_config
 
 
 def free_port() -> int:
@@ -156,3 +157,20 @@ class CountingConnection:
 
     def transaction(self, **options: Any) -> Any:
         return self.conn.transaction(**options)
+
+
+#: The FastAGI secret and AMI secret of `daemon_config` (read from these variables).
+CONFIG_ENV = {"S": "secret", "A": "agi-secret-0123456789"}
+
+
+def daemon_config(dsn: str, **sections: Any) -> Config:
+    """The smallest valid config around a test database: one Asterisk `pbx`, the FastAGI
+    secret, one carrier `lab`; `sections` add or replace top-level sections."""
+    data: dict[str, Any] = {
+        "database": {"dsn": dsn},
+        "asterisk": [{"name": "pbx", "ami": {"username": "u", "secret_env": "S"}}],
+        "listeners": {"agi": {"secret_env": "A"}},
+        "carriers": [{"name": "lab"}],
+    }
+    data.update(sections)
+    return parse_config(data, "test", env=CONFIG_ENV)
