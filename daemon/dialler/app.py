@@ -76,7 +76,8 @@ WAKEUP_PING = 5.0
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 30.0
 BACKOFF_RESET = 60.0  # a loop that ran this long before failing starts its backoff afresh
-STATE_DIR_ENV = "DIALLER_STATE_DIR"  # overrides systemd's STATE_DIRECTORY (docs/reliability.md)
+#: Overrides `scheduler.state_dir` and systemd's STATE_DIRECTORY (docs/reliability.md).
+STATE_DIR_ENV = "DIALLER_STATE_DIR"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -159,10 +160,15 @@ async def supervise(loop: Loop, *, first: float = BACKOFF_FIRST, most: float = B
 def journal_dir(config: Config, env: dict[str, str] | None = None) -> Path:
     """The results journal of this daemon: `<state dir>/journal-<HTTP port>` — one per daemon
     on a host (each has its own HTTP port), the same across its restarts. The state directory:
-    `$DIALLER_STATE_DIR`, else systemd's `$STATE_DIRECTORY` (`StateDirectory=dialler`: the
-    first if several), else `~/.local/state/dialler`."""
+    `$DIALLER_STATE_DIR`, else the config's `scheduler.state_dir`, else systemd's
+    `$STATE_DIRECTORY` (`StateDirectory=dialler`: the first if several), else
+    `~/.local/state/dialler`."""
     environ = os.environ if env is None else env
-    base = environ.get(STATE_DIR_ENV) or environ.get("STATE_DIRECTORY", "").split(":")[0]
+    base = (
+        environ.get(STATE_DIR_ENV)
+        or config.scheduler.state_dir
+        or environ.get("STATE_DIRECTORY", "").split(":")[0]
+    )
     root = Path(base) if base else Path.home() / ".local" / "state" / "dialler"
     return root / f"journal-{config.listeners.http.port}"
 
@@ -213,7 +219,7 @@ def _open_journal(config: Config) -> Journal | None:
     except OperationalError as exc:
         log.error(
             "results journal unavailable; call ends kept in memory only "
-            "(set DIALLER_STATE_DIR or the unit's StateDirectory=): %s",
+            "(set scheduler.state_dir, DIALLER_STATE_DIR or the unit's StateDirectory=): %s",
             exc,
         )
         return None

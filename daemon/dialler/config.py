@@ -127,6 +127,8 @@ class SchedulerConfig:
     dial_margin: float  # a dialling attempt is stale after ring_timeout + this
     result_timeout: float  # a call that ended waits this long for its bot result
     heartbeat_interval: float  # daemon heartbeat; a daemon silent for 3x this is dead
+    #: Where the results journal lives (docs/reliability.md); None: the environment decides.
+    state_dir: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -816,8 +818,10 @@ def _scheduler(root: Section) -> SchedulerConfig:
             "dial_margin",
             "result_timeout",
             "heartbeat_interval",
+            "state_dir",
         ),
     )
+    state_dir = scheduler.string("state_dir", "", rules=[_absolute_path])
     return SchedulerConfig(
         stall_after=scheduler.duration("stall_after", 120.0, positive=True),
         poll_interval=scheduler.duration("poll_interval", 1.0, positive=True),
@@ -825,7 +829,12 @@ def _scheduler(root: Section) -> SchedulerConfig:
         dial_margin=scheduler.duration("dial_margin", 30.0, positive=True),
         result_timeout=scheduler.duration("result_timeout", 60.0, positive=True),
         heartbeat_interval=scheduler.duration("heartbeat_interval", 5.0, positive=True),
+        state_dir=state_dir or None,
     )
+
+
+def _absolute_path(value: str) -> str | None:
+    return None if value.startswith("/") else f"expected an absolute path, got {_shown(value)}"
 
 
 def _logging(root: Section) -> LoggingConfig:

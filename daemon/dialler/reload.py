@@ -5,8 +5,9 @@ A reload is all or nothing, so the running settings always match one version of 
 
 - the new file is invalid → the current config stays; the problems name their keys;
 - it changes a setting only a restart can apply (`database`, `asterisk`, `listeners`: the pool,
-  the AMI connections and the bound sockets are made once, at start) → the current config
-  stays, and each such change is named;
+  the AMI connections and the bound sockets are made once, at start; `scheduler.state_dir`:
+  the results journal is opened and locked at start) → the current config stays, and each
+  such change is named;
 - otherwise → the new config, with one line per change (carriers' limits, numbers, fleet
   workers, scheduler timings, logging, api tokens, contacts all apply live).
 
@@ -21,11 +22,14 @@ from dataclasses import fields, is_dataclass
 from .config import Config, load_config
 from .errors import ConfigError
 
-__all__ = ["RESTART_ONLY", "describe_changes", "reload_config"]
+__all__ = ["RESTART_ONLY", "RESTART_ONLY_KEYS", "describe_changes", "reload_config"]
 
 #: Top-level sections whose changes need a restart: the database pool, the AMI connections
 #: and the listeners' sockets are set up once, at start.
 RESTART_ONLY = frozenset({"database", "asterisk", "listeners"})
+#: Keys of live sections that need a restart all the same: the results journal's directory is
+#: opened and locked at start.
+RESTART_ONLY_KEYS = frozenset({"scheduler.state_dir"})
 
 # Entries of a list are matched by these fields, so a reordered list is not a change of each.
 _KEY_FIELDS = ("name", "number")
@@ -72,7 +76,10 @@ def describe_changes(old: Config, new: Config) -> tuple[list[str], list[str]]:
             section.name,
             secret=not section.repr,
         )
-        (restart if section.name in RESTART_ONLY else live).extend(found)
+        for change in found:
+            key = change.split(":", 1)[0]
+            needs_restart = section.name in RESTART_ONLY or key in RESTART_ONLY_KEYS
+            (restart if needs_restart else live).append(change)
     return live, restart
 
 
@@ -124,6 +131,8 @@ def _diff_entries(old: Sequence[object], new: Sequence[object], path: str) -> li
 
 
 def _show(value: object) -> str:
+    if value is None:
+        return "unset"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):

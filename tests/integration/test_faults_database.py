@@ -8,6 +8,7 @@ tests/unit/stand_ins/test_recovery.py.)"""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
 import tempfile
 import time
@@ -124,6 +125,11 @@ def test_each_daemon_has_its_own_journal_under_the_state_directory() -> None:
     assert journal_dir(config, systemd) == Path("/var/lib/dialler/journal-58123")
     chosen = systemd | {"DIALLER_STATE_DIR": "/srv/state"}
     assert journal_dir(config, chosen) == Path("/srv/state/journal-58123")
+    configured = dataclasses.replace(
+        config, scheduler=dataclasses.replace(config.scheduler, state_dir="/data/dialler")
+    )
+    assert journal_dir(configured, systemd) == Path("/data/dialler/journal-58123")
+    assert journal_dir(configured, chosen) == Path("/srv/state/journal-58123")  # env wins
 
 
 # --- outages ---------------------------------------------------------------------------------

@@ -83,6 +83,15 @@ def test_durations_are_seconds() -> None:
     assert config.scheduler.stall_after == 3600.0
 
 
+def test_the_state_directory_is_an_absolute_path_or_the_environment_decides() -> None:
+    assert parse_config(minimal(), "test.yaml", ENV).scheduler.state_dir is None
+    data = minimal()
+    data["scheduler"] = {"state_dir": "/data/dialler"}
+    assert parse_config(data, "test.yaml", ENV).scheduler.state_dir == "/data/dialler"
+    data["scheduler"] = {"state_dir": "state"}
+    assert problems(data) == ["scheduler.state_dir: expected an absolute path, got 'state'"]
+
+
 def test_example_file_is_valid() -> None:
     config = load_config(str(EXAMPLE), ENV)
     assert config.asterisk[0].ami.secret == SECRET

@@ -223,3 +223,16 @@ def test_describe_changes_splits_live_and_restart_only(files: Files) -> None:
         ["listeners.http.port: 8080 → 8081"],
     )
     assert describe_changes(files.current, files.current) == ([], [])
+
+
+def test_a_new_state_directory_needs_a_restart(files: Files) -> None:
+    data = files.changed()
+    data["scheduler"]["state_dir"] = "/data/dialler"
+    data["scheduler"]["poll_interval"] = "3s"
+    files.write(data)
+    config, messages = files.reload()
+    assert config is files.current  # the journal stays where it was opened and locked
+    assert messages == [
+        "scheduler.state_dir: unset → /data/dialler (needs a restart)",
+        "so these were not applied either: scheduler.poll_interval: 1 → 3",
+    ]

@@ -353,19 +353,25 @@ class ReferenceWorker:
         `LEAVE_GRACE` after, for an attach already on its way): from then on an answered call
         reserved for it is attached to another worker, so Asterisk's AudioSocket never meets a
         closed port (a failed connect is the path of Asterisk 22.10's double close,
-        docs/asterisk.md). With `drain_timeout` 0 the port closes at once."""
+        docs/asterisk.md). The grace counts in `drain_timeout` (calls go on meanwhile), so a
+        stop takes at most `drain_timeout` plus the leave request itself. With `drain_timeout`
+        0 the port closes at once."""
+        loop = asyncio.get_running_loop()
+        deadline = None if drain_timeout is None else loop.time() + drain_timeout
         if self._control_task is not None:
             self._control_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._control_task
         if self._accepting and self.registered and drain_timeout != 0:
-            await self._leave_rotation()
+            grace = LEAVE_GRACE if drain_timeout is None else min(LEAVE_GRACE, drain_timeout)
+            await self._leave_rotation(grace)
         self._accepting = False
         if self._server is not None:
             self._server.close()
         pending = {task for task in self._connections if not task.done()}
-        if pending and (drain_timeout is None or drain_timeout > 0):
-            await asyncio.wait(pending, timeout=drain_timeout)
+        left = None if deadline is None else max(0.0, deadline - loop.time())
+        if pending and (left is None or left > 0):
+            await asyncio.wait(pending, timeout=left)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
@@ -374,9 +380,9 @@ class ReferenceWorker:
         self._scorer.close()
         await self.control.close()
 
-    async def _leave_rotation(self) -> None:
+    async def _leave_rotation(self, grace: float) -> None:
         """Tell the daemon this worker is leaving (best effort: a daemon that is away takes it
-        out when its heartbeats stop), then keep serving `LEAVE_GRACE` seconds."""
+        out when its heartbeats stop), then keep serving `grace` seconds."""
         try:
             await self.control.leave(self.settings.name)
         except ControlError as exc:
@@ -387,7 +393,7 @@ class ReferenceWorker:
             return
         self.registered = False
         log.info("left rotation", extra={"worker": self.settings.name})
-        await asyncio.sleep(LEAVE_GRACE)
+        await asyncio.sleep(grace)
 
     # --- registration ----------------------------------------------------------------------
 

@@ -373,6 +373,22 @@ async def test_a_stopping_worker_leaves_rotation_before_closing_its_port(
         await asyncio.open_connection("127.0.0.1", worker.port)  # closed after leaving
 
 
+async def test_the_leave_grace_counts_in_the_drain_timeout(
+    daemon: FakeDaemon, tmp_path: Path
+) -> None:
+    # `stop(drain_timeout)` bounds the whole stop: a call still talking when it runs out is cut,
+    # however long the port stayed open for attaches already on their way.
+    worker = ReferenceWorker(settings(daemon.url, record_dir=tmp_path / "rec"))
+    await worker.start()
+    await eventually(lambda: worker.registered)
+    call = asyncio.create_task(asterisk(worker.port, uuid.uuid4()))
+    await eventually(lambda: worker.active_calls == 1)
+    await worker.stop(drain_timeout=TALK * 0.75)  # 1 s grace + 1.5 s drain would outlast TALK
+    heard = await asyncio.wait_for(call, 2)
+    assert len(daemon.seen("POST", "/ref-test/leave")) == 1
+    assert len(heard.audio) < TALK * 50 * 0.9  # cut before its talk time ended
+
+
 async def test_a_worker_stopped_at_once_just_closes(daemon: FakeDaemon, tmp_path: Path) -> None:
     async with ReferenceWorker(settings(daemon.url, record_dir=tmp_path / "rec")) as worker:
         await eventually(lambda: worker.registered)
