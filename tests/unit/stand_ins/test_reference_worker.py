@@ -358,14 +358,20 @@ async def test_probe_connection_is_not_a_call(worker: ReferenceWorker) -> None:
     assert (worker.calls_handled, worker.calls_refused, worker.active_calls) == (0, 0, 0)
 
 
+async def registered_worker(daemon: FakeDaemon, tmp_path: Path) -> ReferenceWorker:
+    """A worker started and registered with `daemon`; the test stops it."""
+    worker = ReferenceWorker(settings(daemon.url, record_dir=tmp_path / "rec"))
+    await worker.start()
+    await eventually(lambda: worker.registered)
+    return worker
+
+
 async def test_a_stopping_worker_leaves_rotation_before_closing_its_port(
     daemon: FakeDaemon, tmp_path: Path
 ) -> None:
     # Closing the port while still in rotation would let the daemon send an answered call to a
     # closed port (Asterisk's AudioSocket failing to connect: docs/asterisk.md).
-    worker = ReferenceWorker(settings(daemon.url, record_dir=tmp_path / "rec"))
-    await worker.start()
-    await eventually(lambda: worker.registered)
+    worker = await registered_worker(daemon, tmp_path)
     await worker.stop(drain_timeout=5)
     assert len(daemon.seen("POST", "/ref-test/leave")) == 1
     assert daemon.port_open_at_leave == {"ref-test": True}
@@ -378,9 +384,7 @@ async def test_the_leave_grace_counts_in_the_drain_timeout(
 ) -> None:
     # `stop(drain_timeout)` bounds the whole stop: a call still talking when it runs out is cut,
     # however long the port stayed open for attaches already on their way.
-    worker = ReferenceWorker(settings(daemon.url, record_dir=tmp_path / "rec"))
-    await worker.start()
-    await eventually(lambda: worker.registered)
+    worker = await registered_worker(daemon, tmp_path)
     call = asyncio.create_task(asterisk(worker.port, uuid.uuid4()))
     await eventually(lambda: worker.active_calls == 1)
     await worker.stop(drain_timeout=TALK * 0.75)  # 1 s grace + 1.5 s drain would outlast TALK
