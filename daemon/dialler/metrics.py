@@ -257,18 +257,19 @@ async def refresh(conn: Connection, config: Config, now: datetime | None = None)
 
     One query per concern, in one read-only snapshot; the stall verdict is `campaign show`'s,
     taken for every running campaign at once (`stats.campaigns_show`: one statement per
-    concern for all of them, not one `campaign show` per campaign).
+    concern for all of them, not one `campaign show` per campaign). The contacts are counted
+    once, for the gauges and for `campaign show` alike.
     """
     now = now or datetime.now(UTC)
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         campaigns = await store.watched_campaigns(conn)
-        contacts = await store.contact_states(conn)
+        counts = await stats_store.contact_counts(conn, [c.id for c in campaigns])
         attempts = await store.open_attempts(conn)
         capacity = await fleet.fleet_capacity(conn, config.fleet.heartbeat_timeout)
         busy = await store.fleet_busy(conn)
         paced = await pacing_store.pacing_states(conn)
         running = [c.id for c in campaigns if c.state == CampaignState.RUNNING]
-        shown = await campaigns_show(conn, config, running, now) if running else {}
+        shown = await campaigns_show(conn, config, running, now, counts=counts) if running else {}
         # Paused campaigns: their abandon rate only (one indexed query for all).
         paused = [c.id for c in campaigns if c.id not in shown]
         outcomes = (
@@ -283,6 +284,11 @@ async def refresh(conn: Connection, config: Config, now: datetime | None = None)
     }
 
     ids = [str(c.id) for c in campaigns]
+    contacts = [
+        store.ContactStates(campaign, count.state, count.n, count.due)
+        for campaign, of_campaign in counts.items()
+        for count in of_campaign
+    ]
     _publish(
         CAMPAIGN_RUNNING, {(str(c.id),): float(c.state == CampaignState.RUNNING) for c in campaigns}
     )

@@ -14,7 +14,7 @@ the due contacts whose zones are not are `waiting_for_local_window`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -187,17 +187,24 @@ class _Shared:
 
 
 async def campaigns_show(
-    conn: Connection, config: Config, campaign_ids: Sequence[UUID], now: datetime | None = None
+    conn: Connection,
+    config: Config,
+    campaign_ids: Sequence[UUID],
+    now: datetime | None = None,
+    *,
+    counts: Mapping[UUID, list[store.ContactCount]] | None = None,
 ) -> dict[UUID, dict[str, Any]]:
     """`campaign_show` of many campaigns (the metrics refresh: every running one each 5 s),
     set-based: each concern is one statement for all of them, not one per campaign. By id;
-    an id that is no campaign is absent."""
+    an id that is no campaign is absent. `counts`: their contacts as already counted in the
+    caller's snapshot (`store.contact_counts` of these campaigns, or more), not read again."""
     now = now or datetime.now(UTC)
     rows = await campaigns_store.get_campaigns(conn, campaign_ids)
     if not rows:
         return {}
     ids = list(rows)
-    counts = await store.contact_counts(conn, ids)
+    if counts is None:
+        counts = await store.contact_counts(conn, ids)
     outcomes = await store.attempt_outcomes(conn, ids, now - ABANDON_WINDOW)
     carriers = await store.campaign_carriers(conn, ids)
     zoned = [row.id for row in rows.values() if row.window_per_contact]

@@ -14,7 +14,6 @@ __all__ = [
     "ContactStates",
     "OpenAttempts",
     "WatchedCampaign",
-    "contact_states",
     "fleet_busy",
     "open_attempts",
     "watched_campaigns",
@@ -69,14 +68,6 @@ async def watched_campaigns(conn: Connection) -> list[WatchedCampaign]:
             r["last_dial_at"],
         )
         for r in await conn.fetch(_Q["watched_campaigns"])
-    ]
-
-
-async def contact_states(conn: Connection) -> list[ContactStates]:
-    """Contacts per campaign and state, of the watched campaigns."""
-    return [
-        ContactStates(r["campaign_id"], r["state"], r["n"], r["due"])
-        for r in await conn.fetch(_Q["contact_states"])
     ]
 
 

@@ -8,16 +8,6 @@ SELECT c.id, c.state, c.window_start, c.window_end, c.window_days, c.timezone, c
 FROM campaigns c
 WHERE c.state IN ('running', 'paused')
 
--- name: contact_states
--- Contacts per state (contacts_campaign_state_idx) and, among the waiting ones, those due now:
--- the same `due` as the stats grid (stats.sql contact_counts), for every watched campaign.
-SELECT ct.campaign_id, ct.state, count(*) AS n,
-       count(*) FILTER (WHERE ct.state IN ('pending', 'retry_scheduled', 'callback_scheduled')
-                          AND ct.next_due_at <= now()) AS due
-FROM contacts ct JOIN campaigns c ON c.id = ct.campaign_id
-WHERE c.state IN ('running', 'paused')
-GROUP BY ct.campaign_id, ct.state
-
 -- name: open_attempts
 -- Calls in flight per campaign and attempt state, and those past their deadline (not yet
 -- reconciled by stale recovery, which runs every 5 s: a non-zero count that lasts means
