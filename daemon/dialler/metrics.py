@@ -16,9 +16,8 @@ Two kinds of instruments:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Protocol, TypeVar
 from uuid import UUID
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -285,9 +284,7 @@ async def refresh(conn: Connection, config: Config, now: datetime | None = None)
 
     ids = [str(c.id) for c in campaigns]
     contacts = [
-        store.ContactStates(campaign, count.state, count.n, count.due)
-        for campaign, of_campaign in counts.items()
-        for count in of_campaign
+        (campaign, count) for campaign, of_campaign in counts.items() for count in of_campaign
     ]
     _publish(
         CAMPAIGN_RUNNING, {(str(c.id),): float(c.state == CampaignState.RUNNING) for c in campaigns}
@@ -301,10 +298,11 @@ async def refresh(conn: Connection, config: Config, now: datetime | None = None)
         CAMPAIGN_LAST_DIAL,
         {(str(c.id),): c.last_dial_at.timestamp() for c in campaigns if c.last_dial_at is not None},
     )
-    _publish(CONTACTS, _per_state(ids, STATES, contacts, lambda r: r.n))
-    _publish(CAMPAIGN_CONTACTS_DUE, _per_campaign(ids, contacts, lambda r: r.due))
-    _publish(CALLS_IN_FLIGHT, _per_state(ids, IN_FLIGHT, attempts, lambda r: r.n))
-    _publish(STUCK_ATTEMPTS, _per_campaign(ids, attempts, lambda r: r.stuck))
+    _publish(CONTACTS, _per_state(ids, STATES, ((c, n.state, n.n) for c, n in contacts)))
+    _publish(CAMPAIGN_CONTACTS_DUE, _per_campaign(ids, ((c, n.due) for c, n in contacts)))
+    in_flight = ((a.campaign_id, a.state, a.n) for a in attempts)
+    _publish(CALLS_IN_FLIGHT, _per_state(ids, IN_FLIGHT, in_flight))
+    _publish(STUCK_ATTEMPTS, _per_campaign(ids, ((a.campaign_id, a.stuck) for a in attempts)))
     _publish(FLEET_SLOTS, {("total",): float(capacity), ("busy",): float(busy)})
     pacing = _paced(config, paced)
     _publish(CARRIER_ALLOWED_RATE, {(n,): p.allowed for n, p in pacing.items()})
@@ -335,38 +333,25 @@ def _paced(config: Config, rows: Iterable[pacing_store.CarrierPacing]) -> dict[s
     return states
 
 
-class _Counted(Protocol):
-    @property
-    def campaign_id(self) -> UUID: ...
-
-    @property
-    def state(self) -> str: ...
-
-
-R = TypeVar("R", bound=_Counted)
-
-
 def _per_state(
-    ids: Iterable[str], states: Iterable[str], rows: Iterable[R], value: Callable[[R], int]
+    ids: Iterable[str], states: Iterable[str], counted: Iterable[tuple[UUID, str, int]]
 ) -> dict[Labels, float]:
-    """Every (campaign, state) pair, zero unless a row counts it."""
+    """Every (campaign, state) pair, zero unless a (campaign, state, count) counts it."""
     values: dict[Labels, float] = {(c, s): 0.0 for c in ids for s in states}
-    for row in rows:
-        key = (str(row.campaign_id), row.state)
+    for campaign, state, count in counted:
+        key = (str(campaign), state)
         if key in values:
-            values[key] = float(value(row))
+            values[key] = float(count)
     return values
 
 
-def _per_campaign(
-    ids: Iterable[str], rows: Iterable[R], value: Callable[[R], int]
-) -> dict[Labels, float]:
-    """A value summed over the rows of each campaign, zero for a campaign without rows."""
+def _per_campaign(ids: Iterable[str], counted: Iterable[tuple[UUID, int]]) -> dict[Labels, float]:
+    """The (campaign, count) pairs summed per campaign, zero for a campaign without any."""
     values: dict[Labels, float] = {(c,): 0.0 for c in ids}
-    for row in rows:
-        key = (str(row.campaign_id),)
+    for campaign, count in counted:
+        key = (str(campaign),)
         if key in values:
-            values[key] += float(value(row))
+            values[key] += float(count)
     return values
 
 

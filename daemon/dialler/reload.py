@@ -22,14 +22,12 @@ from dataclasses import fields, is_dataclass
 from .config import Config, load_config
 from .errors import ConfigError
 
-__all__ = ["RESTART_ONLY", "RESTART_ONLY_KEYS", "describe_changes", "reload_config"]
+__all__ = ["RESTART_ONLY", "describe_changes", "reload_config"]
 
-#: Top-level sections whose changes need a restart: the database pool, the AMI connections
-#: and the listeners' sockets are set up once, at start.
-RESTART_ONLY = frozenset({"database", "asterisk", "listeners"})
-#: Keys of live sections that need a restart all the same: the results journal's directory is
-#: opened and locked at start.
-RESTART_ONLY_KEYS = frozenset({"scheduler.state_dir"})
+#: Settings (a section or one key, and everything under it) whose changes need a restart: the
+#: database pool, the AMI connections and the listeners' sockets are set up once, at start, and
+#: the results journal's directory is opened and locked then.
+RESTART_ONLY = frozenset({"database", "asterisk", "listeners", "scheduler.state_dir"})
 
 # Entries of a list are matched by these fields, so a reordered list is not a change of each.
 _KEY_FIELDS = ("name", "number")
@@ -76,20 +74,28 @@ def describe_changes(old: Config, new: Config) -> tuple[list[str], list[str]]:
             section.name,
             secret=not section.repr,
         )
-        for change in found:
-            key = change.split(":", 1)[0]
-            needs_restart = section.name in RESTART_ONLY or key in RESTART_ONLY_KEYS
-            (restart if needs_restart else live).append(change)
+        for path, change in found:
+            (restart if _needs_restart(path) else live).append(change)
     return live, restart
 
 
-def _diff(old: object, new: object, path: str, *, secret: bool = False) -> list[str]:
+def _needs_restart(path: str) -> bool:
+    """Is the setting at `path` (``asterisk[pbx1].ami.host``) one of `RESTART_ONLY` or under
+    one?"""
+    return any(path == key or path.startswith((f"{key}.", f"{key}[")) for key in RESTART_ONLY)
+
+
+#: One change: the path of the setting that changed, and the line that says how.
+Change = tuple[str, str]
+
+
+def _diff(old: object, new: object, path: str, *, secret: bool = False) -> list[Change]:
     if old == new:
         return []
     if secret:  # a field kept out of the repr holds a secret: say that it changed, no more
-        return [f"{path}: changed"]
+        return [(path, f"{path}: changed")]
     if is_dataclass(old) and not isinstance(old, type) and type(old) is type(new):
-        changes: list[str] = []
+        changes: list[Change] = []
         for item in fields(old):
             changes += _diff(
                 getattr(old, item.name),
@@ -100,7 +106,7 @@ def _diff(old: object, new: object, path: str, *, secret: bool = False) -> list[
         return changes
     if isinstance(old, tuple) and isinstance(new, tuple) and _keyed(old) and _keyed(new):
         return _diff_entries(old, new, path)
-    return [f"{path}: {_show(old)} → {_show(new)}"]
+    return [(path, f"{path}: {_show(old)} → {_show(new)}")]
 
 
 def _keyed(items: Sequence[object]) -> bool:
@@ -115,18 +121,19 @@ def _key(item: object) -> str | None:
     return None
 
 
-def _diff_entries(old: Sequence[object], new: Sequence[object], path: str) -> list[str]:
+def _diff_entries(old: Sequence[object], new: Sequence[object], path: str) -> list[Change]:
     before = {_key(item): item for item in old}
     after = {_key(item): item for item in new}
-    changes: list[str] = []
+    changes: list[Change] = []
     for key, item in before.items():
+        entry = f"{path}[{key}]"
         if key in after:
-            changes += _diff(item, after[key], f"{path}[{key}]")
+            changes += _diff(item, after[key], entry)
         else:
-            changes.append(f"{path}[{key}]: removed")
-    changes += [f"{path}[{key}]: added" for key in after if key not in before]
+            changes.append((entry, f"{entry}: removed"))
+    changes += [(f"{path}[{k}]", f"{path}[{k}]: added") for k in after if k not in before]
     if not changes:  # same entries, another order
-        changes.append(f"{path}: order changed")
+        changes.append((path, f"{path}: order changed"))
     return changes
 
 

@@ -11,7 +11,6 @@ from .conn import Connection
 from .queries import load
 
 __all__ = [
-    "ContactStates",
     "OpenAttempts",
     "WatchedCampaign",
     "fleet_busy",
@@ -33,16 +32,6 @@ class WatchedCampaign:
     window_days: list[str]
     timezone: str
     last_dial_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class ContactStates:
-    """Contacts of one campaign in one state; `due`: waiting ones whose time has come."""
-
-    campaign_id: uuid.UUID
-    state: str
-    n: int
-    due: int
 
 
 @dataclass(frozen=True, slots=True)
